@@ -1,0 +1,49 @@
+# zeke: `make run` (set-up plus the demo pipeline) and `make test` are all a new machine needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
+NODE_STAMP := tests/node/node_modules/.installed
+
+.PHONY: install node test lint run worker beat api bench chaos clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+node: $(NODE_STAMP)
+
+$(NODE_STAMP): tests/node/package.json
+	cd tests/node && npm install --no-audit --no-fund --silent
+	touch $@
+
+lint: install
+	$(PY) -m ruff check .
+
+test: install node lint
+	$(PY) -m pytest -q tests
+
+run: install
+	$(PY) -m zeke.cli run
+
+worker: install
+	$(VENV)/bin/celery -A zeke worker -l info
+
+beat: install
+	$(VENV)/bin/celery -A zeke beat -l info
+
+api: install
+	$(PY) -m zeke.cli api
+
+bench: install node
+	$(PY) -m bench
+
+chaos: install
+	$(PY) -m pytest -q -m slow tests
+
+clean:
+	rm -rf $(VENV) tests/node/node_modules .zeke

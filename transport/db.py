@@ -1,0 +1,123 @@
+"""psycopg2 connections for the pg-boss core: a fork-safe pool and transactions that can join a caller's.
+
+Celery's prefork pool forks after the parent may have connected, and closing an inherited libpq
+connection in a child sends Terminate on the parent's socket. So a pool remembers the pid that built
+it, and a process that is not that pid silently drops the inherited pool instead of closing it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+import psycopg2.pool
+
+Connection = psycopg2.extensions.connection
+
+#: Errors after which a connection is not worth keeping and the operation may be retried elsewhere.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+def dsn_from_url(url: str) -> str:
+    """Accept ``pgboss://``, ``postgres://`` and ``postgresql://`` URLs (and SQLAlchemy's ``+driver``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url  # a libpq keyword/value DSN
+    if scheme.split("+")[0] not in {"pgboss", "postgres", "postgresql"}:
+        raise ValueError(f"not a PostgreSQL URL: {scheme}://…")
+    return "postgresql://" + rest
+
+
+def raw_connection(conn: Any) -> Connection:
+    """The psycopg2 connection behind a psycopg2 connection, SQLAlchemy Connection or Session."""
+    if isinstance(conn, Connection):
+        return conn
+    if hasattr(conn, "connection") and hasattr(conn, "execute"):  # SQLAlchemy Connection or Session
+        sa_conn = conn.connection() if callable(conn.connection) else conn.connection
+        dbapi = getattr(sa_conn, "dbapi_connection", None) or getattr(sa_conn, "driver_connection", None)
+        if isinstance(dbapi, Connection):
+            return dbapi
+    raise TypeError(f"cannot run pg-boss statements on {type(conn).__name__}; pass a psycopg2 connection")
+
+
+class Database:
+    """A small thread-safe pool of psycopg2 connections to one database."""
+
+    def __init__(self, url: str, *, max_connections: int = 8, application_name: str = "zeke") -> None:
+        self.dsn = dsn_from_url(url)
+        self.max_connections = max_connections
+        self.application_name = application_name
+        self._lock = threading.Lock()
+        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        self._pid = os.getpid()
+
+    def connect(self, *, autocommit: bool = False) -> Connection:
+        """A new connection outside the pool (LISTEN sockets, long-lived consumers)."""
+        conn = psycopg2.connect(
+            self.dsn,
+            application_name=self.application_name,
+            keepalives=1,
+            keepalives_idle=30,
+            keepalives_interval=10,
+            keepalives_count=3,
+        )
+        conn.autocommit = autocommit
+        return conn
+
+    def _get_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
+        with self._lock:
+            if self._pid != os.getpid():
+                # Inherited across fork: forget the parent's sockets without closing them.
+                self._pool, self._pid = None, os.getpid()
+            if self._pool is None:
+                self._pool = psycopg2.pool.ThreadedConnectionPool(
+                    0, self.max_connections, self.dsn, application_name=self.application_name
+                )
+            return self._pool
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection]:
+        pool = self._get_pool()
+        conn = pool.getconn()
+        broken = False
+        try:
+            yield conn
+        except CONNECTION_ERRORS:
+            broken = True
+            raise
+        finally:
+            if conn.closed:
+                broken = True
+            elif not broken and conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+                conn.rollback()
+            if pool is self._pool:
+                pool.putconn(conn, close=broken)
+
+    @contextlib.contextmanager
+    def cursor(self, conn: Any = None) -> Iterator[psycopg2.extras.RealDictCursor]:
+        """A dict cursor in a transaction: the caller's (never committed here) or our own (committed)."""
+        if conn is not None:
+            with raw_connection(conn).cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                yield cur
+            return
+        with self.connection() as own:
+            try:
+                with own.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                    yield cur
+                own.commit()
+            except BaseException:
+                if not own.closed:
+                    own.rollback()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.closeall()
+            self._pool = None

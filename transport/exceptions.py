@@ -1,0 +1,38 @@
+"""Errors raised by the pg-boss core. Every message defaults to the class docstring."""
+
+from __future__ import annotations
+
+
+class PgBossError(Exception):
+    """A pg-boss operation failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class UnsupportedSchemaVersion(PgBossError):
+    """The pgboss schema in this database has a version zeke cannot serve."""
+
+
+class InvalidQueueName(PgBossError, ValueError):
+    """Queue names must match ^[\\w.\\-/]+$ and must not start with __pgboss__."""
+
+
+class QueueNotFound(PgBossError, LookupError):
+    """The queue does not exist; create it first."""
+
+
+class JobNotFound(PgBossError, LookupError):
+    """No job has that id."""
+
+
+class InvalidJobId(PgBossError, ValueError):
+    """A job id must be a UUID."""
+
+
+class InvalidPayload(PgBossError, ValueError):
+    """A job's data must be a JSON-serialisable object."""
+
+
+class InvalidOption(PgBossError, ValueError):
+    """A job or queue option is out of range."""

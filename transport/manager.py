@@ -1,0 +1,536 @@
+"""The pg-boss job state machine: the one owner of every transition of a ``pgboss.job`` row.
+
+The Kombu channel, the result backend, beat, the client, the API and the CLI all call this class;
+none of them holds SQL of its own. Semantics follow Node pg-boss 12 (see
+shared/reference/pgboss-v12-schema.md §3): fetch with SKIP LOCKED, complete fenced on the attempt,
+fail by delete-and-reinsert with pg-boss's backoff and dead-letter copy, and so on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from transport import names, outputs, schema, sql
+from transport.db import Database
+from transport.exceptions import InvalidOption, InvalidPayload, QueueNotFound
+
+#: The seed's queue defaults (Zeke's boss.ts): retryLimit 3, retryDelay 1 s with backoff,
+#: expire after 1 h active, delete 7 days after finishing. Node's own defaults differ (2/0/false/900).
+SEED_QUEUE_DEFAULTS: dict[str, Any] = {
+    "policy": "standard",
+    "retry_limit": 3,
+    "retry_delay": 1,
+    "retry_backoff": True,
+    "expire_in_seconds": 3600,
+    "delete_after_seconds": 7 * 24 * 3600,
+    "notify": True,
+}
+
+POLICIES = frozenset({"standard", "short", "singleton", "stately", "exclusive", "key_strict_fifo"})
+
+#: Python option name -> Node pg-boss createQueue option name.
+QUEUE_OPTION_KEYS: dict[str, str] = {
+    "policy": "policy",
+    "retry_limit": "retryLimit",
+    "retry_delay": "retryDelay",
+    "retry_backoff": "retryBackoff",
+    "retry_delay_max": "retryDelayMax",
+    "expire_in_seconds": "expireInSeconds",
+    "retention_seconds": "retentionSeconds",
+    "delete_after_seconds": "deleteAfterSeconds",
+    "warning_queue_size": "warningQueueSize",
+    "dead_letter": "deadLetter",
+    "partition": "partition",
+    "heartbeat_seconds": "heartbeatSeconds",
+    "notify": "notify",
+}
+
+#: Python send option name -> column of the send_jobs recordset.
+SEND_OPTION_KEYS = frozenset(
+    {
+        "id",
+        "priority",
+        "start_after",
+        "singleton_key",
+        "singleton_seconds",
+        "singleton_offset",
+        "singleton_slot",
+        "expire_in_seconds",
+        "delete_after_seconds",
+        "retention_seconds",
+        "keep_until",
+        "retry_limit",
+        "retry_delay",
+        "retry_backoff",
+        "retry_delay_max",
+        "dead_letter",
+        "heartbeat_seconds",
+    }
+)
+
+#: Columns a failure rewrites itself; every other column is copied from the deleted row. Node's
+#: re-insert leaves upsert_by_key out too, so a retried job never keeps its upsert slot.
+_FAIL_REWRITTEN = frozenset({"state", "start_after", "completed_on", "output", "heartbeat_on", "upsert_by_key"})
+
+EXPIRY_BATCH = 1000
+DELETION_BATCH = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedJob:
+    """A job this process now holds in state ``active``."""
+
+    id: str
+    name: str
+    data: Any
+    priority: int
+    retry_count: int
+    retry_limit: int
+    expire_seconds: int
+    heartbeat_seconds: int | None
+    created_on: dt.datetime
+    start_after: dt.datetime
+    keep_until: dt.datetime
+    singleton_key: str | None
+
+
+class JobManager:
+    """pg-boss jobs and queues in one schema of one database."""
+
+    def __init__(self, db: Database, schema_name: str = "pgboss", *, install: bool = True) -> None:
+        self.db = db
+        self.schema = names.validate_schema_name(schema_name)
+        self.install = install
+        self.channel = names.notify_channel(self.schema)
+        #: zeke's own channel: "<job id> <state>" on every transition made here (SSE, result waiters).
+        self.state_channel = names.state_channel(self.schema)
+        #: Whether fetch also announces "active" (SSE wants it; a pure throughput run may not).
+        self.notify_states = True
+        self._lock = threading.Lock()
+        self._info: schema.SchemaInfo | None = None
+        self._queries: dict[str, str] | None = None
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    @property
+    def info(self) -> schema.SchemaInfo:
+        if self._info is None:
+            self._load()
+        assert self._info is not None
+        return self._info
+
+    @property
+    def queries(self) -> dict[str, str]:
+        if self._queries is None:
+            self._load()
+        assert self._queries is not None
+        return self._queries
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._queries is not None:
+                return
+            with self.db.connection() as conn:
+                info = (
+                    schema.ensure(conn, self.schema) if self.install else schema.require(conn, self.schema)
+                )
+                conn.commit()
+            copy = [c for c in info.job_columns if c not in _FAIL_REWRITTEN]
+            quoted = '"' + self.schema + '"'
+            values = {
+                "schema": quoted,
+                "now": "{schema}.job_now()" if "job_now" in info.features else "now()",
+                "copy_columns": ", ".join(copy),
+            }
+            self._queries = sql.resolve(info.features, values)
+            self._info = info
+
+    def _params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {"state_channel": self.state_channel, "notify_states": self.notify_states, **params}
+
+    def _run(self, name: str, params: Mapping[str, Any], *, conn: Any = None) -> list[dict[str, Any]]:
+        with self.db.cursor(conn) as cur:
+            cur.execute(self.queries[name], self._params(params))
+            return list(cur.fetchall()) if cur.description else []
+
+    def _locked(self, key: str, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run a statement inside pg-boss's advisory lock for ``key``, in one transaction."""
+        with self.db.cursor() as cur:
+            cur.execute(self.queries["advisory_lock"], {"schema": self.schema, "key": key})
+            cur.execute(self.queries[name], params)
+            return list(cur.fetchall()) if cur.description else []
+
+    def now(self) -> dt.datetime:
+        return self._run("database_now", {})[0]["now"]
+
+    # -- queues ---------------------------------------------------------------------------------
+
+    def create_queue(self, name: str, *, conn: Any = None, **options: Any) -> None:
+        """Create a queue if it does not exist (pg-boss's create_queue under its create-queue lock)."""
+        names.validate_queue_name(name, allow_reserved=name == names.SEND_IT_QUEUE)
+        merged = {**SEED_QUEUE_DEFAULTS, **options}
+        node_options = _queue_options(merged)
+        if node_options.get("deadLetter"):
+            names.validate_queue_name(node_options["deadLetter"])
+        with self.db.cursor(conn) as cur:
+            cur.execute(self.queries["advisory_lock"], {"schema": self.schema, "key": "create-queue"})
+            cur.execute(self.queries["create_queue"], {"name": name, "options": outputs.to_json(node_options)})
+
+    def get_queue(self, name: str) -> dict[str, Any] | None:
+        rows = self._run("get_queue", {"name": name})
+        return rows[0] if rows else None
+
+    def list_queues(self) -> list[dict[str, Any]]:
+        return self._run("list_queues", {})
+
+    def delete_queue(self, name: str) -> None:
+        names.validate_queue_name(name)
+        with self.db.cursor() as cur:
+            cur.execute(self.queries["advisory_lock"], {"schema": self.schema, "key": "delete-queue"})
+            cur.execute(self.queries["delete_queue"], {"name": name})
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def send(self, name: str, data: Any = None, *, conn: Any = None, **options: Any) -> str | None:
+        """Insert one job. Returns its id, or None when a policy/singleton/throttle rule deduplicated it."""
+        ids = self.send_many(name, [{"data": data, **options}], conn=conn)
+        return ids[0] if ids else None
+
+    def send_many(self, name: str, jobs: Sequence[Mapping[str, Any]], *, conn: Any = None) -> list[str]:
+        """Insert many jobs of one queue in one statement; each item is ``{"data": ..., **options}``."""
+        names.validate_queue_name(name, allow_reserved=name == names.SEND_IT_QUEUE)
+        rows = [_send_row(job) for job in jobs]
+        if not rows:
+            return []
+        result = self._run(
+            "send_jobs",
+            {"jobs": outputs.to_json(rows), "name": name, "channel": self.channel},
+            conn=conn,
+        )
+        if len(result) < len(rows) and self.get_queue(name) is None:
+            raise QueueNotFound(f"queue {name!r} does not exist; create it first")
+        return [str(r["id"]) for r in result]
+
+    # -- working --------------------------------------------------------------------------------
+
+    def fetch(
+        self,
+        queue_names: Sequence[str],
+        batch_size: int = 1,
+        *,
+        concurrency_limits: Mapping[str, int] | None = None,
+        conn: Any = None,
+        synchronous_commit: bool = True,
+    ) -> list[FetchedJob]:
+        """Claim up to ``batch_size`` runnable jobs across queues: state active, started_on/heartbeat_on now.
+
+        ``concurrency_limits`` caps how many jobs of a queue may be active at once across every
+        worker; fetchers of such queues serialise on an advisory lock so the count cannot race.
+        ``synchronous_commit=False`` lets a consumer skip the WAL flush wait: losing this claim in a
+        crash only means the job is fetched again.
+        """
+        if batch_size <= 0 or not queue_names:
+            return []
+        limits = {k: int(v) for k, v in (concurrency_limits or {}).items() if k in queue_names}
+        params = {"names": list(queue_names), "batch_size": batch_size, "limits": outputs.to_json(limits)}
+        with self.db.cursor(conn) as cur:
+            if not synchronous_commit:
+                cur.execute("SET LOCAL synchronous_commit TO off")
+            if limits:
+                cur.execute(
+                    self.queries["lock_concurrency_slots"],
+                    {"lock_prefix": f"{self.schema}.concurrency.", "names": sorted(limits)},
+                )
+            cur.execute(self.queries["fetch_jobs"], self._params(params))
+            rows = cur.fetchall()
+        return [
+            FetchedJob(
+                id=str(r["id"]),
+                name=r["name"],
+                data=r["data"],
+                priority=r["priority"],
+                retry_count=r["retry_count"],
+                retry_limit=r["retry_limit"],
+                expire_seconds=r["expire_seconds"],
+                heartbeat_seconds=r["heartbeat_seconds"],
+                created_on=r["created_on"],
+                start_after=r["start_after"],
+                keep_until=r["keep_until"],
+                singleton_key=r["singleton_key"],
+            )
+            for r in rows
+        ]
+
+    def next_start_after(self, queue_names: Sequence[str]) -> dt.datetime | None:
+        rows = self._run("next_start_after", {"names": list(queue_names)})
+        return rows[0]["at"] if rows else None
+
+    def complete(
+        self,
+        name: str,
+        results: Iterable[tuple[str, Any, int | None]],
+        *,
+        conn: Any = None,
+        synchronous_commit: bool = True,
+    ) -> list[str]:
+        """Complete active jobs: ``(id, return value, retry_count fence or None)`` each.
+
+        The value is stored in Node's shape. A job no longer active in that attempt (expired by a
+        supervisor, cancelled, already settled) is left alone and missing from the returned ids.
+        """
+        items = [
+            {"id": names.parse_job_id(i), "output": outputs.completion_output(v), "retry_count": rc}
+            for i, v, rc in results
+        ]
+        if not items:
+            return []
+        with self.db.cursor(conn) as cur:
+            if not synchronous_commit:
+                cur.execute("SET LOCAL synchronous_commit TO off")
+            cur.execute(self.queries["complete_jobs"], self._params({"name": name, "jobs": outputs.to_json(items)}))
+            return [str(r["id"]) for r in cur.fetchall()]
+
+    def fail(
+        self,
+        name: str,
+        ids: Sequence[str],
+        output: Any,
+        *,
+        attempts: Mapping[str, int] | None = None,
+        conn: Any = None,
+    ) -> list[dict[str, Any]]:
+        """Fail jobs: retry with pg-boss's backoff while retries remain, else ``failed`` + dead letter.
+
+        ``output`` is stored as given (use :func:`transport.outputs.error_output` for exceptions).
+        ``attempts`` fences each id on the retry_count it was fetched with. Returns ``{id, state,
+        start_after, retry_count}`` of every job that moved.
+        """
+        fence = [{"id": names.parse_job_id(k), "retry_count": v} for k, v in (attempts or {}).items()]
+        params = {
+            "name": name,
+            "ids": [names.parse_job_id(i) for i in ids],
+            "attempts": outputs.to_json(fence),
+            "output": outputs.to_json(output),
+        }
+        rows = self._run("fail_jobs", params, conn=conn)
+        return [{**r, "id": str(r["id"]), "state": str(r["state"])} for r in rows]
+
+    def retry_in_place(
+        self, name: str, job_id: str, *, start_after: dt.datetime, data: Any, output: Any = None
+    ) -> bool:
+        """Move an active job back to ``retry`` at ``start_after`` with new ``data`` (Celery's retry())."""
+        rows = self._run(
+            "retry_in_place",
+            {
+                "name": name,
+                "id": names.parse_job_id(job_id),
+                "start_after": start_after,
+                "data": outputs.to_json(data),
+                "output": outputs.to_json(output),
+            },
+        )
+        return bool(rows)
+
+    def touch(self, name: str, ids: Sequence[str]) -> list[str]:
+        """Heartbeat: refresh ``heartbeat_on``; returns the ids still active."""
+        rows = self._run("touch_jobs", {"name": name, "ids": list(ids)})
+        return [str(r["id"]) for r in rows]
+
+    # -- operator actions -----------------------------------------------------------------------
+
+    def cancel(self, name: str, ids: Sequence[str], *, conn: Any = None) -> list[str]:
+        return self._ids("cancel_jobs", name, ids, conn=conn)
+
+    def resume(self, name: str, ids: Sequence[str]) -> list[str]:
+        return self._ids("resume_jobs", name, ids)
+
+    def retry(self, name: str, ids: Sequence[str]) -> list[str]:
+        """Give failed jobs another attempt (pg-boss ``retry()``)."""
+        return self._ids("retry_jobs", name, ids)
+
+    def restore(self, name: str, ids: Sequence[str], *, retry_count: int | None = None) -> list[str]:
+        """Return active jobs to ``created`` untouched, as if never fetched (warm shutdown)."""
+        rows = self._run(
+            "restore_jobs",
+            {"name": name, "ids": [names.parse_job_id(i) for i in ids], "retry_count": retry_count},
+        )
+        return [str(r["id"]) for r in rows]
+
+    def delete(self, name: str, ids: Sequence[str]) -> list[str]:
+        return self._ids("delete_jobs", name, ids)
+
+    def _ids(self, statement: str, name: str, ids: Sequence[str], *, conn: Any = None) -> list[str]:
+        params = {"name": name, "ids": [names.parse_job_id(i) for i in ids]}
+        return [str(r["id"]) for r in self._run(statement, params, conn=conn)]
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def get_job(self, job_id: str, *, conn: Any = None) -> dict[str, Any] | None:
+        rows = self._run("get_job", {"id": names.parse_job_id(job_id)}, conn=conn)
+        return _job_row(rows[0]) if rows else None
+
+    def get_jobs(self, job_ids: Sequence[str]) -> list[dict[str, Any]]:
+        if not job_ids:
+            return []
+        rows = self._run("get_jobs", {"ids": [names.parse_job_id(i) for i in job_ids]})
+        return [_job_row(r) for r in rows]
+
+    def queue_size(self, name: str) -> int:
+        return int(self._run("count_ready_jobs", {"name": name})[0]["n"])
+
+    def purge(self, name: str) -> int:
+        """Delete a queue's jobs that have not started; returns how many."""
+        with self.db.cursor() as cur:
+            cur.execute(self.queries["purge_queued_jobs"], {"name": name})
+            return cur.rowcount
+
+    def counts(self, name: str | None = None) -> list[dict[str, Any]]:
+        return self._run("count_jobs_by_state", {"name": name})
+
+    def list_jobs(self, *, state: str | None = None, name: str | None = None, limit: int = 20) -> list[dict]:
+        rows = self._run("list_jobs", {"state": state, "name": name, "limit": limit})
+        return [_job_row(r) for r in rows]
+
+    # -- supervision (pg-boss's monitor and maintenance passes) ----------------------------------
+
+    def claim_for_monitor(self, queue_names: Sequence[str], interval_seconds: float) -> list[str]:
+        rows = self._run("claim_queues_for_monitor", {"names": list(queue_names), "seconds": interval_seconds})
+        return [r["name"] for r in rows]
+
+    def claim_for_deletion(self, queue_names: Sequence[str], interval_seconds: float) -> list[str]:
+        rows = self._run("claim_queues_for_deletion", {"names": list(queue_names), "seconds": interval_seconds})
+        return [r["name"] for r in rows]
+
+    def expire(self, queue_names: Sequence[str]) -> int:
+        """Fail active jobs past expire_seconds ("job timed out"), batch by batch, under Node's lock."""
+        return self._sweep("failJobsByTimeout", "expire_jobs", queue_names, outputs.TIMED_OUT, EXPIRY_BATCH)
+
+    def fail_lost_heartbeats(self, queue_names: Sequence[str]) -> int:
+        return self._sweep(
+            "failJobsByHeartbeat", "fail_lost_heartbeats", queue_names, outputs.HEARTBEAT_LOST, EXPIRY_BATCH
+        )
+
+    def delete_finished(self, queue_names: Sequence[str]) -> int:
+        return self._sweep("deletion", "delete_finished_jobs", queue_names, None, DELETION_BATCH)
+
+    def _sweep(self, lock: str, statement: str, queue_names: Sequence[str], output: Any, batch: int) -> int:
+        total = 0
+        for table, queues in self._queues_by_table(queue_names).items():
+            while True:
+                with self.db.cursor() as cur:
+                    cur.execute(self.queries["advisory_lock"], {"schema": self.schema, "key": table + lock})
+                    cur.execute(
+                        self.queries[statement],
+                        self._params({"names": queues, "limit": batch, "output": outputs.to_json(output)}),
+                    )
+                    moved = cur.rowcount if cur.description is None else len(cur.fetchall())
+                total += moved
+                if moved < batch:
+                    break
+        return total
+
+    def _queues_by_table(self, queue_names: Sequence[str]) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for row in self._run("get_queues", {"names": list(queue_names)}):
+            grouped.setdefault(row["table_name"], []).append(row["name"])
+        return grouped
+
+
+def _queue_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(options) - set(QUEUE_OPTION_KEYS)
+    if unknown:
+        raise InvalidOption(f"unknown queue option(s): {', '.join(sorted(unknown))}")
+    policy = options.get("policy", "standard")
+    if policy not in POLICIES:
+        raise InvalidOption(f"unknown queue policy {policy!r}; one of {', '.join(sorted(POLICIES))}")
+    _check_job_options(options)
+    return {QUEUE_OPTION_KEYS[k]: v for k, v in options.items() if v is not None}
+
+
+def _check_job_options(options: Mapping[str, Any]) -> None:
+    for key in ("retry_limit", "retry_delay", "retry_delay_max", "retention_seconds", "delete_after_seconds"):
+        value = options.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise InvalidOption(f"{key} must be a whole number >= 0, not {value!r}")
+    expire = options.get("expire_in_seconds")
+    if expire is not None and (not isinstance(expire, int | float) or not 1 <= expire <= 86400):
+        raise InvalidOption(f"expire_in_seconds must be between 1 and 86400, not {expire!r}")
+    heartbeat = options.get("heartbeat_seconds")
+    if heartbeat is not None and (not isinstance(heartbeat, int) or heartbeat < 10):
+        raise InvalidOption(f"heartbeat_seconds must be a whole number >= 10, not {heartbeat!r}")
+    if options.get("retry_delay_max") is not None and options.get("retry_backoff") is False:
+        raise InvalidOption("retry_delay_max only applies with retry_backoff")
+
+
+def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
+    options = {k: v for k, v in job.items() if k != "data"}
+    unknown = set(options) - SEND_OPTION_KEYS
+    if unknown:
+        raise InvalidOption(f"unknown send option(s): {', '.join(sorted(unknown))}")
+    _check_job_options(options)
+    data = job.get("data")
+    try:
+        outputs.to_json(data)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"job data must be JSON: {exc}") from None
+    priority = options.get("priority")
+    if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
+        raise InvalidOption(f"priority must be an integer, not {priority!r}")
+    row: dict[str, Any] = {
+        "id": names.parse_job_id(options["id"]) if options.get("id") else None,
+        "priority": priority,
+        "data": data,
+        "singleton_key": options.get("singleton_key"),
+        "singleton_seconds": options.get("singleton_seconds"),
+        "singleton_offset": options.get("singleton_offset"),
+        "singleton_slot": _iso(options.get("singleton_slot")),
+        "expire_seconds": options.get("expire_in_seconds"),
+        "deletion_seconds": options.get("delete_after_seconds"),
+        "retention_seconds": options.get("retention_seconds"),
+        "keep_until": _iso(options.get("keep_until")),
+        "retry_limit": options.get("retry_limit"),
+        "retry_delay": options.get("retry_delay"),
+        "retry_backoff": options.get("retry_backoff"),
+        "retry_delay_max": options.get("retry_delay_max"),
+        "dead_letter": options.get("dead_letter"),
+        "heartbeat_seconds": options.get("heartbeat_seconds"),
+    }
+    start_after = options.get("start_after")
+    if isinstance(start_after, dt.datetime | str):
+        row["start_after_at"] = _iso(start_after)
+    elif isinstance(start_after, int | float) and not isinstance(start_after, bool):
+        row["start_after_seconds"] = float(start_after)
+    elif start_after is not None:
+        raise InvalidOption(f"start_after must be a datetime, ISO string or seconds, not {start_after!r}")
+    return row
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)  # zone-less means UTC, as pg-boss pins it
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidOption(f"not an ISO 8601 date-time: {value!r}") from None
+        return _iso(parsed)
+    raise InvalidOption(f"expected a datetime, not {value!r}")
+
+
+def _job_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A job row with plain Python types (uuid as str, state as str)."""
+    out = dict(row)
+    for key in ("id", "source_id", "source_root_id"):
+        if out.get(key) is not None:
+            out[key] = str(out[key])
+    if out.get("state") is not None:
+        out["state"] = str(out["state"])
+    return out

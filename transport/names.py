@@ -1,0 +1,47 @@
+"""Names pg-boss derives from a schema or queue name: validation, NOTIFY channel, lock keys."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+
+from transport.exceptions import InvalidJobId, InvalidQueueName
+
+#: pg-boss 12.38's rule for queue names.
+QUEUE_NAME = re.compile(r"^[\w.\-/]+$")
+#: Schema names: word characters, not starting with a digit, at most 50 characters (pg-boss's rule).
+SCHEMA_NAME = re.compile(r"^[A-Za-z_]\w{0,49}$")
+RESERVED_PREFIX = "__pgboss__"
+SEND_IT_QUEUE = "__pgboss__send-it"
+
+
+def validate_queue_name(name: object, *, allow_reserved: bool = False) -> str:
+    if not isinstance(name, str) or not name or len(name) > 255 or not QUEUE_NAME.match(name):
+        raise InvalidQueueName(f"invalid queue name {name!r}: must match ^[\\w.\\-/]+$")
+    if name.startswith(RESERVED_PREFIX) and not allow_reserved:
+        raise InvalidQueueName(f"queue name {name!r} is reserved for pg-boss")
+    return name
+
+
+def validate_schema_name(schema: str) -> str:
+    if not SCHEMA_NAME.match(schema):
+        raise InvalidQueueName(f"invalid pg-boss schema name {schema!r}")
+    return schema
+
+
+def notify_channel(schema: str) -> str:
+    """The channel pg-boss 12.21+ NOTIFYs with a queue name when a runnable job is inserted."""
+    return "pgboss_" + hashlib.sha224(schema.encode()).hexdigest()[:24]
+
+
+def state_channel(schema: str) -> str:
+    """zeke's channel for job state changes made through transport.manager ("<job id> <state>")."""
+    return "zeke_state_" + hashlib.sha224(schema.encode()).hexdigest()[:24]
+
+
+def parse_job_id(job_id: object) -> str:
+    try:
+        return str(uuid.UUID(str(job_id)))
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidJobId(f"invalid job id {job_id!r}: expected a UUID") from None

@@ -1,0 +1,327 @@
+-- pg-boss job statements. Every state change of a pg-boss job row lives here and nowhere else;
+-- transport.manager.JobManager is the only caller.
+
+-- name: send_jobs
+-- Insert a batch of jobs into one queue with the queue's defaults (pg-boss insertJobs); NOTIFY when one is runnable.
+WITH input AS (
+  SELECT x.*,
+    CASE WHEN x.start_after_at IS NOT NULL THEN x.start_after_at
+         ELSE {now} + COALESCE(x.start_after_seconds, 0) * interval '1s' END AS start_after
+  FROM json_to_recordset(%(jobs)s::text::json) AS x (
+    id uuid, priority int, data jsonb, start_after_at timestamptz, start_after_seconds float8,
+    singleton_key text, singleton_seconds int, singleton_offset int, singleton_slot timestamp,
+    expire_seconds int, deletion_seconds int, retention_seconds int, keep_until timestamptz,
+    retry_limit int, retry_delay int, retry_backoff bool, retry_delay_max int,
+    dead_letter text, heartbeat_seconds int
+  )
+),
+inserted AS (
+  INSERT INTO {schema}.job (
+    id, name, data, priority, start_after, created_on, singleton_key, singleton_on,
+    expire_seconds, deletion_seconds, keep_until, retry_limit, retry_delay, retry_backoff,
+    retry_delay_max, policy, dead_letter/*if:heartbeat*/, heartbeat_seconds/*end*/
+  )
+  SELECT
+    COALESCE(i.id, gen_random_uuid()),
+    q.name,
+    i.data,
+    COALESCE(i.priority, 0),
+    i.start_after,
+    {now},
+    i.singleton_key,
+    CASE
+      WHEN i.singleton_slot IS NOT NULL THEN i.singleton_slot
+      WHEN i.singleton_seconds IS NOT NULL THEN 'epoch'::timestamp + '1s'::interval * (
+        i.singleton_seconds::float8 * floor((date_part('epoch', {now}) + COALESCE(i.singleton_offset, 0)::float8)
+          / i.singleton_seconds::float8))
+    END,
+    COALESCE(i.expire_seconds, q.expire_seconds),
+    COALESCE(i.deletion_seconds, q.deletion_seconds),
+    COALESCE(i.keep_until, i.start_after + COALESCE(i.retention_seconds, q.retention_seconds) * interval '1s'),
+    COALESCE(i.retry_limit, q.retry_limit),
+    COALESCE(i.retry_delay, q.retry_delay),
+    COALESCE(i.retry_backoff, q.retry_backoff),
+    COALESCE(i.retry_delay_max, q.retry_delay_max),
+    q.policy,
+    COALESCE(i.dead_letter, q.dead_letter)/*if:heartbeat*/,
+    COALESCE(i.heartbeat_seconds, q.heartbeat_seconds)/*end*/
+  FROM input i
+  JOIN {schema}.queue q ON q.name = %(name)s
+  ON CONFLICT DO NOTHING
+  RETURNING id, start_after
+),
+notified AS (
+  SELECT pg_notify(%(channel)s, %(name)s) FROM inserted WHERE start_after <= {now} LIMIT 1
+)
+SELECT id FROM inserted WHERE (SELECT count(*) FROM notified) >= 0
+
+-- name: lock_concurrency_slots
+-- Serialise fetchers of queues with a global concurrency limit, so counting active jobs cannot race.
+SELECT pg_advisory_xact_lock(hashtextextended(%(lock_prefix)s || n, 0)) FROM unnest(%(names)s::text[]) AS n
+
+-- name: fetch_jobs
+-- Lock the next runnable jobs of some queues (priority, then age) and mark them active, as pg-boss fetch does.
+WITH queues AS (
+  SELECT n.name, lim.cap
+  FROM unnest(%(names)s::text[]) AS n(name)
+  LEFT JOIN LATERAL (
+    SELECT GREATEST(0, (%(limits)s::jsonb ->> n.name)::int - (
+      SELECT count(*) FROM {schema}.job a WHERE a.name = n.name AND a.state = 'active'))::int AS cap
+    WHERE %(limits)s::jsonb ? n.name
+  ) lim ON true
+),
+candidates AS (
+  SELECT c.name, c.id, c.priority, c.created_on
+  FROM queues q
+  CROSS JOIN LATERAL (
+    SELECT j.name, j.id, j.priority, j.created_on
+    FROM {schema}.job j
+    WHERE j.name = q.name
+      AND j.state < 'active'
+      /*if:blocked*/AND NOT j.blocked/*end*/
+      AND j.start_after <= {now}
+    ORDER BY j.priority DESC, j.created_on
+    LIMIT LEAST(%(batch_size)s, COALESCE(q.cap, %(batch_size)s))
+    FOR UPDATE OF j SKIP LOCKED
+  ) c
+),
+next AS (
+  SELECT name, id FROM candidates ORDER BY priority DESC, created_on LIMIT %(batch_size)s
+),
+updated AS (
+UPDATE {schema}.job j SET
+  state = 'active',
+  started_on = {now},
+  /*if:heartbeat*/heartbeat_on = {now},/*end*/
+  retry_count = CASE WHEN j.started_on IS NOT NULL THEN j.retry_count + 1 ELSE j.retry_count END
+FROM next
+WHERE j.name = next.name AND j.id = next.id
+RETURNING j.id, j.name, j.data, j.priority, j.retry_count, j.retry_limit, j.expire_seconds,
+  /*if:heartbeat*/j.heartbeat_seconds/*else*/NULL::int AS heartbeat_seconds/*end*/,
+  j.created_on, j.start_after, j.keep_until, j.singleton_key
+),
+notified AS (
+  SELECT pg_notify(%(state_channel)s, id::text || ' active') FROM updated WHERE %(notify_states)s
+)
+SELECT * FROM updated WHERE (SELECT count(*) FROM notified) >= 0
+
+-- name: next_start_after
+-- When the earliest not-yet-runnable job of some queues becomes runnable.
+SELECT min(start_after) AS at FROM {schema}.job
+WHERE name = ANY(%(names)s::text[]) AND state < 'active' /*if:blocked*/AND NOT blocked/*end*/ AND start_after > {now}
+
+-- name: complete_jobs
+-- Complete active jobs with their outputs, each fenced on the attempt (retry_count) that ran it.
+WITH input AS (
+  SELECT * FROM json_to_recordset(%(jobs)s::text::json) AS x (id uuid, retry_count int, output jsonb)
+),
+results AS (
+  UPDATE {schema}.job j SET completed_on = {now}, state = 'completed', output = i.output
+  FROM input i
+  WHERE j.name = %(name)s AND j.id = i.id AND j.state = 'active'
+    AND (i.retry_count IS NULL OR j.retry_count = i.retry_count)
+  RETURNING j.id, j.state
+),
+{_notify_states}
+SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0
+
+-- name: _notify_states
+-- Shared CTE: tell LISTENers of the zeke state channel (SSE streams, result waiters) which jobs moved.
+notified AS (
+  SELECT pg_notify(%(state_channel)s, id::text || ' ' || state::text) FROM results
+)
+
+-- name: _fail_body
+-- Shared tail of every failure: delete the doomed rows and re-insert them as retry (with pg-boss's backoff) or failed, plus the dead-letter copy.
+deleted AS (
+  DELETE FROM {schema}.job j USING doomed d
+  WHERE j.name = d.name AND j.id = d.id AND j.state < 'completed'
+  RETURNING j.*
+),
+retried AS (
+  INSERT INTO {schema}.job ({copy_columns}, state, start_after, completed_on, output/*if:heartbeat*/, heartbeat_on/*end*/)
+  SELECT {copy_columns},
+    CASE WHEN retry_count < retry_limit THEN 'retry'::{schema}.job_state ELSE 'failed'::{schema}.job_state END,
+    CASE WHEN retry_count = retry_limit THEN start_after
+         WHEN NOT retry_backoff THEN {now} + retry_delay * interval '1s'
+         ELSE {now} + LEAST(retry_delay_max, GREATEST(retry_delay, 1) * (
+           2 ^ LEAST(16, retry_count + 1) / 2 + 2 ^ LEAST(16, retry_count + 1) / 2 * random()
+         )) * interval '1s'
+    END,
+    CASE WHEN retry_count < retry_limit THEN NULL ELSE {now} END,
+    %(output)s::jsonb/*if:heartbeat*/,
+    NULL/*end*/
+  FROM deleted
+  ON CONFLICT DO NOTHING
+  RETURNING *
+),
+failed AS (
+  -- A stately queue may refuse the retry row: then the job fails at once, as pg-boss does.
+  INSERT INTO {schema}.job ({copy_columns}, state, start_after, completed_on, output/*if:heartbeat*/, heartbeat_on/*end*/)
+  SELECT {copy_columns}, 'failed'::{schema}.job_state, start_after, {now}, %(output)s::jsonb/*if:heartbeat*/, NULL/*end*/
+  FROM deleted
+  WHERE id NOT IN (SELECT id FROM retried)
+  RETURNING *
+),
+results AS (
+  SELECT * FROM retried UNION ALL SELECT * FROM failed
+),
+dead_lettered AS (
+  INSERT INTO {schema}.job (name, data, retry_limit, retry_backoff, retry_delay, start_after, created_on,
+    keep_until, deletion_seconds, expire_seconds
+    /*if:heartbeat*/, heartbeat_seconds/*end*/
+    /*if:source*/, source_name, source_id, source_created_on, source_retry_count/*end*/
+    /*if:source_output*/, priority, singleton_key, source_output, source_root_id/*else*/, output/*end*/)
+  SELECT r.dead_letter, r.data, q.retry_limit, q.retry_backoff, q.retry_delay, {now}, {now},
+    {now} + q.retention_seconds * interval '1s', q.deletion_seconds, q.expire_seconds
+    /*if:heartbeat*/, q.heartbeat_seconds/*end*/
+    /*if:source*/, r.name, r.id, r.created_on, r.retry_count/*end*/
+    /*if:source_output*/, r.priority, r.singleton_key, r.output, COALESCE(r.source_root_id, r.id)/*else*/, r.output/*end*/
+  FROM results r
+  JOIN {schema}.queue q ON q.name = r.dead_letter
+  WHERE r.state = 'failed' AND r.dead_letter IS NOT NULL AND r.dead_letter <> r.name
+),
+{_notify_states}
+SELECT id, state, start_after, retry_count FROM results WHERE (SELECT count(*) FROM notified) >= 0
+
+-- name: fail_jobs
+-- Fail jobs by id (any unfinished state), optionally fenced on the attempt that ran them.
+WITH doomed AS (
+  SELECT j.name, j.id FROM {schema}.job j
+  LEFT JOIN json_to_recordset(%(attempts)s::text::json) AS a (id uuid, retry_count int) ON a.id = j.id
+  WHERE j.name = %(name)s AND j.id = ANY(%(ids)s::uuid[]) AND j.state < 'completed'
+    AND (a.id IS NULL OR (j.state = 'active' AND j.retry_count = a.retry_count))
+),
+{_fail_body}
+
+-- name: expire_jobs
+-- Fail a batch of active jobs that ran past expire_seconds (pg-boss's supervisor "job timed out").
+WITH doomed AS (
+  SELECT name, id FROM {schema}.job
+  WHERE name = ANY(%(names)s::text[]) AND state = 'active'
+    AND started_on + expire_seconds * interval '1s' < {now}
+  LIMIT %(limit)s
+),
+{_fail_body}
+
+-- name: fail_lost_heartbeats
+-- Fail a batch of active jobs whose heartbeat is older than heartbeat_seconds.
+WITH doomed AS (
+  SELECT name, id FROM {schema}.job
+  WHERE name = ANY(%(names)s::text[]) AND state = 'active'
+    /*if:heartbeat*/AND heartbeat_seconds IS NOT NULL AND heartbeat_on + heartbeat_seconds * interval '1s' < {now}/*else*/AND false/*end*/
+  LIMIT %(limit)s
+),
+{_fail_body}
+
+-- name: retry_in_place
+-- Move an active job back to retry at a chosen time with new data (Celery's Task.retry keeps the task id).
+WITH results AS (
+  UPDATE {schema}.job j SET
+    state = 'retry',
+    start_after = %(start_after)s::timestamptz,
+    keep_until = GREATEST(j.keep_until, %(start_after)s::timestamptz + (j.keep_until - j.start_after)),
+    data = %(data)s::jsonb,
+    output = %(output)s::jsonb
+    /*if:heartbeat*/, heartbeat_on = NULL/*end*/
+  WHERE j.name = %(name)s AND j.id = %(id)s::uuid AND j.state = 'active'
+  RETURNING j.id, j.state, j.start_after
+),
+{_notify_states}
+SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0
+
+-- name: touch_jobs
+-- Refresh heartbeat_on of active jobs; returns the ids still active.
+UPDATE {schema}.job SET /*if:heartbeat*/heartbeat_on = {now}/*else*/state = state/*end*/
+WHERE name = %(name)s AND id = ANY(%(ids)s::uuid[]) AND state = 'active'
+RETURNING id
+
+-- name: cancel_jobs
+-- Cancel created, retry or active jobs.
+WITH results AS (
+  UPDATE {schema}.job SET completed_on = {now}, state = 'cancelled'
+  WHERE name = %(name)s AND id = ANY(%(ids)s::uuid[]) AND state < 'completed'
+  RETURNING id, state
+),
+{_notify_states}
+SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0
+
+-- name: resume_jobs
+-- Put cancelled jobs back in the queue.
+WITH results AS (
+  UPDATE {schema}.job SET completed_on = NULL, state = 'created', start_after = GREATEST(start_after, {now})
+    /*if:upsert*/, upsert_by_key = NULL/*end*/
+  WHERE name = %(name)s AND id = ANY(%(ids)s::uuid[]) AND state = 'cancelled'
+  RETURNING id, state
+),
+{_notify_states}
+SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0
+
+-- name: retry_jobs
+-- Give failed jobs one more attempt (pg-boss retry()).
+WITH results AS (
+  UPDATE {schema}.job SET state = 'retry', retry_limit = retry_limit + 1, completed_on = NULL,
+    start_after = GREATEST(start_after, {now})
+  WHERE name = %(name)s AND id = ANY(%(ids)s::uuid[]) AND state = 'failed'
+  RETURNING id, state
+),
+{_notify_states}
+SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0
+
+-- name: restore_jobs
+-- Hand active jobs back untouched (a worker's warm shutdown): created, as if never fetched.
+WITH results AS (
+  UPDATE {schema}.job SET state = 'created', started_on = NULL/*if:heartbeat*/, heartbeat_on = NULL/*end*/
+  WHERE name = %(name)s AND id = ANY(%(ids)s::uuid[]) AND state = 'active'
+    AND (%(retry_count)s::int IS NULL OR retry_count = %(retry_count)s::int)
+  RETURNING id, state
+),
+{_notify_states}
+SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0
+
+-- name: delete_jobs
+-- Delete jobs by id.
+DELETE FROM {schema}.job WHERE name = %(name)s AND id = ANY(%(ids)s::uuid[]) RETURNING id
+
+-- name: get_job
+-- One job by id; the queue is found through the primary key (name, id) of every queue.
+SELECT j.* FROM {schema}.queue q
+JOIN {schema}.job j ON j.name = q.name AND j.id = %(id)s::uuid
+
+-- name: get_jobs
+-- Several jobs by id, in any queues.
+SELECT j.* FROM {schema}.queue q
+JOIN {schema}.job j ON j.name = q.name AND j.id = ANY(%(ids)s::uuid[])
+
+-- name: delete_finished_jobs
+-- pg-boss deletion: finished jobs past deletion_seconds, and queued jobs past keep_until.
+WITH doomed AS (
+  SELECT name, id FROM {schema}.job
+  WHERE name = ANY(%(names)s::text[]) AND (
+    (deletion_seconds > 0 AND completed_on + deletion_seconds * interval '1s' < {now})
+    OR (state < 'active' AND keep_until < {now}))
+  LIMIT %(limit)s
+)
+DELETE FROM {schema}.job j USING doomed d WHERE j.name = d.name AND j.id = d.id
+
+-- name: count_ready_jobs
+-- Jobs of a queue that could be fetched now.
+SELECT count(*) AS n FROM {schema}.job
+WHERE name = %(name)s AND state < 'active' /*if:blocked*/AND NOT blocked/*end*/ AND start_after <= {now}
+
+-- name: purge_queued_jobs
+-- Delete a queue's jobs that have not started.
+DELETE FROM {schema}.job WHERE name = %(name)s AND state < 'active'
+
+-- name: count_jobs_by_state
+-- Job counts per queue and state.
+SELECT name, state::text AS state, count(*) AS n FROM {schema}.job
+WHERE %(name)s::text IS NULL OR name = %(name)s
+GROUP BY name, state ORDER BY name, state
+
+-- name: list_jobs
+-- Recent jobs, newest first, optionally of one state and queue.
+SELECT * FROM {schema}.job
+WHERE (%(state)s::text IS NULL OR state::text = %(state)s) AND (%(name)s::text IS NULL OR name = %(name)s)
+ORDER BY created_on DESC
+LIMIT %(limit)s
