@@ -74,7 +74,9 @@ SEND_OPTION_KEYS = frozenset(
 
 #: Columns a failure rewrites itself; every other column is copied from the deleted row. Node's
 #: re-insert leaves upsert_by_key out too, so a retried job never keeps its upsert slot.
-_FAIL_REWRITTEN = frozenset({"state", "start_after", "completed_on", "output", "heartbeat_on", "upsert_by_key"})
+_FAIL_REWRITTEN = frozenset(
+    {"state", "start_after", "completed_on", "output", "heartbeat_on", "upsert_by_key"}
+)
 
 EXPIRY_BATCH = 1000
 DELETION_BATCH = 10_000
@@ -135,9 +137,7 @@ class JobManager:
             if self._queries is not None:
                 return
             with self.db.connection() as conn:
-                info = (
-                    schema.ensure(conn, self.schema) if self.install else schema.require(conn, self.schema)
-                )
+                info = schema.ensure(conn, self.schema) if self.install else schema.require(conn, self.schema)
                 conn.commit()
             copy = [c for c in info.job_columns if c not in _FAIL_REWRITTEN]
             quoted = '"' + self.schema + '"'
@@ -178,7 +178,9 @@ class JobManager:
             names.validate_queue_name(node_options["deadLetter"])
         with self.db.cursor(conn) as cur:
             cur.execute(self.queries["advisory_lock"], {"schema": self.schema, "key": "create-queue"})
-            cur.execute(self.queries["create_queue"], {"name": name, "options": outputs.to_json(node_options)})
+            cur.execute(
+                self.queries["create_queue"], {"name": name, "options": outputs.to_json(node_options)}
+            )
 
     def get_queue(self, name: str) -> dict[str, Any] | None:
         rows = self._run("get_queue", {"name": name})
@@ -291,7 +293,9 @@ class JobManager:
         with self.db.cursor(conn) as cur:
             if not synchronous_commit:
                 cur.execute("SET LOCAL synchronous_commit TO off")
-            cur.execute(self.queries["complete_jobs"], self._params({"name": name, "jobs": outputs.to_json(items)}))
+            cur.execute(
+                self.queries["complete_jobs"], self._params({"name": name, "jobs": outputs.to_json(items)})
+            )
             return [str(r["id"]) for r in cur.fetchall()]
 
     def fail(
@@ -398,11 +402,15 @@ class JobManager:
     # -- supervision (pg-boss's monitor and maintenance passes) ----------------------------------
 
     def claim_for_monitor(self, queue_names: Sequence[str], interval_seconds: float) -> list[str]:
-        rows = self._run("claim_queues_for_monitor", {"names": list(queue_names), "seconds": interval_seconds})
+        rows = self._run(
+            "claim_queues_for_monitor", {"names": list(queue_names), "seconds": interval_seconds}
+        )
         return [r["name"] for r in rows]
 
     def claim_for_deletion(self, queue_names: Sequence[str], interval_seconds: float) -> list[str]:
-        rows = self._run("claim_queues_for_deletion", {"names": list(queue_names), "seconds": interval_seconds})
+        rows = self._run(
+            "claim_queues_for_deletion", {"names": list(queue_names), "seconds": interval_seconds}
+        )
         return [r["name"] for r in rows]
 
     def expire(self, queue_names: Sequence[str]) -> int:
