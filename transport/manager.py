@@ -150,7 +150,9 @@ class JobManager:
             self._info = info
 
     def _params(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        return {"state_channel": self.state_channel, "notify_states": self.notify_states, **params}
+        # "retry": failures may retry unless a caller says otherwise (fail(..., retry=False)).
+        base = {"state_channel": self.state_channel, "notify_states": self.notify_states, "retry": True}
+        return {**base, **params}
 
     def _run(self, name: str, params: Mapping[str, Any], *, conn: Any = None) -> list[dict[str, Any]]:
         with self.db.cursor(conn) as cur:
@@ -305,13 +307,15 @@ class JobManager:
         output: Any,
         *,
         attempts: Mapping[str, int] | None = None,
+        retry: bool = True,
         conn: Any = None,
     ) -> list[dict[str, Any]]:
         """Fail jobs: retry with pg-boss's backoff while retries remain, else ``failed`` + dead letter.
 
         ``output`` is stored as given (use :func:`transport.outputs.error_output` for exceptions).
-        ``attempts`` fences each id on the retry_count it was fetched with. Returns ``{id, state,
-        start_after, retry_count}`` of every job that moved.
+        ``attempts`` fences each id on the retry_count it was fetched with. ``retry=False`` fails for
+        good even with retries left (dead letter still applies). Returns ``{id, state, start_after,
+        retry_count}`` of every job that moved.
         """
         fence = [{"id": names.parse_job_id(k), "retry_count": v} for k, v in (attempts or {}).items()]
         params = {
@@ -319,6 +323,7 @@ class JobManager:
             "ids": [names.parse_job_id(i) for i in ids],
             "attempts": outputs.to_json(fence),
             "output": outputs.to_json(output),
+            "retry": retry,
         }
         rows = self._run("fail_jobs", params, conn=conn)
         return [{**r, "id": str(r["id"]), "state": str(r["state"])} for r in rows]

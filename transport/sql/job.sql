@@ -133,6 +133,7 @@ notified AS (
 
 -- name: _fail_body
 -- Shared tail of every failure: delete the doomed rows and re-insert them as retry (with pg-boss's backoff) or failed, plus the dead-letter copy.
+-- Parameter retry = false fails for good whatever retries remain (a payload that can never validate).
 deleted AS (
   DELETE FROM {schema}.job j USING doomed d
   WHERE j.name = d.name AND j.id = d.id AND j.state < 'completed'
@@ -141,14 +142,14 @@ deleted AS (
 retried AS (
   INSERT INTO {schema}.job ({copy_columns}, state, start_after, completed_on, output/*if:heartbeat*/, heartbeat_on/*end*/)
   SELECT {copy_columns},
-    CASE WHEN retry_count < retry_limit THEN 'retry'::{schema}.job_state ELSE 'failed'::{schema}.job_state END,
-    CASE WHEN retry_count = retry_limit THEN start_after
+    CASE WHEN retry_count < retry_limit AND %(retry)s THEN 'retry'::{schema}.job_state ELSE 'failed'::{schema}.job_state END,
+    CASE WHEN retry_count = retry_limit OR NOT %(retry)s THEN start_after
          WHEN NOT retry_backoff THEN {now} + retry_delay * interval '1s'
          ELSE {now} + LEAST(retry_delay_max, GREATEST(retry_delay, 1) * (
            2 ^ LEAST(16, retry_count + 1) / 2 + 2 ^ LEAST(16, retry_count + 1) / 2 * random()
          )) * interval '1s'
     END,
-    CASE WHEN retry_count < retry_limit THEN NULL ELSE {now} END,
+    CASE WHEN retry_count < retry_limit AND %(retry)s THEN NULL ELSE {now} END,
     %(output)s::jsonb/*if:heartbeat*/,
     NULL/*end*/
   FROM deleted
