@@ -143,6 +143,7 @@ class JobManager:
             quoted = '"' + self.schema + '"'
             values = {
                 "schema": quoted,
+                "aux": '"' + self.schema + '_zeke"',  # zeke's own tables beside pg-boss's
                 "now": "{schema}.job_now()" if "job_now" in info.features else "now()",
                 "copy_columns": ", ".join(copy),
             }
