@@ -1,22 +1,87 @@
-"""The Celery app: ``celery -A zeke worker`` and ``celery -A zeke beat`` run on pg-boss's tables."""
+"""The Celery app: ``celery -A zeke worker`` and ``celery -A zeke beat`` run on pg-boss's tables.
+
+Besides the app this module owns the process's :class:`JobManager` for it (:func:`get_manager`), used
+by the schema tasks, the API and the CLI, and the hook through which the transport learns about the
+schema tasks: ``broker_transport_options`` carries
+
+* ``schema`` — the pg-boss schema (``ZEKE_PGBOSS_SCHEMA``, default ``pgboss``);
+* ``concurrency_limits`` — ``{queue: N}``, passed by the transport to ``JobManager.fetch`` so at most
+  N jobs of the queue are active across every worker;
+* ``queue_options`` — ``{queue: create_queue kwargs}``, used when the transport declares a queue.
+
+The two maps are the registry's own dicts (:mod:`zeke.registry`), so tasks imported after the app was
+configured (``imports``, ``-A`` autodiscovery) are still seen.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
+from typing import Any
 
 from celery import Celery
 
 import transport  # noqa: F401  (registers the pgboss:// transport alias)
+from transport.db import Database
+from transport.manager import JobManager
 from zeke.database import broker_url
+from zeke.registry import registry, route
+from zeke.settings import get_settings
 
 
 def create_app(name: str = "zeke") -> Celery:
+    settings = get_settings()
     app = Celery(name)
     app.config_from_object("celeryconfig")
     url = broker_url()
     app.conf.broker_url = os.environ.get("CELERY_BROKER_URL") or url
     app.conf.result_backend = os.environ.get("CELERY_RESULT_BACKEND") or url
+    options = dict(app.conf.broker_transport_options or {})
+    options.setdefault("schema", settings.pgboss_schema)
+    options["concurrency_limits"] = registry.concurrency_limits
+    options["queue_options"] = registry.queue_options
+    app.conf.broker_transport_options = options
+    # Schema tasks go to the pg-boss queue named like the task, even when sent by name (beat, send_task).
+    app.conf.task_routes = (route, *(_as_tuple(app.conf.task_routes)))
+    # The worker imports the task modules before it sets up its queues, so it consumes them all.
+    app.conf.imports = tuple(dict.fromkeys((*(app.conf.imports or ()), *settings.task_modules)))
     return app
 
 
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    if not value:
+        return ()
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
 app = create_app()
+
+_managers: dict[tuple[str, str], JobManager] = {}
+_ensured: set[tuple[str, str, str]] = set()
+_lock = threading.Lock()
+
+
+def pgboss_schema(celery_app: Celery | None = None) -> str:
+    options = (celery_app or app).conf.broker_transport_options or {}
+    return str(options.get("schema") or get_settings().pgboss_schema)
+
+
+def get_manager(celery_app: Celery | None = None) -> JobManager:
+    """The JobManager on the app's broker database and pg-boss schema (one per process; fork-safe pool)."""
+    celery_app = celery_app or app
+    key = (str(celery_app.conf.broker_url), pgboss_schema(celery_app))
+    with _lock:
+        manager = _managers.get(key)
+        if manager is None:
+            manager = _managers[key] = JobManager(Database(key[0], application_name="zeke"), key[1])
+        return manager
+
+
+def ensure_queue(task: Any) -> None:
+    """Create the task's pg-boss queue with its options, once per process (pg-boss ≥10 needs it first)."""
+    manager = get_manager(task.app)
+    key = (str(task.app.conf.broker_url), manager.schema, task.name)
+    if key in _ensured:
+        return
+    manager.create_queue(task.name, **task.queue_options)
+    _ensured.add(key)

@@ -1,0 +1,72 @@
+"""The FastAPI application: ``uvicorn zeke.api.app:app`` or ``zeke api``.
+
+:func:`create_api` takes everything it needs as arguments so tests can serve another database or
+schema; the module-level ``app`` uses the process's settings, the Celery app's JobManager and the
+task modules of ``ZEKE_TASK_MODULES``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from transport.manager import JobManager
+from zeke.api import routes
+from zeke.api.jobs import Jobs
+from zeke.api.sse import StateHub
+from zeke.registry import TaskRegistry
+from zeke.settings import Settings, get_settings
+
+log = logging.getLogger("zeke.api")
+
+
+def create_api(
+    settings: Settings | None = None,
+    manager: JobManager | None = None,
+    registry: TaskRegistry | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    if manager is None:
+        from zeke.app import get_manager
+
+        manager = get_manager()
+    if registry is None:
+        from zeke import registry as registry_module
+
+        registry = registry_module.load(settings.task_modules)
+
+    hub = StateHub(manager.db, manager.state_channel)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        if not settings.api_keys and not settings.anonymous_allowed:
+            log.warning("ZEKE_API_KEYS is empty and anonymous access is off: every /api request gets 401")
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    api = FastAPI(
+        title="zeke",
+        version="0.1.0",
+        summary="Trigger and follow Zeke's jobs (Celery on pg-boss)",
+        lifespan=lifespan,
+    )
+    api.state.settings = settings
+    api.state.jobs = Jobs(manager, registry)
+    api.state.hub = hub
+    api.include_router(routes.health)
+    api.include_router(routes.api)
+    return api
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn zeke.api.app:app` builds the default app on first access, not on import.
+    if name == "app":
+        globals()["app"] = built = create_api()
+        return built
+    raise AttributeError(name)

@@ -1,0 +1,211 @@
+"""Job status over Server-Sent Events, pushed by PostgreSQL NOTIFY instead of polled.
+
+Every job transition made through :class:`transport.manager.JobManager` NOTIFYs ``"<job id> <state>"``
+on ``names.state_channel(schema)``. One :class:`StateHub` per API process holds the only LISTEN
+connection and fans each notification out to the streams watching that job through asyncio queues,
+so a thousand open streams cost one database connection and no polling.
+
+A stream (:func:`job_events`) sends the current status at once, then one ``status`` event per change,
+``close`` after a terminal state, ``error`` when the job vanishes, a keep-alive comment every
+``sse_keepalive_seconds``, and ``timeout`` once ``sse_max_seconds`` have passed. A slow safety re-read
+(``sse_reread_seconds``) catches changes made without a NOTIFY (Node pg-boss, hand-written SQL), and
+the hub tells every stream to re-read after (re)connecting, because notifications sent while it was
+not listening are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import psycopg2
+
+from transport.db import Database
+
+log = logging.getLogger("zeke.api.sse")
+
+#: Put on every stream's queue when the hub (re)connects: notifications may have been missed.
+RESYNC = "resync"
+TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
+
+
+class StateHub:
+    """One LISTEN connection per process, fanned out to per-job asyncio queues."""
+
+    def __init__(self, database: Database, channel: str, *, reconnect_seconds: float = 1.0) -> None:
+        self.database = database
+        self.channel = channel
+        self.reconnect_seconds = reconnect_seconds
+        self._subscribers: dict[str, set[asyncio.Queue[str]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+        self.listening = asyncio.Event()
+
+    # -- subscriptions (event loop thread only) --------------------------------------------------
+
+    def subscribe(self, job_id: str) -> asyncio.Queue[str]:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._subscribers.setdefault(job_id, set()).add(queue)
+        return queue
+
+    def unsubscribe(self, job_id: str, queue: asyncio.Queue[str]) -> None:
+        queues = self._subscribers.get(job_id)
+        if queues is not None:
+            queues.discard(queue)
+            if not queues:
+                del self._subscribers[job_id]
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(q) for q in self._subscribers.values())
+
+    def dispatch(self, payload: str) -> None:
+        job_id, _, state = payload.partition(" ")
+        for queue in self._subscribers.get(job_id, ()):
+            queue.put_nowait(state)
+
+    def _broadcast(self, message: str) -> None:
+        for queues in self._subscribers.values():
+            for queue in queues:
+                queue.put_nowait(message)
+
+    # -- the LISTEN connection -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="zeke-state-hub")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _connect(self) -> psycopg2.extensions.connection:
+        conn = self.database.connect(autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                # The channel is derived from a validated schema name: hex digits and underscores only.
+                cur.execute(f'LISTEN "{self.channel}"')
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn = None
+            try:
+                conn = await asyncio.to_thread(self._connect)
+                readable = asyncio.Event()
+                loop.add_reader(conn.fileno(), readable.set)
+                try:
+                    self.listening.set()
+                    self._broadcast(RESYNC)
+                    while True:
+                        await readable.wait()
+                        readable.clear()
+                        conn.poll()  # raises once the server has gone away
+                        while conn.notifies:
+                            self.dispatch(conn.notifies.pop(0).payload)
+                finally:
+                    loop.remove_reader(conn.fileno())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a lost connection: streams fall back to their re-reads meanwhile
+                log.warning("state LISTEN connection lost (%s); reconnecting", exc)
+            finally:
+                self.listening.clear()
+                if conn is not None and not conn.closed:
+                    conn.close()
+            await asyncio.sleep(self.reconnect_seconds)
+
+
+# -- one stream -------------------------------------------------------------------------------------
+
+ReadJob = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+def format_event(event: str | None, data: Any) -> str:
+    """One SSE frame; ``data`` is JSON unless it is already a string."""
+    text = data if isinstance(data, str) else json.dumps(data, default=str, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    return head + "".join(f"data: {line}\n" for line in text.split("\n")) + "\n"
+
+
+def stream_payload(job: dict[str, Any]) -> dict[str, Any]:
+    """What a ``status`` event carries: the job status without its (possibly large) input data."""
+    return {k: v for k, v in job.items() if k != "data"}
+
+
+async def job_events(
+    job: dict[str, Any],
+    hub: StateHub,
+    queue: asyncio.Queue[str],
+    read_job: ReadJob,
+    *,
+    keepalive_seconds: float,
+    reread_seconds: float,
+    max_seconds: float,
+) -> AsyncIterator[str]:
+    """The event stream of one job, whose first status ``job`` was read after ``queue`` subscribed.
+
+    Subscribing before that first read means no change can fall between the read and the LISTEN.
+    The caller unsubscribes ``queue`` when the stream ends (also when the client disconnects, which
+    cancels this generator).
+    """
+    loop = asyncio.get_running_loop()
+    job_id = job["id"]
+    task_id = job.get("taskId")
+    yield "retry: 3000\n\n"
+    yield format_event("status", stream_payload(job))
+    last = job["status"]
+    if last in TERMINAL_STATES:
+        yield format_event("close", "complete")
+        return
+
+    started = loop.time()
+    deadline = started + max_seconds
+    next_reread = started + reread_seconds
+    next_keepalive = started + keepalive_seconds
+    while True:
+        now = loop.time()
+        wait = min(deadline, next_reread, next_keepalive) - now
+        message: str | None = None
+        if wait > 0:
+            try:
+                message = await asyncio.wait_for(queue.get(), wait)
+            except TimeoutError:
+                message = None
+        now = loop.time()
+        if message is None and now >= deadline:
+            yield format_event("timeout", {"message": "Stream timeout"})
+            return
+        if message is None and now < next_reread:
+            next_keepalive = now + keepalive_seconds
+            yield ": keep-alive\n\n"
+            continue
+
+        # A notified state, a resync, or the safety re-read: read the row for output and timestamps.
+        current = await read_job(job_id)
+        next_reread = loop.time() + reread_seconds
+        if message is not None and message != RESYNC:
+            if current is None or current["status"] != message:
+                # The job moved on (or was deleted) already: report the state we were told about, in
+                # order; the next notification (or the re-read) carries the newer one.
+                current = {"id": job_id, "status": message, "taskId": task_id}
+        elif current is None:
+            yield format_event("error", {"error": "Job not found"})
+            return
+        if current["status"] != last:
+            yield format_event("status", stream_payload(current))
+            last = current["status"]
+        if last in TERMINAL_STATES:
+            yield format_event("close", "complete")
+            return

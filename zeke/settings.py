@@ -1,0 +1,86 @@
+"""zeke's runtime settings, read once from the environment.
+
+Every process (worker, beat, API, CLI) reads the same variables, so a value set for ``zeke run`` reaches
+all of its children. Nothing here connects anywhere: the database URL itself comes from
+:func:`zeke.database.database_url`, which may start the embedded server.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from functools import cache
+
+#: Modules imported to fill the task registry when none are configured: the Zeke task suite.
+DEFAULT_TASK_MODULES = ("tasks",)
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    return float(raw) if raw else default
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` only reaches this machine (127.0.0.0/8, ::1, "localhost")."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: "development" or "production". Anonymous API access is only ever considered in development.
+    env: str = "development"
+    #: Bearer tokens the HTTP API accepts (``ZEKE_API_KEYS``, comma-separated).
+    api_keys: tuple[str, ...] = ()
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    #: The pg-boss schema every component works in.
+    pgboss_schema: str = "pgboss"
+    #: Modules whose import registers the schema tasks (``ZEKE_TASK_MODULES``, comma-separated).
+    task_modules: tuple[str, ...] = field(default=DEFAULT_TASK_MODULES)
+    #: SSE: comment line this often so proxies keep the stream open.
+    sse_keepalive_seconds: float = 15.0
+    #: SSE: re-read the job this often anyway; catches changes made outside the manager (Node pg-boss).
+    sse_reread_seconds: float = 15.0
+    #: SSE: a stream ends (event ``timeout``) after this long; the client reconnects if it still cares.
+    sse_max_seconds: float = 300.0
+
+    @property
+    def development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def anonymous_allowed(self) -> bool:
+        """No keys configured, development, and the API bound to loopback: nobody else can reach it."""
+        return not self.api_keys and self.development and is_loopback(self.api_host)
+
+
+def from_env() -> Settings:
+    return Settings(
+        env=os.environ.get("ZEKE_ENV", "development").strip().lower() or "development",
+        api_keys=_split(os.environ.get("ZEKE_API_KEYS")),
+        api_host=os.environ.get("ZEKE_API_HOST", "127.0.0.1").strip() or "127.0.0.1",
+        api_port=int(os.environ.get("ZEKE_API_PORT", "8000") or 8000),
+        pgboss_schema=os.environ.get("ZEKE_PGBOSS_SCHEMA", "pgboss").strip() or "pgboss",
+        task_modules=_split(os.environ.get("ZEKE_TASK_MODULES")) or DEFAULT_TASK_MODULES,
+        sse_keepalive_seconds=_float("ZEKE_SSE_KEEPALIVE_SECONDS", 15.0),
+        sse_reread_seconds=_float("ZEKE_SSE_REREAD_SECONDS", 15.0),
+        sse_max_seconds=_float("ZEKE_SSE_MAX_SECONDS", 300.0),
+    )
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings (cached; tests call ``get_settings.cache_clear()`` after changing env)."""
+    return from_env()
