@@ -1,0 +1,405 @@
+"""The ``zeke`` command: set up the database, send and inspect jobs, run worker, beat and API.
+
+Human output by default; ``--json`` on any command that prints data gives machine output instead.
+Exit status: 0 ok, 1 not found / refused / invalid payload, 2 usage errors (bad JSON, bad id).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+ROOT = Path(__file__).resolve().parent.parent
+#: What `zeke worker --dev` watches for changes.
+WATCHED = ("zeke", "transport", "tasks")
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dict | list):
+        text = json.dumps(value, default=str, separators=(",", ":"))
+        return text if len(text) <= 60 else text[:57] + "..."
+    return str(value)
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[_plain(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def emit(data: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, default=str, indent=2))
+    else:
+        click.echo(human(data) if human else _plain(data))
+
+
+def _fields(data: dict[str, Any]) -> str:
+    width = max(len(k) for k in data)
+    out = []
+    for key, value in data.items():
+        text = json.dumps(value, default=str) if isinstance(value, dict | list) else _plain(value)
+        out.append(f"{key.ljust(width)}  {text}")
+    return "\n".join(out)
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"zeke: {message}", err=True)
+    sys.exit(code)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+# -- wiring ----------------------------------------------------------------------------------------
+
+
+def _manager() -> Any:
+    from zeke.app import get_manager
+
+    return get_manager()
+
+
+def _jobs() -> Any:
+    from zeke import registry
+    from zeke.api.jobs import Jobs
+
+    return Jobs(_manager(), registry.load())
+
+
+def _job_id(value: str) -> str:
+    from transport.names import parse_job_id
+
+    try:
+        return parse_job_id(value)
+    except ValueError:
+        fail(f"not a job id (UUID): {value!r}", 2)
+        raise AssertionError from None  # unreachable
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """zeke: Celery on pg-boss, and the Zeke task suite."""
+
+
+@cli.command()
+@json_option
+def init(as_json: bool) -> None:
+    """Install the pg-boss schema, create every task's queue, register schedules, migrate the app DB."""
+    from zeke import registry
+    from zeke.database import database_url
+
+    manager = _manager()
+    report: dict[str, Any] = {"schema": manager.schema, "version": manager.info.version}
+    tasks = registry.load()
+    for task in tasks:
+        manager.create_queue(task.name, **task.queue_options)
+    report["queues"] = [t.name for t in tasks]
+    report["schedules"] = _register_schedules(manager)
+    report["migrations"] = _migrate(database_url())
+    emit(report, as_json, _fields)
+
+
+def _register_schedules(manager: Any) -> Any:
+    """The task suite's schedules, if it declares them (``tasks.schedules.register(manager)``)."""
+    module = _optional_module("tasks.schedules")
+    register = getattr(module, "register", None)
+    if register is None:
+        return None
+    return register(manager)
+
+
+def _migrate(url: str) -> str:
+    """The app's own tables: ``tasks.db.upgrade(url)`` when the task suite provides it."""
+    module = _optional_module("tasks.db")
+    upgrade = getattr(module, "upgrade", None)
+    if upgrade is None:
+        return "none (tasks.db.upgrade not found)"
+    upgrade(url)
+    return "upgraded"
+
+
+def _optional_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            return None  # the module itself is absent, not something it imports
+        raise
+
+
+@cli.command()
+@click.argument("task_id")
+@click.argument("payload", default="{}")
+@json_option
+def send(task_id: str, payload: str, as_json: bool) -> None:
+    """Send TASK_ID with a JSON PAYLOAD ("-" reads it from stdin); validated by the task's schema."""
+    from zeke.registry import UnknownTask
+    from zeke.schema_task import PayloadInvalid
+
+    text = sys.stdin.read() if payload == "-" else payload
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        fail(f"PAYLOAD is not JSON: {exc}", 2)
+    try:
+        result = _jobs().send(task_id, data)
+    except UnknownTask as exc:
+        fail(str(exc))
+    except PayloadInvalid as exc:
+        if as_json:
+            emit({"error": str(exc), "errors": exc.errors}, True)
+        else:
+            click.echo(f"zeke: {exc}", err=True)
+            for err in exc.errors:
+                loc = ".".join(str(p) for p in err.get("loc", ())) or "payload"
+                click.echo(f"  {loc}: {err.get('msg')}", err=True)
+        sys.exit(1)
+    emit(result, as_json, _fields)
+
+
+@cli.command()
+@click.argument("job_id")
+@json_option
+def status(job_id: str, as_json: bool) -> None:
+    """Show one job."""
+    job = _jobs().get(_job_id(job_id))
+    if job is None:
+        fail(f"job {job_id} not found")
+    emit(job, as_json, _fields)
+
+
+@cli.command()
+@click.argument("job_id")
+@json_option
+def cancel(job_id: str, as_json: bool) -> None:
+    """Cancel a job that has not finished."""
+    job, moved = _jobs().cancel(_job_id(job_id))
+    if job is None:
+        fail(f"job {job_id} not found")
+    if not moved and job["status"] != "cancelled":
+        fail(f"job {job_id} is {job['status']}; cannot cancel")
+    emit(job, as_json, _fields)
+
+
+@cli.command()
+@click.argument("job_id")
+@json_option
+def retry(job_id: str, as_json: bool) -> None:
+    """Retry a failed job."""
+    job, moved = _jobs().retry(_job_id(job_id))
+    if job is None:
+        fail(f"job {job_id} not found")
+    if not moved:
+        fail(f"job {job_id} is {job['status']}; only failed jobs can be retried")
+    emit(job, as_json, _fields)
+
+
+JOB_COLUMNS = ("id", "name", "state", "retry_count", "created_on", "started_on", "completed_on")
+
+
+@cli.command()
+@click.option("--failed", is_flag=True, help="Failed jobs only, most recent first.")
+@click.option("--counts", is_flag=True, help="Job counts by state.")
+@click.option("--task", "name", help="Only this task's queue.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+def jobs(failed: bool, counts: bool, name: str | None, limit: int, as_json: bool) -> None:
+    """Recent jobs (the seed's monitoring views on pg-boss v12)."""
+    from transport.monitor import Monitor
+
+    monitor = Monitor(_manager())
+    if counts:
+        rows = monitor.state_counts(name=name)
+        emit(rows, as_json, lambda r: table(r, ("state", "count")))
+        return
+    view = monitor.failed_jobs if failed else monitor.recent_jobs
+    rows = view(name=name, limit=limit)
+    columns = (*JOB_COLUMNS, "output") if failed else JOB_COLUMNS
+    emit(rows, as_json, lambda r: table(r, columns))
+
+
+@cli.command()
+@json_option
+def schedules(as_json: bool) -> None:
+    """Every pg-boss schedule."""
+    from transport.monitor import Monitor
+
+    rows = Monitor(_manager()).schedules()
+    emit(rows, as_json, lambda r: table(r, ("name", "key", "cron", "timezone", "data", "last_job_id")))
+
+
+@cli.command(name="tasks")
+@json_option
+def list_tasks(as_json: bool) -> None:
+    """Every registered task with its queue settings."""
+    from zeke import registry
+
+    rows = [
+        {"id": t.name, "concurrency_limit": t.concurrency_limit, "queue_options": t.queue_options}
+        for t in registry.load()
+    ]
+    emit(rows, as_json, lambda r: table(r, ("id", "concurrency_limit", "queue_options")))
+
+
+# -- processes -------------------------------------------------------------------------------------
+
+
+def celery_command(kind: str, args: Iterable[str] = ()) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "zeke", kind, *args]
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--dev", is_flag=True, help="Restart on code changes (watchfiles), like the seed's worker:dev.")
+@click.option("-l", "--loglevel", default="info", show_default=True)
+@click.pass_context
+def worker(ctx: click.Context, dev: bool, loglevel: str) -> None:
+    """Run a Celery worker on every task queue; extra arguments go to `celery worker`."""
+    cmd = celery_command("worker", ["-l", loglevel, *ctx.args])
+    if not dev:
+        os.execv(cmd[0], cmd)
+    import shlex
+
+    import watchfiles
+
+    paths = [str(ROOT / p) for p in WATCHED if (ROOT / p).is_dir()]
+    click.echo(f"zeke: watching {', '.join(paths)}; the worker restarts on change", err=True)
+    watchfiles.run_process(
+        *paths,
+        target=shlex.join(cmd),
+        target_type="command",
+        watch_filter=watchfiles.PythonFilter(),
+        callback=lambda changes: click.echo(f"zeke: {len(changes)} change(s), restarting", err=True),
+    )
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("-l", "--loglevel", default="info", show_default=True)
+@click.pass_context
+def beat(ctx: click.Context, loglevel: str) -> None:
+    """Run Celery beat (pg-boss schedules); extra arguments go to `celery beat`."""
+    cmd = celery_command("beat", ["-l", loglevel, *ctx.args])
+    os.execv(cmd[0], cmd)
+
+
+@cli.command()
+@click.option("--host", envvar="ZEKE_API_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="ZEKE_API_PORT", default=8000, show_default=True, type=int)
+@click.option("--log-level", default="info", show_default=True)
+def api(host: str, port: int, log_level: str) -> None:
+    """Serve the HTTP API with uvicorn (OpenAPI at /docs)."""
+    import uvicorn
+
+    from zeke.settings import get_settings
+
+    # The app decides about anonymous access from where it is bound.
+    os.environ["ZEKE_API_HOST"], os.environ["ZEKE_API_PORT"] = host, str(port)
+    get_settings.cache_clear()
+    uvicorn.run("zeke.api.app:app", host=host, port=port, log_level=log_level, proxy_headers=False)
+
+
+@cli.command()
+@click.option("--host", envvar="ZEKE_API_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="ZEKE_API_PORT", default=8000, show_default=True, type=int)
+def run(host: str, port: int) -> None:
+    """Set up, then run worker, beat and API until interrupted; prints the API URL and token."""
+    from zeke.database import database_url
+    from zeke.settings import get_settings
+
+    env = dict(os.environ)
+    env["DATABASE_PRIMARY_URL"] = database_url()  # start the embedded database once, for all children
+    keys = get_settings().api_keys
+    token = keys[0] if keys else secrets.token_urlsafe(24)
+    env["ZEKE_API_KEYS"] = ",".join(keys) if keys else token
+    env["ZEKE_API_HOST"], env["ZEKE_API_PORT"] = host, str(port)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+
+    subprocess.run([sys.executable, "-m", "zeke.cli", "init"], env=env, check=True)
+    me = [sys.executable, "-m", "zeke.cli"]
+    children = {
+        "worker": subprocess.Popen([*me, "worker"], env=env),
+        "beat": subprocess.Popen([*me, "beat"], env=env),
+        "api": subprocess.Popen([*me, "api"], env=env),
+    }
+    url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}"
+    _wait_for_api(url, children["api"])
+    click.echo(f"zeke: API   {url}  (OpenAPI: {url}/docs)")
+    click.echo(f"zeke: token {token}")
+    click.echo(f"zeke: try   curl -H 'Authorization: Bearer {token}' {url}/api/tasks")
+    _supervise(children)
+
+
+def _wait_for_api(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    click.echo("zeke: the API did not come up; see its output above", err=True)
+
+
+def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Wait until one child exits or we are interrupted; then stop them all (TERM, then KILL)."""
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    while not stopping:
+        for name, proc in children.items():
+            if proc.poll() is not None:
+                click.echo(f"zeke: {name} exited with {proc.returncode}; stopping", err=True)
+                code, stopping = proc.returncode or 1, True
+                break
+        time.sleep(0.2)
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + 20
+    for proc in children.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="zeke")
+
+
+if __name__ == "__main__":
+    main()
