@@ -275,9 +275,15 @@ def celery_command(kind: str, args: Iterable[str] = ()) -> list[str]:
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--dev", is_flag=True, help="Restart on code changes (watchfiles), like the seed's worker:dev.")
+@click.option(
+    "--watch",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="With --dev: directories to watch instead of zeke/, transport/ and tasks/.",
+)
 @click.option("-l", "--loglevel", default="info", show_default=True)
 @click.pass_context
-def worker(ctx: click.Context, dev: bool, loglevel: str) -> None:
+def worker(ctx: click.Context, dev: bool, watch: tuple[str, ...], loglevel: str) -> None:
     """Run a Celery worker on every task queue; extra arguments go to `celery worker`."""
     cmd = celery_command("worker", ["-l", loglevel, *ctx.args])
     if not dev:
@@ -286,7 +292,7 @@ def worker(ctx: click.Context, dev: bool, loglevel: str) -> None:
 
     import watchfiles
 
-    paths = [str(ROOT / p) for p in WATCHED if (ROOT / p).is_dir()]
+    paths = list(watch) or [str(ROOT / p) for p in WATCHED if (ROOT / p).is_dir()]
     click.echo(f"zeke: watching {', '.join(paths)}; the worker restarts on change", err=True)
     watchfiles.run_process(
         *paths,
