@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from transport.manager import JobManager
@@ -44,6 +45,9 @@ def create_api(
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         if not settings.api_keys and not settings.anonymous_allowed:
             log.warning("ZEKE_API_KEYS is empty and anonymous access is off: every /api request gets 401")
+        # Blocking handlers run in anyio's threadpool, 40 threads by default; the pool behind the
+        # manager raises instead of waiting when it runs dry, so never run more at once than it holds.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = manager.db.max_connections
         await hub.start()
         try:
             yield
