@@ -189,3 +189,32 @@ def test_one_listen_connection_serves_every_stream(
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}])
 def test_stream_needs_a_key(api_server: ApiServer, manager: JobManager, headers: dict) -> None:
     assert httpx.get(f"{api_server.url}/api/jobs/stream/{_job(manager)}", headers=headers).status_code == 401
+
+
+def test_streams_survive_a_lost_listen_connection(
+    api_server: ApiServer, auth: dict, manager: JobManager, database: Any
+) -> None:
+    def listener_pid() -> int | None:
+        with database.cursor() as cur:
+            cur.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
+                (f'LISTEN "{manager.state_channel}"',),
+            )
+            row = cur.fetchone()
+            return row["pid"] if row else None
+
+    job_id = _job(manager)
+    reader = _stream(api_server, auth, job_id)
+    reader.wait_events(1)
+    old = listener_pid()
+    assert old is not None
+    with database.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (old,))
+    # A change while nobody listens is caught by the re-read every stream makes after the reconnect.
+    manager.fetch(["t-echo"])
+    wait_for(lambda: (pid := listener_pid()) is not None and pid != old, timeout=10)
+    assert [e.data["status"] for e in reader.wait_events(2)] == ["created", "active"]
+    manager.complete("t-echo", [(job_id, None, None)])
+    committed = time.monotonic()
+    events = reader.wait_events(4)
+    assert events[2].data["status"] == "completed" and events[2].at - committed < 0.1

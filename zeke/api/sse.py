@@ -104,18 +104,21 @@ class StateHub:
             try:
                 conn = await asyncio.to_thread(self._connect)
                 readable = asyncio.Event()
-                loop.add_reader(conn.fileno(), readable.set)
+                fd = conn.fileno()  # kept: fileno() raises once the connection is closed
+                loop.add_reader(fd, readable.set)
                 try:
                     self.listening.set()
                     self._broadcast(RESYNC)
                     while True:
+                        # libpq may have buffered notifications while LISTEN ran; the socket will not
+                        # signal those again, so drain before every wait.
+                        while conn.notifies:
+                            self.dispatch(conn.notifies.pop(0).payload)
                         await readable.wait()
                         readable.clear()
                         conn.poll()  # raises once the server has gone away
-                        while conn.notifies:
-                            self.dispatch(conn.notifies.pop(0).payload)
                 finally:
-                    loop.remove_reader(conn.fileno())
+                    loop.remove_reader(fd)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a lost connection: streams fall back to their re-reads meanwhile
