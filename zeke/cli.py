@@ -109,9 +109,14 @@ def cli() -> None:
 @cli.command()
 @json_option
 def init(as_json: bool) -> None:
-    """Install the pg-boss schema, create every task's queue, register schedules, migrate the app DB."""
+    """Install the pg-boss schema, create every task's queue, register schedules, migrate the app DB.
+
+    For each task package P of ZEKE_TASK_MODULES (default: tasks): ``P.db.upgrade(url)`` migrates the
+    app database and ``P.schedules.register(manager)`` registers its schedules, when they exist.
+    """
     from zeke import registry
     from zeke.database import database_url
+    from zeke.settings import get_settings
 
     manager = _manager()
     report: dict[str, Any] = {"schema": manager.schema, "version": manager.info.version}
@@ -119,28 +124,26 @@ def init(as_json: bool) -> None:
     for task in tasks:
         manager.create_queue(task.name, **task.queue_options)
     report["queues"] = [t.name for t in tasks]
-    report["schedules"] = _register_schedules(manager)
-    report["migrations"] = _migrate(database_url())
+    url = database_url()
+    for package in get_settings().task_modules:
+        migrated = _hook(f"{package}.db", "upgrade", url)
+        if migrated is not _MISSING:
+            current = _hook(f"{package}.db", "current", url)
+            report.setdefault("migrations", {})[package] = None if current is _MISSING else current
+        registered = _hook(f"{package}.schedules", "register", manager)
+        if registered is not _MISSING:
+            report.setdefault("schedules", {})[package] = registered
     emit(report, as_json, _fields)
 
 
-def _register_schedules(manager: Any) -> Any:
-    """The task suite's schedules, if it declares them (``tasks.schedules.register(manager)``)."""
-    module = _optional_module("tasks.schedules")
-    register = getattr(module, "register", None)
-    if register is None:
-        return None
-    return register(manager)
+_MISSING: Any = object()
 
 
-def _migrate(url: str) -> str:
-    """The app's own tables: ``tasks.db.upgrade(url)`` when the task suite provides it."""
-    module = _optional_module("tasks.db")
-    upgrade = getattr(module, "upgrade", None)
-    if upgrade is None:
-        return "none (tasks.db.upgrade not found)"
-    upgrade(url)
-    return "upgraded"
+def _hook(module_name: str, function: str, *args: Any) -> Any:
+    """Call ``module_name.function(*args)`` if both exist; ``_MISSING`` otherwise."""
+    module = _optional_module(module_name)
+    fn = getattr(module, function, None)
+    return _MISSING if fn is None else fn(*args)
 
 
 def _optional_module(name: str) -> Any:

@@ -42,6 +42,20 @@ def test_init_creates_schema_and_every_task_queue(env: dict[str, str], manager: 
     assert again.returncode == 0 and "t-echo" in again.stdout
 
 
+def test_init_runs_the_task_packages_hooks(env: dict[str, str], manager: JobManager, tmp_path) -> None:
+    log = tmp_path / "hooks.jsonl"
+    modules = "tests.app.sample_tasks,tests.app.fake_suite"
+    env = {**env, "ZEKE_TASK_MODULES": modules, "ZEKE_FAKE_SUITE_LOG": str(log)}
+    report = zeke_json(env, "init")
+    assert report["migrations"] == {"tests.app.fake_suite": "0001"}
+    assert report["schedules"] == {"tests.app.fake_suite": ["t-echo"]}
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert calls == [
+        {"hook": "upgrade", "url": env["DATABASE_PRIMARY_URL"]},
+        {"hook": "schedules", "schema": manager.schema},
+    ]
+
+
 def test_send_refuses_invalid_payloads(env: dict[str, str]) -> None:
     bad = zeke(env, "send", "t-echo", '{"count": 0}')
     assert bad.returncode == 1
