@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg2.errors
+
 from transport import names, outputs, schema, sql
 from transport.db import Database
 from transport.exceptions import InvalidOption, InvalidPayload, QueueNotFound
@@ -177,7 +179,7 @@ class JobManager:
         names.validate_queue_name(name, allow_reserved=name == names.SEND_IT_QUEUE)
         merged = {**SEED_QUEUE_DEFAULTS, **options}
         node_options = _queue_options(merged)
-        if node_options.get("deadLetter"):
+        if "deadLetter" in node_options:
             names.validate_queue_name(node_options["deadLetter"])
         with self.db.cursor(conn) as cur:
             cur.execute(self.queries["advisory_lock"], {"schema": self.schema, "key": "create-queue"})
@@ -242,16 +244,23 @@ class JobManager:
             return []
         limits = {k: int(v) for k, v in (concurrency_limits or {}).items() if k in queue_names}
         params = {"names": list(queue_names), "batch_size": batch_size, "limits": outputs.to_json(limits)}
-        with self.db.cursor(conn) as cur:
-            if not synchronous_commit:
-                cur.execute("SET LOCAL synchronous_commit TO off")
-            if limits:
-                cur.execute(
-                    self.queries["lock_concurrency_slots"],
-                    {"lock_prefix": f"{self.schema}.concurrency.", "names": sorted(limits)},
-                )
-            cur.execute(self.queries["fetch_jobs"], self._params(params))
-            rows = cur.fetchall()
+        try:
+            with self.db.cursor(conn) as cur:
+                if not synchronous_commit:
+                    cur.execute("SET LOCAL synchronous_commit TO off")
+                if limits:
+                    cur.execute(
+                        self.queries["lock_concurrency_slots"],
+                        {"lock_prefix": f"{self.schema}.concurrency.", "names": sorted(limits)},
+                    )
+                cur.execute(self.queries["fetch_jobs"], self._params(params))
+                rows = cur.fetchall()
+        except psycopg2.errors.UniqueViolation:
+            # Another fetcher claimed the same singleton/stately key first (job_i2/job_i3): like
+            # pg-boss 12.38, this fetch finds nothing. A caller's transaction is theirs to handle.
+            if conn is not None:
+                raise
+            return []
         return [
             FetchedJob(
                 id=str(r["id"]),

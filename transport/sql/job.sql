@@ -71,22 +71,31 @@ WITH queues AS (
   ) lim ON true
 ),
 candidates AS (
-  SELECT c.name, c.id, c.priority, c.created_on
+  SELECT c.name, c.id, c.priority, c.created_on,
+    -- singleton/stately: one active job per key, so at most one per key in a batch (pg-boss 12.38)
+    CASE WHEN c.policy IN ('singleton', 'stately') THEN row_number() OVER (
+      PARTITION BY c.name, c.policy, COALESCE(c.singleton_key, '') ORDER BY c.priority DESC, c.created_on)
+    ELSE 1 END AS key_rank
   FROM queues q
   CROSS JOIN LATERAL (
-    SELECT j.name, j.id, j.priority, j.created_on
+    SELECT j.name, j.id, j.priority, j.created_on, j.policy, j.singleton_key
     FROM {schema}.job j
     WHERE j.name = q.name
       AND j.state < 'active'
       /*if:blocked*/AND NOT j.blocked/*end*/
       AND j.start_after <= {now}
+      -- a key whose active slot is taken is skipped, not left to fail on job_i2/job_i3
+      AND (j.policy IS NULL OR j.policy NOT IN ('singleton', 'stately') OR NOT EXISTS (
+        SELECT 1 FROM {schema}.job s
+        WHERE s.name = j.name AND s.state = 'active' AND s.policy = j.policy
+          AND COALESCE(s.singleton_key, '') = COALESCE(j.singleton_key, '')))
     ORDER BY j.priority DESC, j.created_on
     LIMIT LEAST(%(batch_size)s, COALESCE(q.cap, %(batch_size)s))
     FOR UPDATE OF j SKIP LOCKED
   ) c
 ),
 next AS (
-  SELECT name, id FROM candidates ORDER BY priority DESC, created_on LIMIT %(batch_size)s
+  SELECT name, id FROM candidates WHERE key_rank = 1 ORDER BY priority DESC, created_on LIMIT %(batch_size)s
 ),
 updated AS (
 UPDATE {schema}.job j SET
