@@ -14,7 +14,7 @@ from transport.db import Database, dsn_from_url
 from transport.manager import JobManager
 from zeke.database import database_url
 
-TEST_DB = "zeke_test"
+TEST_DB = os.environ.get("ZEKE_TEST_DB", "zeke_test")  # several sessions may share one server
 
 
 def with_database(url: str, dbname: str) -> str:
