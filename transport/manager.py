@@ -218,7 +218,8 @@ class JobManager:
             {"jobs": outputs.to_json(rows), "name": name, "channel": self.channel},
             conn=conn,
         )
-        if len(result) < len(rows) and self.get_queue(name) is None:
+        # Asked on the caller's connection: a queue created earlier in their transaction counts.
+        if len(result) < len(rows) and not self._run("get_queue", {"name": name}, conn=conn):
             raise QueueNotFound(f"queue {name!r} does not exist; create it first")
         return [str(r["id"]) for r in result]
 
