@@ -1,0 +1,1030 @@
+"""pg-boss transport (``pgboss://``): Celery and Kombu on Node pg-boss's PostgreSQL tables.
+
+A durable Kombu queue IS a pg-boss queue: publishing inserts a job the way Node's ``send()`` does,
+consuming fetches jobs the way Node's ``fetch()`` does, and a Node ``boss.work()`` handler on the same
+queue sees the task's kwargs as its payload (see :mod:`transport.envelope`). Transient queues
+(remote-control mailboxes, replies, event receivers) never become pg-boss queues: they are served
+from a broadcast log (:mod:`transport.fanout`).
+
+Features
+========
+* Type: Virtual
+* Supports Direct: Yes
+* Supports Topic: Yes
+* Supports Fanout: Yes (``celery inspect``/``control``, ``celery events``, Flower, Mingle, Gossip)
+* Supports Priority: Yes. pg-boss's ``priority``, higher first; Celery's ``priority`` is stored as is
+  (the AMQP meaning, the reverse of Celery's Redis emulation).
+* Supports TTL: ``expires`` becomes the job's ``keep_until`` (pg-boss deletes it unstarted after
+  that, and Celery revokes it on receipt); transient queues honour ``x-message-ttl``.
+* Native ETA: ``eta``/``countdown``/``Task.retry()`` become ``start_after``; workers never hold
+  ETA messages in memory, and ``Task.retry()`` moves the same job row back to ``retry``.
+* Push, not polling: a LISTEN socket on the worker's event loop (pg-boss's own NOTIFY channel, so
+  Node inserts wake Python workers), a timer for the next ``start_after``, and a slow safety poll.
+* At-least-once across worker death: the worker's main process heartbeats every job it holds, and a
+  supervisor (in every worker, sharing Node's claims) retries jobs whose heartbeat stopped.
+
+Connection String
+=================
+.. code-block::
+
+    pgboss://USER:PASSWORD@HOST:PORT/DATABASE
+    pgboss://USER@/DATABASE?host=/var/run/postgresql        # Unix socket
+    pgboss://USER:PASSWORD@HOST/DATABASE?sslmode=require     # any libpq parameter
+
+Transport Options
+=================
+* ``schema``: the pg-boss schema (default ``pgboss``); installed as pg-boss 12.38 would if absent.
+* ``queue_options``: ``{queue: {create_queue kwargs}}`` for queues this transport creates.
+* ``heartbeat_seconds``: ``heartbeat_seconds`` of queues this transport creates (default 30; None
+  for none). The worker touches held jobs every third of it.
+* ``concurrency_limits``: ``{queue: N}``: at most N active jobs of the queue across all workers.
+* ``task_for_queue``: ``{queue: task name}`` or a callable, for jobs Node sends (see
+  :mod:`transport.queue_tasks`).
+* ``settle_on_ack``: for a result backend that is not pg-boss: ack completes the job,
+  ``reject(requeue=False)`` fails it, an ack of a revoked task cancels it (default False).
+* ``native_eta``: ETA as ``start_after`` (default True).
+* ``polling_interval``: seconds between safety polls (default 5).
+* ``fetch_batch_size``: most jobs per fetch (default 100; the prefetch budget is used when smaller).
+* ``synchronous_commit``: wait for WAL flush on fetch and ack-settlement (default False: a lost
+  claim or completion only means the job runs again, which at-least-once allows anyway).
+* ``settle_batch``: settle acks once per event-loop tick (default True).
+* ``statement_timeout``, ``connect_timeout``: seconds (defaults 30 and 10).
+* ``max_connections``: connections per process (default 8).
+* ``supervise``: run pg-boss's supervisor in workers (default True), with ``supervise_interval``
+  (60), ``monitor_interval`` (60) and ``maintenance_interval`` (86400) in seconds.
+* ``broadcast_retention``: seconds broadcasts stay in the log (default 60).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from queue import Empty
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import psycopg2
+from kombu.transport import virtual
+from kombu.transport.virtual.exchange import STANDARD_EXCHANGE_TYPES
+
+from transport import envelope
+from transport.bindings import Bindings, install
+from transport.db import Database, dsn_from_url
+from transport.exceptions import PgBossError, QueueNotFound
+from transport.fanout import EXCHANGE_NOTICE, TIMER_NOTICE, BroadcastLog, Subscription
+from transport.heartbeat import Heartbeat
+from transport.listener import Listener
+from transport.maintenance import Supervisor
+from transport.manager import JobManager
+from transport.queue_tasks import QueueTasks
+from transport.settle import Held, Revoked, Settler
+from transport.transient import TransientQueue
+
+logger = logging.getLogger(__name__)
+
+DRIVER_TYPE = "pgboss"
+#: Unique delivery tags within a process: "<job id>/<n>".
+_tag_counter = itertools.count(1)
+#: Seconds a cached list of durable bindings is trusted.
+BINDING_CACHE_SECONDS = 2.0
+#: A start_after timer fires this much late, so the database clock surely agrees.
+TIMER_SLACK = 0.005
+
+
+@dataclass(frozen=True, slots=True)
+class _Local:
+    """A message delivered from a transient queue (held until acked, requeued in memory)."""
+
+    queue: str
+    payload: dict[str, Any]
+
+
+class QoS(virtual.QoS):
+    """Prefetch accounting; ack/reject/restore act on the job rows through the channel."""
+
+    def ack(self, delivery_tag: str) -> None:
+        self.channel._on_ack(delivery_tag)
+        self._quick_ack(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        self.channel._on_reject(delivery_tag, requeue)
+        self._quick_ack(delivery_tag)
+
+    def restore_unacked(self) -> list[tuple[BaseException, Any]]:
+        self._flush()
+        tags = list(self._delivered)
+        self._delivered.clear()
+        if self.channel.owner_pid == os.getpid():  # a forked child never gives back its parent's jobs
+            self.channel._restore_tags(tags)
+        return []  # failures are logged: jobs left active come back through expiry/heartbeat
+
+
+class Channel(virtual.Channel):
+    QoS = QoS
+    supports_fanout = True
+    #: Bodies stay text; bytes (pickle...) are base64'd by the envelope, not by Kombu.
+    body_encoding = None
+
+    #: ``{queue: {create_queue kwargs}}`` for queues this transport creates (zeke's registry passes
+    #: its own dict, so tasks declared later are seen).
+    queue_options: Mapping[str, Mapping[str, Any]] = {}
+    #: ``heartbeat_seconds`` of queues this transport creates (pg-boss requires >= 10; None: none).
+    heartbeat_seconds: int | None = 30
+    #: ``{queue: N}``: at most N active jobs of the queue across every worker.
+    concurrency_limits: Mapping[str, int] = {}
+    #: Ack completes, reject(requeue=False) fails (for result backends that are not pg-boss).
+    settle_on_ack: bool = False
+    #: ``eta`` becomes ``start_after`` and is dropped on delivery.
+    native_eta: bool = True
+    #: Most jobs one fetch claims.
+    fetch_batch_size: int = 100
+    #: Most messages a transient queue buffers before dropping the oldest.
+    transient_queue_limit: int = 10_000
+
+    from_transport_options = virtual.Channel.from_transport_options + (
+        "queue_options",
+        "heartbeat_seconds",
+        "concurrency_limits",
+        "settle_on_ack",
+        "native_eta",
+        "fetch_batch_size",
+        "transient_queue_limit",
+    )
+
+    connection: Transport
+
+    def __init__(self, connection: Transport, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        self.manager = connection.manager
+        self.owner_pid = os.getpid()
+        self._held: dict[str, Held | _Local] = {}
+        self._durable: list[str] = []
+        self._no_ack: set[str] = set()
+
+    # -- declaring ------------------------------------------------------------------------------
+
+    def _new_queue(
+        self,
+        queue: str,
+        durable: bool = True,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if exclusive or auto_delete or not durable:
+            self.connection.declare_transient(queue, arguments or {}, self.transient_queue_limit)
+        else:
+            options = {"heartbeat_seconds": self.heartbeat_seconds, **self.queue_options.get(queue, {})}
+            self.connection.declare_durable(queue, options)
+
+    def _has_queue(self, queue: str, **kwargs: Any) -> bool:
+        if queue in self.connection.transient:
+            return True
+        return self.manager.get_queue(queue) is not None
+
+    def _size(self, queue: str) -> int:
+        local = self.connection.transient.get(queue)
+        if local is not None:
+            return len(local)
+        return self.manager.queue_size(queue)
+
+    def _purge(self, queue: str) -> int:
+        local = self.connection.transient.get(queue)
+        if local is not None:
+            return local.clear()
+        return self.manager.purge(queue)
+
+    def queue_delete(
+        self, queue: str, if_unused: bool = False, if_empty: bool = False, **kwargs: Any
+    ) -> None:
+        # By name, not through this process's bindings: a queue declared elsewhere has none here.
+        if if_empty and self._size(queue):
+            return
+        if queue in self.connection.transient:
+            self.connection.delete_transient(queue)
+        elif self.manager.get_queue(queue) is not None:
+            self.manager.delete_queue(queue)
+            self.connection.forget_durable(queue)
+        self.connection.bindings.remove_queue(queue)
+        for exchange, _key, _args in list(self.state.queue_bindings(queue)):
+            table = self.state.exchanges.get(exchange, {}).get("table", [])
+            table[:] = [row for row in table if row[2] != queue]
+        self.state.queue_bindings_delete(queue)
+
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: Any, queue: str) -> None:
+        if queue in self.connection.transient:
+            self.connection.consumers_changed()  # matched locally against the broadcast log
+            return
+        kind = self.typeof(exchange).type or "direct"
+        self.connection.bindings.add(exchange, queue, routing_key, pattern or "", kind)
+        self.connection.forget_binding_cache(exchange)
+
+    def queue_unbind(
+        self,
+        queue: str,
+        exchange: str | None = None,
+        routing_key: str = "",
+        arguments: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().queue_unbind(queue, exchange, routing_key, arguments, **kwargs)
+        if exchange and queue not in self.connection.transient:
+            self.connection.bindings.remove(exchange, queue, routing_key)
+            self.connection.forget_binding_cache(exchange)
+
+    def get_table(self, exchange: str) -> list[tuple[str, Any, str]]:
+        local = list(self.state.exchanges.get(exchange, {}).get("table", []))
+        _, durable = self.connection.durable_bindings(exchange)
+        seen = {row[2] for row in local}
+        return local + [row for row in durable if row[2] not in seen]
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def _inplace_augment_message(self, message: dict[str, Any], exchange: str, routing_key: str) -> None:
+        # No delivery tag here: every delivery gets its own; bytes bodies are the envelope's business.
+        props = message["properties"]
+        props["delivery_info"].update(exchange=exchange, routing_key=routing_key)
+
+    def basic_publish(self, message: dict[str, Any], exchange: str, routing_key: str, **kwargs: Any) -> None:
+        self._inplace_augment_message(message, exchange, routing_key)
+        if not exchange:
+            return self._put(routing_key, message)
+        for queue in self.connection.durable_targets(exchange, routing_key, self.typeof(exchange).type):
+            self._put(queue, message)
+        # Transient subscribers anywhere match it against their own bindings.
+        self.connection.broadcast(exchange, routing_key, message)
+        return None
+
+    def _put_fanout(self, exchange: str, message: dict[str, Any], routing_key: str, **kwargs: Any) -> None:
+        self.connection.broadcast(exchange, routing_key, message)
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        local = self.connection.transient.get(queue)
+        if local is not None:
+            local.push(message)
+            return
+        job = envelope.to_job(message, native_eta=self.native_eta)
+        self.connection.send_job(queue, job, message)
+
+    # -- consuming ------------------------------------------------------------------------------
+
+    def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, **kwargs: Any) -> Any:
+        result = super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
+        if no_ack:
+            self._no_ack.add(queue)
+        if queue not in self.connection.transient and queue not in self._durable:
+            self._durable.append(queue)
+            self.connection.consumers_changed()
+            self.connection.mark_dirty([queue])
+        elif queue in self.connection.transient:
+            self.connection.consumers_changed()
+        return result
+
+    def basic_cancel(self, consumer_tag: str) -> Any:
+        queue = self._tag_to_queue.get(consumer_tag)
+        result = super().basic_cancel(consumer_tag)
+        if queue is not None and queue not in self._active_queues:
+            self._no_ack.discard(queue)
+            if queue in self._durable:
+                self._durable.remove(queue)
+            self.connection.consumers_changed()
+        return result
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        local = self.connection.transient.get(queue)
+        if local is not None:
+            self.connection.read_broadcasts()
+            payload = local.pop()
+            if payload is None:
+                return None
+            tag = payload["properties"]["delivery_tag"] = f"{queue}/{next(_tag_counter)}"
+            if not no_ack:
+                self._held[tag] = _Local(queue, payload)
+            message = self.Message(payload, channel=self)
+        else:
+            jobs = self.manager.fetch([queue], 1, synchronous_commit=self.connection.synchronous_commit)
+            if not jobs:
+                return None
+            payload = self._prepare(jobs[0], no_ack)
+            if payload is None:
+                return None
+            message = self.Message(payload, channel=self)
+        if not no_ack:
+            self.qos.append(message, message.delivery_tag)
+        return message
+
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
+        message = self.basic_get(queue, no_ack=True)
+        if message is None:
+            raise Empty()
+        return message._raw
+
+    def pump_durable(self, dirty: set[str]) -> int:
+        """Fetch and deliver durable jobs if a consumed queue is dirty and the prefetch budget allows."""
+        queues = [q for q in self._durable if q in self.connection._callbacks]
+        if not queues or dirty.isdisjoint(queues):
+            return 0
+        if not self.qos.can_consume():
+            return 0  # stay dirty: the tick after the next ack fetches
+        budget = self.qos.can_consume_max_estimate()
+        limit = min(budget or self.fetch_batch_size, self.fetch_batch_size)
+        limits = {q: n for q, n in self.concurrency_limits.items() if q in queues}
+        jobs = self.manager.fetch(
+            queues, limit, concurrency_limits=limits, synchronous_commit=self.connection.synchronous_commit
+        )
+        if len(jobs) < limit:
+            dirty.difference_update(queues)
+        delivered = 0
+        for job in jobs:
+            payload = self._prepare(job, job.name in self._no_ack)
+            if payload is None:
+                continue
+            if job.name not in self.connection._callbacks:
+                self._restore_tags([payload["properties"]["delivery_tag"]])  # consumer went away meanwhile
+                continue
+            self.connection._deliver(payload, job.name)
+            delivered += 1
+        return delivered
+
+    def pump_transient(self) -> int:
+        delivered = 0
+        for queue in list(self._active_queues):
+            local = self.connection.transient.get(queue)
+            if local is None or queue not in self.connection._callbacks:
+                continue
+            no_ack = queue in self._no_ack
+            while local and (no_ack or self.qos.can_consume()):
+                payload = local.pop()
+                if payload is None:
+                    break
+                tag = payload["properties"]["delivery_tag"] = f"{queue}/{next(_tag_counter)}"
+                if not no_ack:
+                    self._held[tag] = _Local(queue, payload)
+                self.connection._deliver(payload, queue)
+                delivered += 1
+        return delivered
+
+    def _prepare(self, job: Any, no_ack: bool) -> dict[str, Any] | None:
+        """The Kombu payload for a fetched job, with the bookkeeping to settle it; None if unroutable."""
+        task_name = None
+        if envelope.is_foreign(job.data):
+            task_name = self.connection.queue_tasks.task_for(job.name)
+            if task_name is None:
+                self.connection.unroutable(job)
+                return None
+        tag = f"{job.id}/{next(_tag_counter)}"
+        payload = envelope.to_message(
+            job.id,
+            job.name,
+            job.data,
+            priority=job.priority,
+            attempt=job.retry_count,
+            delivery_tag=tag,
+            task_name=task_name,
+            native_eta=self.native_eta,
+        )
+        held = Held(job.name, job.id, job.retry_count, job.retry_limit, job.start_after, job.data)
+        if no_ack:
+            self.connection.settler.complete(held)
+        else:
+            self._held[tag] = held
+            self.connection.heartbeat.add(job.id, job.name, job.heartbeat_seconds)
+        return payload
+
+    # -- settling (called by QoS) -----------------------------------------------------------------
+
+    def _on_ack(self, tag: str) -> None:
+        held = self._held.pop(tag, None)
+        if isinstance(held, Held):
+            if self.settle_on_ack:
+                self.connection.settler.complete(held)
+            # The job may have been retried or failed: its start time may have moved.
+            self.connection.timers_stale = True
+
+    def _on_reject(self, tag: str, requeue: bool) -> None:
+        held = self._held.pop(tag, None)
+        if isinstance(held, _Local):
+            if requeue:
+                local = self.connection.transient.get(held.queue)
+                if local is not None:
+                    local.push_front(held.payload)
+        elif isinstance(held, Held):
+            if requeue:
+                self.connection.heartbeat.discard(held.id)
+                self.connection.settler.requeue(held)
+            elif self.settle_on_ack:
+                self.connection.settler.fail(held)
+
+    def _restore_tags(self, tags: Iterable[str]) -> None:
+        restored = 0
+        for tag in tags:
+            held = self._held.pop(tag, None)
+            if isinstance(held, Held):
+                self.connection.heartbeat.discard(held.id)
+                self.connection.settler.restore(held)
+                restored += 1
+            elif isinstance(held, _Local):
+                local = self.connection.transient.get(held.queue)
+                if local is not None:
+                    local.push_front(held.payload)
+        if restored:
+            try:
+                self.connection.settler.flush()
+            except self.connection.connection_errors as exc:
+                logger.warning(
+                    "could not hand %d job(s) back (%r); pg-boss will retry them once their heartbeat "
+                    "or expiry runs out",
+                    restored,
+                    exc,
+                )
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+            self._held.clear()
+
+
+class Transport(virtual.Transport):
+    Channel = Channel
+
+    driver_type = DRIVER_TYPE
+    driver_name = "psycopg2"
+    default_port = 5432
+    #: The URL is handed to libpq as is (``?host=/socket/dir`` and friends).
+    can_parse_url = True
+    connection_errors = virtual.Transport.connection_errors + (
+        psycopg2.OperationalError,
+        psycopg2.InterfaceError,
+    )
+    channel_errors = virtual.Transport.channel_errors + (PgBossError,)
+    implements = virtual.Transport.implements.extend(
+        asynchronous=True,
+        exchange_type=frozenset({"direct", "topic", "fanout"}),
+        heartbeats=False,
+    )
+
+    #: The pg-boss schema.
+    schema: str = "pgboss"
+    #: Seconds between safety polls (lost NOTIFYs, Node ``startAfter`` jobs, pg-boss backoff retries).
+    polling_interval: float = 5.0
+    #: Wait for WAL flush on fetch and ack-settlement.
+    synchronous_commit: bool = False
+    #: Settle acks once per event-loop tick instead of one statement per ack.
+    settle_batch: bool = True
+    #: Per-statement limit, seconds (a stalled database must not freeze the worker's loop forever).
+    statement_timeout: float = 30.0
+    #: Seconds to wait for a connection.
+    connect_timeout: float = 10.0
+    #: Connections per process.
+    max_connections: int = 8
+    #: ``{queue: task name}`` or ``queue -> task name``, for jobs without an envelope.
+    task_for_queue: Any = None
+    #: Run pg-boss's supervisor (expiry, heartbeats, deletion) in workers.
+    supervise: bool = True
+    supervise_interval: float = 60.0
+    monitor_interval: float = 60.0
+    maintenance_interval: float = 86400.0
+    #: Seconds broadcasts stay in the log (late readers re-read gaps within this window).
+    broadcast_retention: float = 60.0
+    #: Seconds a missing broadcast id is waited for.
+    broadcast_gap_timeout: float = 5.0
+
+    from_transport_options = (
+        "schema",
+        "polling_interval",
+        "synchronous_commit",
+        "settle_batch",
+        "statement_timeout",
+        "connect_timeout",
+        "max_connections",
+        "task_for_queue",
+        "supervise",
+        "supervise_interval",
+        "monitor_interval",
+        "maintenance_interval",
+        "broadcast_retention",
+        "broadcast_gap_timeout",
+    )
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        options = client.transport_options
+        for name in self.from_transport_options:
+            if name in options:
+                setattr(self, name, options[name])
+        self.url = self._url()
+        self.manager = _shared_manager(self.url, self.schema, self.max_connections)
+        self.log = BroadcastLog(self.manager)
+        self.bindings = Bindings(self.manager)
+        self.heartbeat = Heartbeat(self.manager)
+        self.revoked = _revoked()
+        self.settler = Settler(
+            self.manager, wake=self.wake, revoked=self.revoked, synchronous_commit=self.synchronous_commit
+        )
+        self.queue_tasks = QueueTasks(self.task_for_queue)
+        self.transient: dict[str, TransientQueue] = {}
+        self.timers_stale = True
+        self._dirty: set[str] = set()
+        self._consumed: set[str] | None = None
+        self._wanted: set[str] | None = None
+        self._broadcast_dirty = False
+        self._subscription: Subscription | None = None
+        self._listener: Listener | None = None
+        self._binding_cache: dict[str, tuple[float, str | None, list[tuple[str, Any, str]]]] = {}
+        self._exchange_types = {name: cls(None) for name, cls in STANDARD_EXCHANGE_TYPES.items()}
+        self._loop: Any = None
+        self._loop_entries: list[Any] = []
+        self._start_timer: Any = None
+        self._next_start: float | None = None
+        self._next_safety = 0.0
+        self._skew = 0.0
+        self._supervisor: Supervisor | None = None
+        self._heartbeat_thread: _HeartbeatThread | None = None
+        self._pid = os.getpid()
+
+    # -- connection -----------------------------------------------------------------------------
+
+    def _url(self) -> str:
+        client = self.client
+        hostname = client.hostname or "localhost"
+        if "://" in hostname:
+            base = dsn_from_url(hostname)
+        else:
+            auth = ""
+            if client.userid:
+                auth = quote(client.userid, safe="")
+                if client.password:
+                    auth += ":" + quote(client.password, safe="")
+                auth += "@"
+            port = f":{client.port}" if client.port else ""
+            vhost = (client.virtual_host or "").lstrip("/")
+            base = f"postgresql://{auth}{hostname}{port}/{vhost}"
+        parts = urlsplit(base)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        query.setdefault("connect_timeout", str(max(1, int(self.connect_timeout))))
+        query.setdefault("keepalives", "1")
+        query.setdefault("keepalives_idle", "30")
+        query.setdefault("keepalives_interval", "10")
+        query.setdefault("keepalives_count", "3")
+        if self.statement_timeout and "options" not in query:
+            query["options"] = f"-c statement_timeout={int(self.statement_timeout * 1000)}"
+        return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+    def as_uri(self, uri: str, include_password: bool = False, mask: str = "**") -> str:
+        parts = urlsplit(uri if "://" in uri else self.url)
+        if parts.password and not include_password:
+            netloc = parts.netloc.replace(":" + parts.password + "@", ":" + mask + "@", 1)
+            parts = parts._replace(netloc=netloc)
+        return urlunsplit(parts._replace(scheme="pgboss"))
+
+    def driver_version(self) -> str:
+        return psycopg2.__version__.split()[0]
+
+    def establish_connection(self) -> Transport:
+        _ensure_installed(self.manager)
+        return super().establish_connection()
+
+    def close_connection(self, connection: Any) -> None:
+        try:
+            super().close_connection(connection)
+        finally:
+            if self._loop is not None:
+                self.unregister_from_event_loop(connection, self._loop)
+            if self._supervisor is not None:
+                self._supervisor.stop()
+                self._supervisor = None
+            if self._heartbeat_thread is not None:
+                self._heartbeat_thread.stop()
+                self._heartbeat_thread = None
+            if self._listener is not None:
+                self._listener.close()  # pid-guarded
+                self._listener = None
+
+    # -- durable queues -------------------------------------------------------------------------
+
+    def declare_durable(self, queue: str, options: Mapping[str, Any]) -> None:
+        declared = _declared_queues(self.manager)
+        if queue in declared:
+            return
+        self.manager.create_queue(queue, **{k: v for k, v in options.items() if v is not None})
+        declared.add(queue)
+
+    def forget_durable(self, queue: str) -> None:
+        _declared_queues(self.manager).discard(queue)
+
+    def send_job(self, queue: str, job: envelope.Job, message: dict[str, Any]) -> None:
+        options = {"id": job.id, "priority": job.priority, "start_after": job.start_after}
+        if job.keep_until is not None:
+            options["keep_until"] = job.keep_until
+        try:
+            ids = self.manager.send(queue, job.data, **options)
+        except QueueNotFound:
+            if queue not in _declared_queues(self.manager):
+                # Not a pg-boss queue: a transient queue of another process (an RPC reply queue...).
+                self.broadcast("", queue, message)
+                return
+            _declared_queues(self.manager).discard(queue)
+            self.declare_durable(queue, {"heartbeat_seconds": Channel.heartbeat_seconds})
+            ids = self.manager.send(queue, job.data, **options)
+        future = job.start_after is not None and job.start_after > _utcnow()
+        if ids:
+            if future:
+                self.notify_timer(queue)
+            return
+        # The id exists: Celery's Task.retry() republishes the same task id -> same row, back to retry.
+        start_after = job.start_after or _utcnow()
+        if job.id and self.manager.retry_in_place(queue, job.id, start_after=start_after, data=job.data):
+            if future:
+                self.notify_timer(queue)
+            else:
+                self.wake(queue)
+            return
+        if job.id is None:
+            logger.info("message to pg-boss queue %r deduplicated by the queue's policy", queue)
+        else:
+            logger.warning(
+                "job %s already exists in pg-boss queue %r and is not active; dropped", job.id, queue
+            )
+
+    def unroutable(self, job: Any) -> None:
+        output = {
+            "name": "NotRegistered",
+            "message": f"no Celery task is registered for pg-boss queue {job.name!r} "
+            "(name a task like the queue, route one to it, or set the transport option task_for_queue)",
+        }
+        logger.error("job %s: %s", job.id, output["message"])
+        self.manager.fail(job.name, [job.id], output, attempts={job.id: job.retry_count})
+
+    # -- routing to named exchanges -------------------------------------------------------------
+
+    def durable_bindings(self, exchange: str) -> tuple[str | None, list[tuple[str, Any, str]]]:
+        cached = self._binding_cache.get(exchange)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1], cached[2]
+        kind, rows = self.bindings.table(exchange)
+        self._binding_cache[exchange] = (now + BINDING_CACHE_SECONDS, kind, rows)
+        return kind, rows
+
+    def forget_binding_cache(self, exchange: str) -> None:
+        self._binding_cache.pop(exchange, None)
+
+    def durable_targets(self, exchange: str, routing_key: str, local_type: str | None) -> set[str]:
+        kind, rows = self.durable_bindings(exchange)
+        local = self.state.exchanges.get(exchange)
+        table = [row for row in (local or {}).get("table", []) if row[2] not in self.transient]
+        table += [row for row in rows if row not in table]
+        if not table:
+            return set()
+        exchange_type = (local or {}).get("type") or kind or local_type or "direct"
+        return set(self._exchange_types[exchange_type].lookup(table, exchange, routing_key, None))
+
+    # -- transient queues and the broadcast log ---------------------------------------------------
+
+    def declare_transient(self, queue: str, arguments: Mapping[str, Any], limit: int) -> None:
+        self._wanted = None
+        if queue not in self.transient:
+            ttl = arguments.get("x-message-ttl")
+            self.transient[queue] = TransientQueue(queue, ttl=ttl / 1000.0 if ttl else None, limit=limit)
+        if self._subscription is None:
+            # Start reading the log now: what is published after this declare is ours.
+            self._subscription = Subscription(self.log, gap_timeout=self.broadcast_gap_timeout)
+
+    def delete_transient(self, queue: str) -> None:
+        self.transient.pop(queue, None)
+        self._wanted = None
+
+    def broadcast(self, exchange: str, routing_key: str, message: dict[str, Any]) -> None:
+        self.log.publish(exchange, routing_key, message)
+
+    def _wanted_exchanges(self) -> set[str]:
+        if self._wanted is None:
+            wanted = {""}
+            for name, exchange in self.state.exchanges.items():
+                if any(row[2] in self.transient for row in exchange.get("table", [])):
+                    wanted.add(name)
+            self._wanted = wanted
+        return self._wanted
+
+    def read_broadcasts(self) -> int:
+        """Route new broadcasts to this connection's transient queues; returns how many were queued."""
+        subscription = self._subscription
+        if subscription is None or not self.transient:
+            return 0
+        self._broadcast_dirty = False
+        queued = 0
+        for item in subscription.read(self._wanted_exchanges()):
+            for queue in self._transient_targets(item.exchange, item.routing_key):
+                local = self.transient.get(queue)
+                if local is not None and local.accepts(item.age):
+                    local.push(item.message)
+                    queued += 1
+        return queued
+
+    def _transient_targets(self, exchange: str, routing_key: str) -> set[str]:
+        if not exchange:
+            return {routing_key} if routing_key in self.transient else set()
+        local = self.state.exchanges.get(exchange)
+        if local is None:
+            return set()
+        table = [row for row in local.get("table", []) if row[2] in self.transient]
+        return set(
+            self._exchange_types[local.get("type") or "direct"].lookup(table, exchange, routing_key, None)
+        )
+
+    # -- wake-ups -------------------------------------------------------------------------------
+
+    def wake(self, queue: str) -> None:
+        """Tell every consumer (Node's too) that jobs of ``queue`` are runnable."""
+        self._notify(self.manager.channel, queue)
+        self.mark_dirty([queue])
+
+    def notify_timer(self, queue: str) -> None:
+        """Tell Python consumers that a job of ``queue`` becomes runnable later (an ETA)."""
+        self._notify(self.log.channel, TIMER_NOTICE + queue)
+
+    def _notify(self, channel: str, payload: str) -> None:
+        with self.manager.db.cursor() as cur:
+            cur.execute(self.manager.queries["wake"], {"channel": channel, "payload": payload})
+
+    def mark_dirty(self, queues: Iterable[str]) -> None:
+        consumed = self._consumed_durable()
+        self._dirty.update(q for q in queues if q in consumed)
+        self.timers_stale = True
+
+    def consumers_changed(self) -> None:
+        self._consumed = None
+        self._wanted = None
+
+    def _consumed_durable(self) -> set[str]:
+        if self._consumed is None:
+            self._consumed = {q for channel in self.channels for q in channel._durable}
+        return self._consumed
+
+    def _mark_all_dirty(self) -> None:
+        self._dirty.update(self._consumed_durable())
+        self._broadcast_dirty = True
+        self.timers_stale = True
+
+    def _on_notices(self, notices: Iterable[tuple[str, str]]) -> None:
+        for channel, payload in notices:
+            if channel == self.manager.channel:
+                if payload in self._consumed_durable():
+                    self._dirty.add(payload)
+            elif payload.startswith(EXCHANGE_NOTICE):
+                if self.transient and payload[len(EXCHANGE_NOTICE) :] in self._wanted_exchanges():
+                    self._broadcast_dirty = True
+            elif payload.startswith(TIMER_NOTICE):
+                if payload[len(TIMER_NOTICE) :] in self._consumed_durable():
+                    self.timers_stale = True
+
+    def _ensure_listener(self) -> Listener:
+        if self._pid != os.getpid():  # inherited across fork: start afresh, never touch the parent's
+            self._listener, self._pid = None, os.getpid()
+        if self._listener is None or not self._listener.connected:
+            _ensure_installed(self.manager)
+            listener = Listener(
+                self.manager.db, (self.manager.channel, self.log.channel), self.manager.queries["listen"]
+            )
+            listener.connect()
+            self._listener = listener
+            self._skew = (self.manager.now() - _utcnow()).total_seconds()
+            self._mark_all_dirty()  # whatever was NOTIFYed while not listening is lost
+        return self._listener
+
+    # -- one pass: what both the event loop and blocking drain_events run --------------------------
+
+    def _pump(self) -> int:
+        if self.settler.pending:
+            self.settler.flush()
+        delivered = 0
+        if self._broadcast_dirty or (self._subscription is not None and self._subscription.due):
+            self.read_broadcasts()
+        if self.transient:
+            for channel in self.channels:
+                delivered += channel.pump_transient()
+        if self._dirty:
+            for channel in list(self.channels):
+                delivered += channel.pump_durable(self._dirty)
+        if self.timers_stale and not self._dirty:
+            self._schedule_next_start()
+        if delivered and self._heartbeat_thread is None and len(self.heartbeat):
+            self._heartbeat_thread = _HeartbeatThread(self.heartbeat, self._heartbeat_default())
+            self._heartbeat_thread.start()
+        return delivered
+
+    def _heartbeat_default(self) -> float:
+        seconds = self.channels[0].heartbeat_seconds if self.channels else Channel.heartbeat_seconds
+        return float(seconds or 30)
+
+    def _schedule_next_start(self) -> None:
+        self.timers_stale = False
+        queues = self._consumed_durable()
+        if not queues:
+            return
+        at = self.manager.next_start_after(sorted(queues))
+        if at is None:
+            self._set_start_timer(None)
+            return
+        delay = (at - _utcnow()).total_seconds() - self._skew + TIMER_SLACK
+        self._set_start_timer(max(delay, 0.0))
+
+    def _set_start_timer(self, delay: float | None) -> None:
+        if self._loop is not None:
+            if self._start_timer is not None:
+                self._start_timer.cancel()
+                self._start_timer = None
+            if delay is not None:
+                self._start_timer = self._loop.call_later(delay, self._on_start_due)
+        else:
+            self._next_start = None if delay is None else time.monotonic() + delay
+
+    def _on_start_due(self) -> None:
+        self._start_timer = None
+        self._next_start = None
+        self._dirty.update(self._consumed_durable())
+        self.timers_stale = True
+
+    def _safety_poll(self) -> None:
+        self._next_safety = time.monotonic() + self.polling_interval
+        self._mark_all_dirty()
+
+    # -- blocking consumers (celery inspect, Flower's event thread, SimpleQueue) -------------------
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        listener = self._ensure_listener()
+        while True:
+            self._on_notices(listener.poll())
+            now = time.monotonic()
+            if now >= self._next_safety:
+                self._safety_poll()
+            if self._next_start is not None and now >= self._next_start:
+                self._on_start_due()
+            if self._pump():
+                return
+            wait = self._next_safety - time.monotonic()
+            if self._next_start is not None:
+                wait = min(wait, self._next_start - time.monotonic())
+            if self._subscription is not None and self._subscription.waiting:
+                wait = min(wait, 0.05)
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError()
+                wait = min(wait, remaining)
+            listener.wait(max(wait, 0.0))
+
+    # -- the worker's event loop ----------------------------------------------------------------
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        if self._loop is not None:
+            self.unregister_from_event_loop(connection, self._loop)
+        listener = self._ensure_listener()
+        self._loop = loop
+        self.settler.batch = self.settle_batch
+        loop.add_reader(listener.fileno(), self._on_readable)
+        loop.on_tick.add(self._on_tick)
+        self._loop_entries = [loop.call_repeatedly(self.polling_interval, self._safety_poll)]
+        if self.supervise and self._supervisor is None:
+            self._supervisor = Supervisor(
+                self.manager,
+                supervise_interval=self.supervise_interval,
+                monitor_interval=self.monitor_interval,
+                maintenance_interval=self.maintenance_interval,
+                broadcast_retention=self.broadcast_retention,
+                on_jobs_moved=lambda: loop.call_soon(self._mark_all_dirty),
+            )
+            self._supervisor.start()
+
+    def unregister_from_event_loop(self, connection: Any, loop: Any) -> None:
+        if self._listener is not None and self._listener.connected:
+            try:
+                loop.remove_reader(self._listener.fileno())
+            except (KeyError, ValueError, OSError):
+                pass
+        loop.on_tick.discard(self._on_tick)
+        for entry in self._loop_entries:
+            entry.cancel()
+        self._loop_entries = []
+        if self._start_timer is not None:
+            self._start_timer.cancel()
+            self._start_timer = None
+        self.settler.batch = False
+        self._loop = None
+
+    def _on_readable(self) -> None:
+        assert self._listener is not None
+        self._on_notices(self._listener.poll())  # raises a connection error if the server went away
+
+    def _on_tick(self) -> None:
+        listener = self._listener
+        if listener is not None and listener.pending():
+            self._on_notices(listener.poll())
+        self._pump()
+
+
+class _HeartbeatThread:
+    """Touches held jobs every third of their ``heartbeat_seconds``, off the event loop (works for
+    ``-P solo`` too, where a task blocks the loop)."""
+
+    def __init__(self, heartbeat: Heartbeat, default_seconds: float) -> None:
+        self.heartbeat = heartbeat
+        self.default_seconds = default_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pgboss-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(1.0):
+            interval = (self.heartbeat.shortest() or self.default_seconds) / 3.0
+            if time.monotonic() - last < interval or not len(self.heartbeat):
+                continue
+            last = time.monotonic()
+            try:
+                self.heartbeat.touch()
+            except Exception as exc:  # the next beat retries; expiry is the backstop
+                logger.warning("pg-boss heartbeat failed: %r", exc)
+
+
+# -- process-wide state ---------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_managers: dict[tuple[str, str], JobManager] = {}
+_installed: set[tuple[int, int]] = set()
+_declared: dict[int, set[str]] = {}
+_revoked_ids: Revoked | None = None
+
+
+def _shared_manager(url: str, schema: str, max_connections: int) -> JobManager:
+    """One JobManager (and connection pool) per database and schema in a process; fork-safe."""
+    with _lock:
+        manager = _managers.get((url, schema))
+        if manager is None:
+            db = Database(url, max_connections=max_connections, application_name="zeke-broker")
+            manager = _managers[url, schema] = JobManager(db, schema)
+        return manager
+
+
+def _ensure_installed(manager: JobManager) -> None:
+    key = (id(manager), os.getpid())
+    if key in _installed:
+        return
+    install(manager)  # also loads (and installs if absent) the pg-boss schema
+    _installed.add(key)
+
+
+def _declared_queues(manager: JobManager) -> set[str]:
+    return _declared.setdefault(id(manager), set())
+
+
+def _revoked() -> Revoked:
+    """Task ids Celery revoked in this process, from the ``task_revoked`` signal (settle_on_ack)."""
+    global _revoked_ids
+    with _lock:
+        if _revoked_ids is None:
+            _revoked_ids = Revoked()
+            try:
+                from celery.signals import task_revoked
+            except ImportError:  # plain Kombu
+                pass
+            else:
+                ids = _revoked_ids
+
+                def on_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
+                    if request is not None and getattr(request, "id", None):
+                        ids.add(envelope.job_id_for(request.id) or request.id)
+
+                task_revoked.connect(on_revoked, weak=False)
+        return _revoked_ids
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _register_with_celery() -> None:
+    """Let Mingle (revoked-id sync at start) and Gossip (worker events) run on this transport."""
+    try:
+        from celery.worker.consumer.gossip import Gossip
+        from celery.worker.consumer.mingle import Mingle
+    except ImportError:  # plain Kombu
+        return
+    Mingle.compatible_transports = set(Mingle.compatible_transports) | {DRIVER_TYPE}
+    Gossip.compatible_transports = set(Gossip.compatible_transports) | {DRIVER_TYPE}
+
+
+_register_with_celery()

@@ -1,0 +1,54 @@
+"""Heartbeats from the worker's main process for every job it holds.
+
+pg-boss fails an active job whose ``heartbeat_on`` is older than its ``heartbeat_seconds`` (the
+supervisor's "job heartbeat timeout"), and that is how a job held by a worker that died as a whole
+(SIGKILL, OOM, lost host) comes back. So the process that fetched a job refreshes it while the job
+stays active: prefetched, running in a pool child, or waiting for the result backend. A job is
+forgotten once a touch shows it is no longer active (completed, failed, retried, cancelled or
+restored), so the set tracks exactly what is still ours.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+from transport.manager import JobManager
+
+
+class Heartbeat:
+    def __init__(self, manager: JobManager) -> None:
+        self.manager = manager
+        self._jobs: dict[str, tuple[str, int | None]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def add(self, job_id: str, queue: str, heartbeat_seconds: int | None) -> None:
+        with self._lock:
+            self._jobs[job_id] = (queue, heartbeat_seconds)
+
+    def discard(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def shortest(self) -> int | None:
+        """The smallest ``heartbeat_seconds`` among held jobs (None when none has one)."""
+        with self._lock:
+            seconds = [s for _, s in self._jobs.values() if s]
+        return min(seconds) if seconds else None
+
+    def touch(self) -> int:
+        """Refresh every held job; forget those no longer active. Returns how many are still held."""
+        with self._lock:
+            by_queue: dict[str, list[str]] = defaultdict(list)
+            for job_id, (queue, _) in self._jobs.items():
+                by_queue[queue].append(job_id)
+        for queue, ids in by_queue.items():
+            alive = set(self.manager.touch(queue, ids))
+            with self._lock:
+                for job_id in ids:
+                    if job_id not in alive:
+                        self._jobs.pop(job_id, None)
+        return len(self._jobs)
