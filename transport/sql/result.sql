@@ -1,0 +1,74 @@
+-- Result-backend statements. A task that is a pg-boss job keeps its result in the job row (written
+-- through the manager); only what is not a job lives in zeke's own table {aux}.result: group
+-- metadata, chord counters, results of tasks that never were jobs, and progress/children extras.
+-- transport.backend.PgBossBackend is the only caller.
+
+-- name: create_result_store
+-- Create zeke's result table beside the pg-boss schema (idempotent; run under an advisory lock).
+CREATE SCHEMA IF NOT EXISTS {aux};
+CREATE TABLE IF NOT EXISTS {aux}.result (
+  key text PRIMARY KEY,
+  value text,
+  counter bigint NOT NULL DEFAULT 0,
+  expires_at timestamptz,
+  updated_on timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS result_expires_at ON {aux}.result (expires_at) WHERE expires_at IS NOT NULL
+
+-- name: get_task_results
+-- Task results by id: the job rows (found through every queue's primary key) and any stored values, in one round trip.
+SELECT 'job' AS source, j.id::text AS id, j.name, j.state::text AS state, j.output, j.retry_count,
+  j.completed_on, CASE WHEN %(extended)s THEN j.data END AS data, NULL::text AS value
+FROM {schema}.queue q
+JOIN {schema}.job j ON j.name = q.name AND j.id = ANY(%(ids)s::uuid[])
+UNION ALL
+SELECT 'store', r.key, NULL, NULL, NULL, NULL, NULL, NULL, r.value
+FROM {aux}.result r
+WHERE r.key = ANY(%(keys)s::text[]) AND (r.expires_at IS NULL OR r.expires_at > now())
+
+-- name: get_results
+-- Stored values by key, skipping expired ones.
+SELECT key, value FROM {aux}.result
+WHERE key = ANY(%(keys)s::text[]) AND (expires_at IS NULL OR expires_at > now())
+
+-- name: set_result
+-- Upsert a value; its expiry follows the job's deletion_seconds when it belongs to a job, else the given expiry; NOTIFY waiters when it is a task's state.
+WITH expiry AS (
+  SELECT CASE
+    WHEN %(queue)s::text IS NOT NULL THEN (
+      SELECT CASE WHEN j.deletion_seconds > 0 THEN now() + j.deletion_seconds * interval '1s' END
+      FROM {schema}.job j WHERE j.name = %(queue)s AND j.id = %(job_id)s::uuid)
+    WHEN %(expires)s::float8 IS NOT NULL THEN now() + %(expires)s::float8 * interval '1s'
+  END AS at
+),
+upserted AS (
+  INSERT INTO {aux}.result (key, value, expires_at, updated_on)
+  SELECT %(key)s, %(value)s, expiry.at, now() FROM expiry
+  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, updated_on = now()
+  RETURNING key
+)
+SELECT pg_notify(%(channel)s, %(notify)s) FROM upserted WHERE %(notify)s::text IS NOT NULL
+
+-- name: incr_result
+-- Add one to a counter (chord parts), creating it at 1; returns the new count.
+INSERT INTO {aux}.result AS r (key, counter, expires_at, updated_on)
+VALUES (%(key)s, 1, CASE WHEN %(expires)s::float8 IS NOT NULL THEN now() + %(expires)s::float8 * interval '1s' END, now())
+ON CONFLICT (key) DO UPDATE SET counter = r.counter + 1, updated_on = now()
+RETURNING counter
+
+-- name: expire_result
+-- Set how long a value lives from now (NULL or 0: for ever; negative: gone already).
+UPDATE {aux}.result
+SET expires_at = CASE WHEN %(expires)s::float8 <> 0 THEN now() + %(expires)s::float8 * interval '1s' END
+WHERE key = %(key)s
+
+-- name: delete_results
+-- Delete values by key.
+DELETE FROM {aux}.result WHERE key = ANY(%(keys)s::text[])
+
+-- name: delete_expired_results
+-- Delete a batch of expired values; returns how many.
+WITH doomed AS (
+  SELECT key FROM {aux}.result WHERE expires_at < now() LIMIT %(limit)s
+)
+DELETE FROM {aux}.result r USING doomed d WHERE r.key = d.key
