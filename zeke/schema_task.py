@@ -340,7 +340,10 @@ def schema_task(
         )(run)
         registry.add(task)
         # Consumed by a plain `celery -A zeke worker` (no -Q): every task's queue, not just "celery".
-        target.amqp.queues[id]  # noqa: B018  (Queues.__missing__ adds it)
+        # Celery 5.7 consumes a snapshot of the queues known when they were first read, so the queue
+        # must be select_add()ed, not merely created (which Queues.__missing__ does, as routing would).
+        queues = target.amqp.queues
+        queues.select_add(queues[id])
         return task
 
     return decorate

@@ -66,8 +66,12 @@ def celery_app(db_url: str, schema: str, manager: JobManager) -> Iterator[Any]:
         yield app
     finally:
         app.conf.broker_url, app.conf.result_backend, app.conf.broker_transport_options["schema"] = saved
-        if app._pool is not None:  # connections to this test's database must not outlive it
-            app.pool.force_close_all()
+        # Connections to this test's schema must not outlive it; the next test builds new pools
+        # (kombu keys its pools by connection, transport options included).
+        if app._pool is not None:
+            app._pool.force_close_all()
+            app._pool = None
+        app.amqp._producer_pool = None
 
 
 def app_env(db_url: str, schema: str, **extra: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ def test_declared_tasks_are_celery_tasks_on_their_own_queue() -> None:
     assert task.name == "t-echo" and app.tasks["t-echo"] is task
     assert app.amqp.router.route({}, "t-echo")["queue"].name == "t-echo"  # also when sent by name
     assert registry.get("t-echo") is task and tasks.get("t-echo") is task
-    assert "t-echo" in app.amqp.queues  # a plain `celery -A zeke worker` consumes it
+    assert "t-echo" in app.amqp.queues.consume_from  # a plain `celery -A zeke worker` consumes it
 
 
 def test_queue_and_retry_options_accept_node_names() -> None:
