@@ -484,6 +484,8 @@ class Transport(virtual.Transport):
     connect_timeout: float = 10.0
     #: Connections per process.
     max_connections: int = 8
+    #: ``application_name`` of the transport's connections (``pg_stat_activity``).
+    application_name: str = "zeke-broker"
     #: ``{queue: task name}`` or ``queue -> task name``, for jobs without an envelope.
     task_for_queue: Any = None
     #: Run pg-boss's supervisor (expiry, heartbeats, deletion) in workers.
@@ -504,6 +506,7 @@ class Transport(virtual.Transport):
         "statement_timeout",
         "connect_timeout",
         "max_connections",
+        "application_name",
         "task_for_queue",
         "supervise",
         "supervise_interval",
@@ -520,7 +523,7 @@ class Transport(virtual.Transport):
             if name in options:
                 setattr(self, name, options[name])
         self.url = self._url()
-        self.manager = _shared_manager(self.url, self.schema, self.max_connections)
+        self.manager = _shared_manager(self.url, self.schema, self.max_connections, self.application_name)
         self.log = BroadcastLog(self.manager)
         self.bindings = Bindings(self.manager)
         self.heartbeat = Heartbeat(self.manager)
@@ -546,6 +549,7 @@ class Transport(virtual.Transport):
         self._next_safety = 0.0
         self._skew = 0.0
         self._supervisor: Supervisor | None = None
+        self._waker: _Waker | None = None
         self._heartbeat_thread: _HeartbeatThread | None = None
         self._pid = os.getpid()
 
@@ -606,6 +610,9 @@ class Transport(virtual.Transport):
             if self._listener is not None:
                 self._listener.close()  # pid-guarded
                 self._listener = None
+            if self._waker is not None:
+                self._waker.close()  # pid-guarded
+                self._waker = None
 
     # -- durable queues -------------------------------------------------------------------------
 
@@ -843,6 +850,9 @@ class Transport(virtual.Transport):
                 self._start_timer = None
             if delay is not None:
                 self._start_timer = self._loop.call_later(delay, self._on_start_due)
+                # The hub chose this iteration's poll timeout before the tick added the timer.
+                if self._waker is not None:
+                    self._waker.wake()
         else:
             self._next_start = None if delay is None else time.monotonic() + delay
 
@@ -862,7 +872,7 @@ class Transport(virtual.Transport):
         deadline = None if timeout is None else time.monotonic() + timeout
         listener = self._ensure_listener()
         while True:
-            self._on_notices(listener.poll())
+            self._on_notices(self._poll_listener())
             now = time.monotonic()
             if now >= self._next_safety:
                 self._safety_poll()
@@ -891,6 +901,9 @@ class Transport(virtual.Transport):
         self._loop = loop
         self.settler.batch = self.settle_batch
         loop.add_reader(listener.fileno(), self._on_readable)
+        if self._waker is None or not self._waker.owned:
+            self._waker = _Waker()
+        loop.add_reader(self._waker.fileno(), self._waker.drain)
         loop.on_tick.add(self._on_tick)
         self._loop_entries = [loop.call_repeatedly(self.polling_interval, self._safety_poll)]
         if self.supervise and self._supervisor is None:
@@ -910,6 +923,11 @@ class Transport(virtual.Transport):
                 loop.remove_reader(self._listener.fileno())
             except (KeyError, ValueError, OSError):
                 pass
+        if self._waker is not None and self._waker.owned:
+            try:
+                loop.remove_reader(self._waker.fileno())
+            except (KeyError, ValueError, OSError):
+                pass
         loop.on_tick.discard(self._on_tick)
         for entry in self._loop_entries:
             entry.cancel()
@@ -921,14 +939,60 @@ class Transport(virtual.Transport):
         self._loop = None
 
     def _on_readable(self) -> None:
+        self._on_notices(self._poll_listener())
+
+    def _poll_listener(self) -> list[tuple[str, str]]:
+        """New notices; on a lost server, drop every connection of the process and re-raise, so
+        Celery reconnects (a new listener, all queues dirty) instead of failing once per dead
+        pooled connection."""
         assert self._listener is not None
-        self._on_notices(self._listener.poll())  # raises a connection error if the server went away
+        try:
+            return self._listener.poll()
+        except self.connection_errors:
+            self._listener.close()
+            self.manager.db.close()  # pid-guarded; the pool reopens on next use
+            raise
 
     def _on_tick(self) -> None:
         listener = self._listener
         if listener is not None and listener.pending():
-            self._on_notices(listener.poll())
+            self._on_notices(self._poll_listener())
         self._pump()
+
+
+class _Waker:
+    """A self-pipe on the event loop: makes the hub recompute its poll timeout at once."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._pid = os.getpid()
+
+    @property
+    def owned(self) -> bool:
+        return self._pid == os.getpid()
+
+    def fileno(self) -> int:
+        return self._read
+
+    def wake(self) -> None:
+        try:
+            os.write(self._write, b"\0")
+        except BlockingIOError:
+            pass  # already full: the loop will wake anyway
+
+    def drain(self) -> None:
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        if self.owned:
+            os.close(self._read)
+            os.close(self._write)
 
 
 class _HeartbeatThread:
@@ -963,19 +1027,20 @@ class _HeartbeatThread:
 # -- process-wide state ---------------------------------------------------------------------------
 
 _lock = threading.Lock()
-_managers: dict[tuple[str, str], JobManager] = {}
+_managers: dict[tuple[str, str, str], JobManager] = {}
 _installed: set[tuple[int, int]] = set()
 _declared: dict[int, set[str]] = {}
 _revoked_ids: Revoked | None = None
 
 
-def _shared_manager(url: str, schema: str, max_connections: int) -> JobManager:
+def _shared_manager(url: str, schema: str, max_connections: int, application_name: str) -> JobManager:
     """One JobManager (and connection pool) per database and schema in a process; fork-safe."""
+    key = (url, schema, application_name)
     with _lock:
-        manager = _managers.get((url, schema))
+        manager = _managers.get(key)
         if manager is None:
-            db = Database(url, max_connections=max_connections, application_name="zeke-broker")
-            manager = _managers[url, schema] = JobManager(db, schema)
+            db = Database(url, max_connections=max_connections, application_name=application_name)
+            manager = _managers[key] = JobManager(db, schema)
         return manager
 
 
