@@ -1,0 +1,243 @@
+"""The pg-boss core against real Node pg-boss from npm, both ways, for 12.38.0 AND 12.5.4.
+
+* pg-boss 12.38.0 runs on a schema Python installed (version 46), started with ``migrate: false``.
+* pg-boss 12.5.4 cannot use schema 46, so it creates its own (version 26) and JobManager must serve
+  that one: same tests, older catalog (no heartbeat, no job_now(), no dead-letter source columns).
+
+Node is driven through ``tests/node/core.mjs`` (subprocess, JSON on stdout), always with
+``supervise: false`` so only the test moves jobs. tests/node is installed with npm by the session
+fixture when needed; these tests never skip.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+
+from tests.conftest import with_database
+from tests.integration.conftest import node_dir  # noqa: F401  (session fixture: tests/node installed)
+from transport import outputs
+from transport import schema as pgschema
+from transport.db import Database, dsn_from_url
+from transport.manager import JobManager
+
+pytestmark = pytest.mark.node
+
+#: Release -> the schema version it runs on.
+RELEASES = {"12.38": 46, "12.5": 26}
+MS = dt.timedelta(milliseconds=1)  # Node's dates carry milliseconds only
+PREFIX = "interop"
+
+
+@pytest.fixture(scope="module")
+def db_url(admin_url: str) -> Iterator[str]:
+    """A database of this module's own (overrides the shared one): other pytest sessions on the same
+    server drop and recreate the shared ``zeke_test`` database whenever they start."""
+    name = f"zeke_{PREFIX}_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(dsn_from_url(admin_url))
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield with_database(admin_url, name)
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+@pytest.fixture(scope="module")
+def database(db_url: str) -> Iterator[Database]:
+    db = Database(db_url, max_connections=16, application_name="zeke-tests")
+    yield db
+    db.close()
+
+
+class Node:
+    """One Node pg-boss release on one schema: ``node(command, **options)`` -> its JSON output."""
+
+    #: Options core.mjs parses as JSON; the rest are plain strings.
+    JSON_OPTIONS = frozenset({"data", "options", "result"})
+
+    def __init__(self, directory: Path, release: str, url: str, schema: str) -> None:
+        self.script = directory / "core.mjs"
+        self.release, self.url, self.schema = release, dsn_from_url(url), schema
+
+    def argv(self, command: str, **options: Any) -> list[str]:
+        argv = ["node", str(self.script), self.release, self.url, self.schema, command]
+        for key, value in options.items():
+            argv += [f"--{key}", json.dumps(value) if key in self.JSON_OPTIONS else str(value)]
+        return argv
+
+    def __call__(self, command: str, **options: Any) -> Any:
+        done = subprocess.run(self.argv(command, **options), capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise AssertionError(f"node {self.release} {command} failed:\n{done.stderr.strip()}")
+        return json.loads(done.stdout)
+
+
+@dataclass
+class Pair:
+    release: str
+    node: Node
+    boss: JobManager
+
+
+@pytest.fixture(params=list(RELEASES), ids=[f"pg-boss-{r}" for r in ("12.38.0", "12.5.4")])
+def pair(
+    request: pytest.FixtureRequest,
+    node_dir: Path,  # noqa: F811  (the imported fixture)
+    make_boss: Callable[..., JobManager],
+    db_url: str,
+) -> Pair:
+    release = request.param
+    schema = "t_" + uuid.uuid4().hex[:12]
+    boss = make_boss(schema)  # nothing touches the database until boss.info
+    node = Node(node_dir, release, db_url, schema)
+    if release == "12.5":
+        assert node("install") == {"schemaVersion": 26}  # Node 12.5.4 makes its own schema
+    assert boss.info.version == RELEASES[release]  # Python installs 46 only where there is nothing
+    return Pair(release, node, boss)
+
+
+def node_time(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value is not None else None
+
+
+def catalog(boss: JobManager) -> list[tuple[str, str]]:
+    with boss.db.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s ORDER BY 1",
+            (boss.schema,),
+        )
+        return [(r["relname"], r["relkind"]) for r in cur.fetchall()]
+
+
+def test_node_starts_on_the_schema_without_migrating(
+    pair: Pair, make_boss: Callable[..., JobManager]
+) -> None:
+    before = catalog(pair.boss)
+    assert pair.node("start") == {"schemaVersion": RELEASES[pair.release]}  # migrate: false
+    assert catalog(pair.boss) == before
+    with pair.boss.db.connection() as conn:
+        assert pgschema.detect(conn, pair.boss.schema).version == RELEASES[pair.release]
+    if pair.release == "12.5":
+        # The v26 catalog JobManager serves: none of the later optional features.
+        assert not {"heartbeat", "job_now", "source", "blocked"} & pair.boss.info.features
+        # ...and 12.5.4 itself refuses a schema-46 database, which is why it gets its own.
+        python_made = make_boss()
+        assert python_made.info.version == 46
+        with pytest.raises(AssertionError, match="requires migrations"):
+            Node(pair.node.script.parent, "12.5", pair.node.url, python_made.schema)("start")
+
+
+def test_node_sends_python_completes(pair: Pair) -> None:
+    node, boss = pair.node, pair.boss
+    node("create-queue", queue="from-node", options={"retryLimit": 4})
+    data = {"url": "https://example.org/a", "tags": ["x", "y"], "n": 1}
+    job_id = node("send", queue="from-node", data=data, options={"priority": 3})["id"]
+    scalar_id = node("send", queue="from-node", data={"n": 2})["id"]
+
+    jobs = boss.fetch(["from-node"], 5)
+    assert [(j.id, j.data, j.priority, j.retry_limit, j.retry_count) for j in jobs] == [
+        (job_id, data, 3, 4, 0),
+        (scalar_id, {"n": 2}, 0, 4, 0),
+    ]
+    completed = boss.complete("from-node", [(job_id, {"answer": 42}, 0), (scalar_id, ["a", 1], 0)])
+    assert sorted(completed) == sorted([job_id, scalar_id])
+    assert {r["id"]: r["state"] for r in boss.get_jobs([job_id, scalar_id])} == {
+        job_id: "completed",
+        scalar_id: "completed",
+    }
+
+    seen = node("get", queue="from-node", id=job_id)["job"]
+    assert (seen["state"], seen["output"], seen["retryCount"]) == ("completed", {"answer": 42}, 0)
+    assert seen["completedOn"] is not None and seen["startedOn"] is not None
+    seen = node("get", queue="from-node", id=scalar_id)["job"]
+    assert (seen["state"], seen["output"]) == ("completed", {"value": ["a", 1]})
+
+
+EXOTIC = {
+    "text": "héllo ✓ \u2028 \"quoted\" 'single' \\ back",
+    "int": 9007199254740991,
+    "float": 1.5,
+    "negative": -0.25,
+    "bool": False,
+    "null": None,
+    "empty": {},
+    "nested": {"list": [1, None, True, {"deep": ["x"]}], "emoji": "🦆"},
+}
+
+
+def test_python_sends_node_works(pair: Pair) -> None:
+    boss = pair.boss
+    boss.create_queue("from-python")
+    job_id = boss.send("from-python", EXOTIC, priority=1)
+    result = pair.node("work", queue="from-python", count=1)
+    assert result["jobs"] == [{"id": job_id, "data": EXOTIC, "retryCount": 0}]
+    [final] = result["final"]
+    assert (final["state"], final["output"]) == ("completed", {"seen": EXOTIC})
+    row = boss.get_job(job_id)
+    assert (row["state"], row["output"], row["data"]) == ("completed", {"seen": EXOTIC}, EXOTIC)
+
+
+def test_python_fail_is_a_node_retry(pair: Pair) -> None:
+    node, boss = pair.node, pair.boss
+    boss.create_queue("failing", retry_limit=2, retry_delay=1, retry_backoff=True)
+    job_id = node("send", queue="failing", data={"try": "me"})["id"]
+    [job] = boss.fetch(["failing"])
+    t0 = boss.now()
+    moved = boss.fail("failing", [job_id], outputs.error_output(ValueError("kaput")), attempts={job_id: 0})
+    t1 = boss.now()
+    assert [m["state"] for m in moved] == ["retry"]
+
+    seen = node("get", queue="failing", id=job_id)["job"]
+    assert (seen["state"], seen["retryCount"], seen["completedOn"]) == ("retry", 0, None)
+    assert (seen["output"]["name"], seen["output"]["message"]) == ("ValueError", "kaput")
+    assert "ValueError: kaput" in seen["output"]["stack"]
+    # pg-boss backoff, first retry: between retry_delay·2^0 and twice that after the failure.
+    start_after = node_time(seen["startAfter"])
+    assert t0 + dt.timedelta(seconds=1) - MS <= start_after <= t1 + dt.timedelta(seconds=2)
+    assert node_time(seen["startedOn"]) is not None  # kept, so Node counts the next claim as a retry
+
+    # Node's worker honours that start_after and counts the re-claim.
+    result = node("work", queue="failing", count=1, result="ok", timeout=20)
+    assert result["jobs"] == [{"id": job_id, "data": {"try": "me"}, "retryCount": 1}]
+    [final] = result["final"]
+    assert (final["state"], final["output"], final["retryCount"]) == ("completed", {"value": "ok"}, 1)
+    assert node_time(final["startedOn"]) >= start_after - MS
+
+
+def test_python_fail_dead_letters_a_node_job_like_node(pair: Pair) -> None:
+    """The dead-letter copy of a failed Node job carries what Node's own copy carries."""
+    node, boss = pair.node, pair.boss
+    boss.create_queue("graveyard", retry_limit=5, retention_seconds=600)
+    boss.create_queue("doomed", retry_limit=0, dead_letter="graveyard")
+    options: dict[str, Any] = {"priority": 4, "singletonKey": "key-1"}
+    if pair.release == "12.38":
+        options["group"] = {"id": "tenant-7", "tier": "gold"}
+    job_id = node("send", queue="doomed", data={"d": 1}, options=options)["id"]
+    boss.fetch(["doomed"])
+    error = outputs.error_output(RuntimeError("final"))
+    assert [m["state"] for m in boss.fail("doomed", [job_id], error)] == ["failed"]
+
+    [dead] = [r for r in boss.list_jobs(name="graveyard")]
+    seen = node("get", queue="graveyard", id=dead["id"])["job"]
+    assert (seen["state"], seen["data"], seen["retryLimit"], seen["policy"]) == ("created", {"d": 1}, 5, None)
+    if pair.release == "12.38":  # schema 46: the origin is recorded, the error moves to sourceOutput
+        assert (seen["sourceName"], seen["sourceId"], seen["sourceRetryCount"]) == ("doomed", job_id, 0)
+        assert (seen["sourceOutput"], seen["output"], seen["sourceRootId"]) == (error, None, job_id)
+        assert (seen["priority"], seen["singletonKey"]) == (4, "key-1")
+        assert (dead["group_id"], dead["group_tier"]) == ("tenant-7", "gold")
+    else:  # schema 26 (pg-boss 12.0-12.5): the copy holds the error as its output
+        assert seen["output"] == error

@@ -1,0 +1,230 @@
+"""Send jobs to pg-boss queues and read them back: zeke's Python client (the original ``client.ts``).
+
+A task's id is its pg-boss queue name, and a job's payload is the plain JSON object a Node
+``boss.work`` handler (or the Celery task registered for that queue) receives as its data. The
+client is generic: it validates the shape of what it sends, not any task's schema.
+
+Decisions, so callers know what to expect:
+
+* **Deduplication is not an error.** When a queue policy (short, stately, exclusive), a throttle
+  (``singleton_seconds``) or an existing ``id`` keeps pg-boss from inserting the job, ``send_job``
+  returns ``{"id": None, "status": "deduplicated", "taskId": ...}``, as pg-boss's ``send`` returns
+  null.
+* **An unknown job id reads as ``None``** (``get_job_status``, ``cancel_job``, ``retry_job``); the
+  HTTP API answers 404. A malformed id raises :class:`~transport.exceptions.InvalidJobId`.
+* **Queues are not created here.** Sending to a queue that does not exist raises
+  :class:`~transport.exceptions.QueueNotFound`; queues belong to whoever defines the task (a schema
+  task, Node's ``createQueue``, ``get_manager().create_queue``).
+* Errors are the transport's: ``InvalidQueueName``, ``InvalidPayload`` (not a JSON object, or it uses
+  the reserved ``"__celery"`` key), ``InvalidOption`` (unknown or out-of-range send option),
+  ``QueueNotFound``, ``InvalidJobId``. All are ``ValueError``/``LookupError`` subclasses of
+  ``PgBossError``.
+* Timestamps in a job status are ISO 8601 strings (UTC offset included), so a status is JSON as is.
+
+``send_job(..., conn=...)`` joins the caller's open transaction (a psycopg2 connection, or a
+SQLAlchemy 2 ``Connection``/``Session`` on the psycopg2 driver): the job exists only if that
+transaction commits, and is never committed by the client.
+
+The module-level manager (:func:`get_manager`) is built on first use from
+:func:`zeke.database.database_url` (``DATABASE_PRIMARY_URL``, else the embedded database) and the
+pg-boss schema of the settings (``ZEKE_PGBOSS_SCHEMA``); :func:`set_manager` swaps it (tests,
+embedding in another app).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from transport import names
+from transport.db import Database
+from transport.exceptions import InvalidOption, InvalidPayload
+from transport.manager import JobManager
+from zeke.database import database_url
+from zeke.settings import get_settings
+
+__all__ = [
+    "CELERY_KEY",
+    "cancel_job",
+    "get_job_status",
+    "get_manager",
+    "job_status",
+    "retry_job",
+    "send_job",
+    "send_jobs",
+    "set_manager",
+]
+
+#: The reserved key of job data holding Celery's envelope (docs/ARCHITECTURE.md).
+CELERY_KEY = "__celery"
+
+_manager: JobManager | None = None
+_lock = threading.Lock()
+
+
+def get_manager() -> JobManager:
+    """The client's JobManager, built on first use (one per process; its pool is fork-safe)."""
+    global _manager
+    with _lock:
+        if _manager is None:
+            db = Database(database_url(), application_name="zeke-client")
+            _manager = JobManager(db, get_settings().pgboss_schema)
+        return _manager
+
+
+def set_manager(manager: JobManager | None) -> JobManager | None:
+    """Use ``manager`` from now on (``None``: build one from the environment on next use).
+
+    Returns the manager used until now, so a caller can put it back.
+    """
+    global _manager
+    with _lock:
+        previous, _manager = _manager, manager
+        return previous
+
+
+# -- sending --------------------------------------------------------------------------------------
+
+
+def send_job(task_id: str, payload: Mapping[str, Any], *, conn: Any = None, **options: Any) -> dict[str, Any]:
+    """Queue one job for ``task_id`` with ``payload`` as its data.
+
+    ``options`` are pg-boss send options in snake_case: ``priority``, ``start_after`` (datetime, ISO
+    string or seconds), ``singleton_key``, ``singleton_seconds``, ``retry_limit``, ``retry_delay``,
+    ``retry_backoff``, ``retry_delay_max``, ``expire_in_seconds``, ``retention_seconds``,
+    ``delete_after_seconds``, ``dead_letter``, ``heartbeat_seconds``, ``id``; anything unset comes
+    from the queue. Returns ``{"id", "status": "created" | "deduplicated", "taskId"}``.
+    """
+    if "data" in options:
+        raise InvalidOption("the payload is the job's data; 'data' is not a send option")
+    names.validate_queue_name(task_id)  # pg-boss's own __pgboss__ queues are not tasks
+    data = _payload(payload)
+    job_id = get_manager().send(task_id, data, conn=_connection(conn), **options)
+    return _sent(job_id, task_id)
+
+
+def send_jobs(
+    task_id: str, payloads: Iterable[Mapping[str, Any]], *, conn: Any = None, **options: Any
+) -> list[dict[str, Any]]:
+    """Queue many jobs for one task in one statement (all or none), with the same ``options``.
+
+    Returns one ``send_job``-shaped result per payload, in order; deduplicated ones have id None.
+    """
+    if "id" in options or "data" in options:
+        raise InvalidOption("send_jobs options apply to every job: 'id' and 'data' are not among them")
+    names.validate_queue_name(task_id)
+    items = [_payload(p) for p in payloads]
+    ids = [str(uuid.uuid4()) for _ in items]
+    jobs = [{"data": data, "id": job_id, **options} for data, job_id in zip(items, ids, strict=True)]
+    inserted = set(get_manager().send_many(task_id, jobs, conn=_connection(conn)))
+    return [_sent(job_id if job_id in inserted else None, task_id) for job_id in ids]
+
+
+def _connection(conn: Any) -> Any:
+    """A SQLAlchemy Session as the Connection of its current transaction (begun if need be); other
+    connections (psycopg2, SQLAlchemy Connection) as they are."""
+    if conn is not None and callable(getattr(conn, "connection", None)) and hasattr(conn, "get_bind"):
+        return conn.connection()
+    return conn
+
+
+def _payload(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, Mapping):
+        raise InvalidPayload(f"a job payload must be a JSON object (dict), not {type(payload).__name__}")
+    data = dict(payload)
+    for key in data:
+        if not isinstance(key, str):
+            raise InvalidPayload(f"payload keys must be strings, not {key!r}")
+    if CELERY_KEY in data:
+        raise InvalidPayload(f"payload key {CELERY_KEY!r} is reserved for the Celery envelope")
+    return data
+
+
+def _sent(job_id: str | None, task_id: str) -> dict[str, Any]:
+    if job_id is None:
+        return {"id": None, "status": "deduplicated", "taskId": task_id}
+    return {"id": job_id, "status": "created", "taskId": task_id}
+
+
+# -- reading and acting on one job ----------------------------------------------------------------
+
+
+def get_job_status(job_id: str, *, conn: Any = None) -> dict[str, Any] | None:
+    """The job's status (see :func:`job_status`), or None when no job has that id."""
+    row = get_manager().get_job(job_id, conn=_connection(conn))
+    return job_status(row) if row is not None else None
+
+
+def cancel_job(job_id: str) -> dict[str, Any] | None:
+    """Cancel a created, retry or active job. Returns its status afterwards plus ``"changed"``
+    (whether this call cancelled it), or None when no job has that id."""
+    return _act(job_id, lambda m, name: m.cancel(name, [job_id]))
+
+
+def retry_job(job_id: str) -> dict[str, Any] | None:
+    """Give a failed job one more attempt (pg-boss ``retry``: state retry, retry limit + 1). Returns
+    its status afterwards plus ``"changed"``, or None when no job has that id."""
+    return _act(job_id, lambda m, name: m.retry(name, [job_id]))
+
+
+def _act(job_id: str, action: Any) -> dict[str, Any] | None:
+    manager = get_manager()
+    row = manager.get_job(job_id)
+    if row is None:
+        return None
+    changed = bool(action(manager, row["name"]))
+    after = manager.get_job(job_id)
+    if after is None:  # deleted meanwhile (maintenance)
+        return None
+    return {**job_status(after), "changed": changed}
+
+
+def job_status(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``pgboss.job`` row (schema 26..46) as a JSON-ready status with Node's camelCase names.
+
+    ``data`` is the payload without the reserved ``"__celery"`` envelope; ``output`` is as pg-boss
+    stores it (an object as is, anything else as ``{"value": x}``, errors as ``{name, message,
+    stack}``). Columns an older schema lacks read as None.
+    """
+    data = row.get("data")
+    if isinstance(data, dict) and CELERY_KEY in data:
+        data = {k: v for k, v in data.items() if k != CELERY_KEY}
+    return {
+        "id": str(row["id"]),
+        "status": str(row["state"]),
+        "taskId": row["name"],
+        "data": data,
+        "output": row.get("output"),
+        "priority": row.get("priority"),
+        "policy": row.get("policy"),
+        "retryCount": row.get("retry_count"),
+        "retryLimit": row.get("retry_limit"),
+        "retryDelay": row.get("retry_delay"),
+        "retryBackoff": row.get("retry_backoff"),
+        "retryDelayMax": row.get("retry_delay_max"),
+        "expireInSeconds": row.get("expire_seconds"),
+        "deleteAfterSeconds": row.get("deletion_seconds"),
+        "heartbeatSeconds": row.get("heartbeat_seconds"),
+        "singletonKey": row.get("singleton_key"),
+        "singletonOn": _iso(row.get("singleton_on"), naive_utc=True),
+        "deadLetter": row.get("dead_letter"),
+        "createdOn": _iso(row.get("created_on")),
+        "startAfter": _iso(row.get("start_after")),
+        "startedOn": _iso(row.get("started_on")),
+        "heartbeatOn": _iso(row.get("heartbeat_on")),
+        "completedOn": _iso(row.get("completed_on")),
+        "keepUntil": _iso(row.get("keep_until")),
+        "sourceName": row.get("source_name"),
+        "sourceId": str(row["source_id"]) if row.get("source_id") is not None else None,
+    }
+
+
+def _iso(value: dt.datetime | None, *, naive_utc: bool = False) -> str | None:
+    if value is None:
+        return None
+    if naive_utc and value.tzinfo is None:  # singleton_on: UTC wall time without a zone
+        value = value.replace(tzinfo=dt.UTC)
+    return value.isoformat()
