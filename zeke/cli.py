@@ -124,6 +124,7 @@ def init(as_json: bool) -> None:
     for task in tasks:
         manager.create_queue(task.name, **task.queue_options)
     report["queues"] = [t.name for t in tasks]
+    report["schedules"] = _install_schedules(tasks)
     url = database_url()
     for package in get_settings().task_modules:
         migrated = _hook(f"{package}.db", "upgrade", url)
@@ -132,8 +133,27 @@ def init(as_json: bool) -> None:
             report.setdefault("migrations", {})[package] = None if current is _MISSING else current
         registered = _hook(f"{package}.schedules", "register", manager)
         if registered is not _MISSING:
-            report.setdefault("schedules", {})[package] = registered
+            report["schedules"].extend(registered or ())
     emit(report, as_json, _fields)
+
+
+def _install_schedules(tasks: Any) -> list[str]:
+    """The app's ``pgboss_schedules`` as beat installs them, each payload checked against its task."""
+    from transport.beat import _queue_options, _schedule_list, timekeeper_for
+    from zeke.app import app
+
+    entries = _schedule_list(app.conf.get("pgboss_schedules"))
+    from zeke.schema_task import PayloadInvalid
+
+    for entry in entries:
+        if entry["name"] in tasks:
+            try:
+                tasks.get(entry["name"]).validate(entry.get("data") or {})
+            except PayloadInvalid as exc:
+                fail(f"schedule {entry['name']} {entry.get('key') or ''}: {exc}: {exc.errors}")
+    if entries:
+        timekeeper_for(app).install(entries, _queue_options(app))
+    return [f"{e['name']}{'/' + e['key'] if e.get('key') else ''} {e['cron']}" for e in entries]
 
 
 _MISSING: Any = object()

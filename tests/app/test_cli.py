@@ -42,18 +42,27 @@ def test_init_creates_schema_and_every_task_queue(env: dict[str, str], manager: 
     assert again.returncode == 0 and "t-echo" in again.stdout
 
 
-def test_init_runs_the_task_packages_hooks(env: dict[str, str], manager: JobManager, tmp_path) -> None:
+SUITE = "tests.app.sample_tasks,tests.app.fake_suite"
+
+
+def test_init_installs_schedules_and_runs_the_packages_hooks(
+    env: dict[str, str], manager: JobManager, tmp_path
+) -> None:
     log = tmp_path / "hooks.jsonl"
-    modules = "tests.app.sample_tasks,tests.app.fake_suite"
-    env = {**env, "ZEKE_TASK_MODULES": modules, "ZEKE_FAKE_SUITE_LOG": str(log)}
+    env = {**env, "ZEKE_TASK_MODULES": SUITE, "ZEKE_FAKE_SUITE_LOG": str(log)}
     report = zeke_json(env, "init")
     assert report["migrations"] == {"tests.app.fake_suite": "0001"}
-    assert report["schedules"] == {"tests.app.fake_suite": ["t-echo"]}
+    assert report["schedules"] == ["t-echo */5 * * * *", "t-item/nightly 0 3 * * *", "registered-by-hook"]
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert calls == [
         {"hook": "upgrade", "url": env["DATABASE_PRIMARY_URL"]},
         {"hook": "schedules", "schema": manager.schema},
     ]
+    rows = {(r["name"], r["key"]): r for r in zeke_json(env, "schedules")}
+    assert rows["t-echo", ""]["cron"] == "*/5 * * * *" and rows["t-echo", ""]["data"] == {"message": "tick"}
+    assert rows["t-item", "nightly"]["timezone"] == "Europe/Paris"
+    table = zeke(env, "schedules").stdout
+    assert "*/5 * * * *" in table and "nightly" in table and "Europe/Paris" in table
 
 
 def test_send_refuses_invalid_payloads(env: dict[str, str]) -> None:
@@ -96,24 +105,6 @@ def test_status_cancel_retry_and_the_monitoring_views(env: dict[str, str], manag
     table = zeke(env, "jobs", "--failed").stdout
     assert second in table and "failed" in table and "bad again" in table
     assert zeke_json(env, "jobs", "--task", "t-sleep") == []
-
-
-def test_schedules_view(env: dict[str, str], manager: JobManager, database: Any) -> None:
-    zeke_json(env, "init")
-    # A schedule as Node's boss.schedule() stores it.
-    with database.cursor() as cur:
-        cur.execute(
-            f'INSERT INTO "{manager.schema}".schedule (name, key, cron, timezone, data, options)'
-            " VALUES ('t-echo', '', '*/5 * * * *', 'UTC', '{\"message\": \"tick\"}', '{}')"
-        )
-    [row] = zeke_json(env, "schedules")
-    assert (row["name"], row["cron"], row["timezone"], row["data"]) == (
-        "t-echo",
-        "*/5 * * * *",
-        "UTC",
-        {"message": "tick"},
-    )
-    assert "*/5 * * * *" in zeke(env, "schedules").stdout
 
 
 def test_tasks_and_help(env: dict[str, str]) -> None:

@@ -7,4 +7,4 @@ from tests.app.fake_suite.db import _record
 
 def register(manager: Any) -> list[str]:
     _record(hook="schedules", schema=manager.schema)
-    return ["t-echo"]
+    return ["registered-by-hook"]
