@@ -15,7 +15,8 @@ enable_utc = True
 # The job row is settled when the task finishes (by the result backend); the message is acked
 # late so a worker that dies mid-task leaves its job active for pg-boss's expiry/heartbeat to retry.
 task_acks_late = True
-task_acks_on_failure_or_timeout = True
+task_acks_on_failure = True
+task_acks_on_timeout = True
 task_reject_on_worker_lost = False
 worker_prefetch_multiplier = 4
 task_track_started = False

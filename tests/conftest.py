@@ -5,21 +5,18 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
 
+from tests.dbutil import with_database  # noqa: F401  (re-exported for test modules)
+from tests.node_fixtures import node_boss, node_dir, scratch_db  # noqa: F401  (shared fixtures)
 from transport.db import Database, dsn_from_url
 from transport.manager import JobManager
 from zeke.database import database_url
 
-TEST_DB = os.environ.get("ZEKE_TEST_DB", "zeke_test")  # several sessions may share one server
-
-
-def with_database(url: str, dbname: str) -> str:
-    parts = urlsplit(dsn_from_url(url))
-    return urlunsplit(parts._replace(path="/" + dbname))
+#: One database per pytest session, so sessions sharing a server never drop each other's database.
+TEST_DB = os.environ.get("ZEKE_TEST_DB") or f"zeke_test_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
@@ -27,18 +24,26 @@ def admin_url() -> str:
     return database_url()
 
 
-@pytest.fixture(scope="session")
-def db_url(admin_url: str) -> str:
-    """A fresh database for this test session."""
-    conn = psycopg2.connect(dsn_from_url(admin_url))
+def _admin(url: str, statement: str) -> None:
+    conn = psycopg2.connect(dsn_from_url(url))
     conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{TEST_DB}"')
-    conn.close()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def db_url(admin_url: str) -> Iterator[str]:
+    """A fresh database for this test session, dropped at the end."""
+    _admin(admin_url, f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+    _admin(admin_url, f'CREATE DATABASE "{TEST_DB}"')
     url = with_database(admin_url, TEST_DB)
     os.environ["ZEKE_TEST_DATABASE_URL"] = url
-    return url
+    yield url
+    if not os.environ.get("ZEKE_KEEP_TEST_DB"):
+        _admin(admin_url, f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,10 @@ def raw_connection(conn: Any) -> Connection:
     if isinstance(conn, Connection):
         return conn
     if hasattr(conn, "connection") and hasattr(conn, "execute"):  # SQLAlchemy Connection or Session
+        # Session.connection() gives the Session's Connection; Connection.connection its DBAPI wrapper.
         sa_conn = conn.connection() if callable(conn.connection) else conn.connection
+        if hasattr(sa_conn, "execute") and hasattr(sa_conn, "connection"):
+            sa_conn = sa_conn.connection
         dbapi = getattr(sa_conn, "dbapi_connection", None) or getattr(sa_conn, "driver_connection", None)
         if isinstance(dbapi, Connection):
             return dbapi

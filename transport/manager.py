@@ -357,7 +357,7 @@ class JobManager:
 
     def touch(self, name: str, ids: Sequence[str]) -> list[str]:
         """Heartbeat: refresh ``heartbeat_on``; returns the ids still active."""
-        rows = self._run("touch_jobs", {"name": name, "ids": list(ids)})
+        rows = self._run("touch_jobs", {"name": name, "ids": [names.parse_job_id(i) for i in ids]})
         return [str(r["id"]) for r in rows]
 
     # -- operator actions -----------------------------------------------------------------------

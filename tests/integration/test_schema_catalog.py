@@ -29,7 +29,7 @@ from transport.exceptions import PgBossError, UnsupportedSchemaVersion
 from transport.sql import schema_ddl
 
 if TYPE_CHECKING:  # conftest is pytest's to import; only its types are used here
-    from tests.integration.conftest import NodeBoss
+    from tests.node_fixtures import NodeBoss
 
 pytestmark = pytest.mark.node
 

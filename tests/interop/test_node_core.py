@@ -24,7 +24,7 @@ import psycopg2
 import pytest
 
 from tests.conftest import with_database
-from tests.integration.conftest import node_dir  # noqa: F401  (session fixture: tests/node installed)
+
 from transport import outputs
 from transport import schema as pgschema
 from transport.db import Database, dsn_from_url

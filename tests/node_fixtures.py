@@ -1,4 +1,4 @@
-"""Fixtures for tests that need whole databases of their own, or Node pg-boss (tests/node)."""
+"""Fixtures for tests needing databases of their own or Node pg-boss; re-exported by tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from typing import Any
 import psycopg2
 import pytest
 
-from tests.conftest import with_database
+from tests.dbutil import with_database
 from transport.db import dsn_from_url
 
-NODE_DIR = Path(__file__).resolve().parent.parent / "node"
+NODE_DIR = Path(__file__).resolve().parent / "node"
 #: node_modules folder -> the version package.json pins; anything else means a reinstall.
 NODE_PACKAGES = {"pg-boss": "12.38.0", "pg-boss-12-5": "12.5.4"}
 
