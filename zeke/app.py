@@ -77,10 +77,13 @@ def get_manager(celery_app: Celery | None = None) -> JobManager:
         return manager
 
 
-def ensure_queue(task: Any) -> None:
-    """Create the task's pg-boss queue with its options, once per process (pg-boss ≥10 needs it first)."""
-    manager = get_manager(task.app)
-    key = (str(task.app.conf.broker_url), manager.schema, task.name)
+def ensure_queue(task: Any, manager: JobManager | None = None) -> None:
+    """Create the task's pg-boss queue with its options, once per process (pg-boss ≥10 needs it first).
+
+    ``manager`` defaults to the one on the task's Celery app (the client passes its own).
+    """
+    manager = manager or get_manager(task.app)
+    key = (manager.db.dsn, manager.schema, task.name)
     if key in _ensured:
         return
     manager.create_queue(task.name, **task.queue_options)

@@ -85,7 +85,7 @@ def _jobs() -> Any:
     from zeke import registry
     from zeke.api.jobs import Jobs
 
-    return Jobs(_manager(), registry.load())
+    return Jobs(registry.load())
 
 
 def _job_id(value: str) -> str:
@@ -221,10 +221,10 @@ def status(job_id: str, as_json: bool) -> None:
 @json_option
 def cancel(job_id: str, as_json: bool) -> None:
     """Cancel a job that has not finished."""
-    job, moved = _jobs().cancel(_job_id(job_id))
+    job = _jobs().cancel(_job_id(job_id))
     if job is None:
         fail(f"job {job_id} not found")
-    if not moved and job["status"] != "cancelled":
+    if not job.pop("changed") and job["status"] != "cancelled":
         fail(f"job {job_id} is {job['status']}; cannot cancel")
     emit(job, as_json, _fields)
 
@@ -234,10 +234,10 @@ def cancel(job_id: str, as_json: bool) -> None:
 @json_option
 def retry(job_id: str, as_json: bool) -> None:
     """Retry a failed job."""
-    job, moved = _jobs().retry(_job_id(job_id))
+    job = _jobs().retry(_job_id(job_id))
     if job is None:
         fail(f"job {job_id} not found")
-    if not moved:
+    if not job.pop("changed"):
         fail(f"job {job_id} is {job['status']}; only failed jobs can be retried")
     emit(job, as_json, _fields)
 

@@ -203,6 +203,9 @@ def make_api(celery_app: Any, manager: JobManager, schema: str) -> Iterator[Call
     yield make
     for server in servers:
         server.__exit__(None, None, None)
+    from zeke import client
+
+    client.set_manager(None)
 
 
 @pytest.fixture

@@ -112,5 +112,5 @@ def test_cancel_and_retry(api_server: ApiServer, auth: dict, manager: JobManager
 
 def test_tasks_listing(api_server: ApiServer, auth: dict) -> None:
     tasks = {t["id"]: t for t in httpx.get(f"{api_server.url}/api/tasks", headers=auth).json()}
-    assert tasks["t-sleep"]["concurrencyLimit"] == 2
+    assert tasks["t-sleep"]["concurrencyLimit"] == 3
     assert "itemId" in tasks["t-item"]["payloadSchema"]["properties"]

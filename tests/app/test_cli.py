@@ -109,7 +109,7 @@ def test_status_cancel_retry_and_the_monitoring_views(env: dict[str, str], manag
 
 def test_tasks_and_help(env: dict[str, str]) -> None:
     tasks = {t["id"]: t for t in zeke_json(env, "tasks")}
-    assert tasks["t-sleep"]["concurrency_limit"] == 2
+    assert tasks["t-sleep"]["concurrency_limit"] == 3
     helped = zeke(env, "--help")
     for command in ("init", "send", "status", "jobs", "cancel", "retry", "schedules", "worker", "api", "run"):
         assert command in helped.stdout

@@ -70,9 +70,19 @@ def test_a_failing_task_retries_then_fails(celery_app: Any, start_worker, manage
 def test_concurrency_limit_is_global_across_workers(
     celery_app: Any, start_worker, manager: JobManager, database: Any
 ) -> None:
+    """Two workers that can each run 2 jobs (4 in all) never hold more than the limit of 3 active.
+
+    Each worker holds at most 2 (-c 2, prefetch multiplier 1), so reaching 3 also shows that both
+    ran jobs at the same time: the cap is shared, not per worker.
+    """
     limit = sample_tasks.SLEEP_LIMIT
     _queues(manager, sample_tasks.sleep)
-    jobs = [sample_tasks.sleep.trigger({"seconds": 0.4, "tag": str(i)}) for i in range(8)]
+    workers: list[Worker] = [
+        start_worker("--prefetch-multiplier", "1", concurrency=2),
+        start_worker("--prefetch-multiplier", "1", concurrency=2),
+    ]
+    for worker in workers:
+        wait_for(lambda w=worker: " ready." in w.output(), timeout=30)
     samples: list[int] = []
     stop = threading.Event()
     query = f"SELECT count(*) AS n FROM \"{manager.schema}\".job WHERE name = 't-sleep' AND state = 'active'"
@@ -87,17 +97,16 @@ def test_concurrency_limit_is_global_across_workers(
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    workers: list[Worker] = [start_worker(concurrency=4), start_worker(concurrency=4)]
     try:
+        jobs = [sample_tasks.sleep.trigger({"seconds": 0.5, "tag": str(i)}) for i in range(10)]
         for job_id in jobs:
-            wait_for_state(manager, job_id, {"completed"}, timeout=60)
+            wait_for_state(manager, job_id, {"completed"}, timeout=90)
     finally:
         stop.set()
         sampler.join()
-    assert max(samples) == limit, f"max active {max(samples)} (limit {limit})"
     assert len(samples) > 100
-    ran_on = [w for w in workers if "t-sleep" in w.output() and "succeeded" in w.output()]
-    assert len(ran_on) == 2, "both workers should have run some of the jobs"
+    assert max(samples) == limit, f"max active {max(samples)} (limit {limit})"
+    assert all("t-sleep" in w.output() and "succeeded" in w.output() for w in workers)
 
 
 def test_api_trigger_and_stream_with_a_real_worker(

@@ -1,8 +1,8 @@
 """The FastAPI application: ``uvicorn zeke.api.app:app`` or ``zeke api``.
 
-:func:`create_api` takes everything it needs as arguments so tests can serve another database or
-schema; the module-level ``app`` uses the process's settings, the Celery app's JobManager and the
-task modules of ``ZEKE_TASK_MODULES``.
+:func:`create_api` takes what it needs as arguments so tests can serve another database or schema
+(a ``manager`` given becomes :mod:`zeke.client`'s); the module-level ``app`` uses the process's
+settings, the client's JobManager and the task modules of ``ZEKE_TASK_MODULES``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from transport.manager import JobManager
+from zeke import client
 from zeke.api import routes
 from zeke.api.jobs import Jobs
 from zeke.api.sse import StateHub
@@ -30,10 +31,9 @@ def create_api(
     registry: TaskRegistry | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
-    if manager is None:
-        from zeke.app import get_manager
-
-        manager = get_manager()
+    if manager is not None:
+        client.set_manager(manager)  # the API serves the client's manager: make it this one
+    manager = client.get_manager()
     if registry is None:
         from zeke import registry as registry_module
 
@@ -61,7 +61,7 @@ def create_api(
         lifespan=lifespan,
     )
     api.state.settings = settings
-    api.state.jobs = Jobs(manager, registry)
+    api.state.jobs = Jobs(registry)
     api.state.hub = hub
     api.include_router(routes.health)
     api.include_router(routes.api)

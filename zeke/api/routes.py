@@ -30,13 +30,15 @@ class TriggerRequest(BaseModel):
 class TriggerResult(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    id: str
-    status: str
+    id: str | None = Field(description="None when a queue policy or singleton deduplicated the job")
+    status: str = Field(description="created, or deduplicated")
     task_id: str = Field(alias="taskId")
 
 
 class JobStatus(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    """zeke.client's job status; further pg-boss fields (priority, startAfter, keepUntil...) follow."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
 
     id: str
     status: str = Field(description="pg-boss state: created, retry, active, completed, cancelled, failed")
@@ -70,10 +72,9 @@ api = APIRouter(prefix="/api", tags=["jobs"], dependencies=[Depends(require_prin
 @health.get("/healthz")
 def healthz(request: Request, response: Response) -> dict[str, Any]:
     """Liveness plus a database round trip; 503 when the database does not answer."""
-    jobs = jobs_of(request)
     hub: sse.StateHub = request.app.state.hub
     try:
-        jobs.manager.now()
+        jobs_of(request).manager.now()
     except Exception as exc:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return {"status": "error", "database": type(exc).__name__}
@@ -110,7 +111,10 @@ def trigger_job(body: TriggerRequest, request: Request, response: Response) -> d
     except PayloadInvalid as exc:
         detail = [{**err, "loc": ["body", "payload", *err.get("loc", ())]} for err in exc.errors]
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail) from None
-    response.headers["Location"] = f"/api/jobs/{result['id']}"
+    if result["id"] is None:
+        response.status_code = status.HTTP_200_OK  # nothing was created
+    else:
+        response.headers["Location"] = f"/api/jobs/{result['id']}"
     return result
 
 
@@ -129,10 +133,10 @@ def get_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
     responses={404: {}, 409: {"description": "The job has already finished"}},
 )
 def cancel_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
-    job, moved = jobs_of(request).cancel(str(job_id))
+    job = jobs_of(request).cancel(str(job_id))
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=JOB_NOT_FOUND)
-    if not moved and job["status"] != "cancelled":
+    if not job.pop("changed") and job["status"] != "cancelled":
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job is {job['status']}; cannot cancel")
     return job
 
@@ -144,10 +148,10 @@ def cancel_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
     responses={404: {}, 409: {"description": "Only failed jobs can be retried"}},
 )
 def retry_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
-    job, moved = jobs_of(request).retry(str(job_id))
+    job = jobs_of(request).retry(str(job_id))
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=JOB_NOT_FOUND)
-    if not moved:
+    if not job.pop("changed"):
         detail = f"job is {job['status']}; only failed jobs can be retried"
         raise HTTPException(status.HTTP_409_CONFLICT, detail=detail)
     return job
