@@ -82,6 +82,9 @@ class Database:
                 self._pool = psycopg2.pool.ThreadedConnectionPool(
                     0, self.max_connections, self.dsn, application_name=self.application_name
                 )
+                # Open lazily (minconn 0 above) but keep what was opened: psycopg2 closes a returned
+                # connection whenever minconn idle ones are already pooled.
+                self._pool.minconn = self.max_connections
             return self._pool
 
     @contextlib.contextmanager
