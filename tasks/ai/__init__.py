@@ -1,0 +1,1 @@
+"""AI processing: analysis, briefs, highlights, relevance scores and insight de-duplication."""

@@ -1,0 +1,1 @@
+"""Story upkeep: summaries and each team's reading state."""
