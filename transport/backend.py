@@ -40,6 +40,7 @@ import os
 import select
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,10 @@ JOB_STATES: dict[str, str] = {
 }
 #: Job states after which a result will not change; NOTIFYs of other states wake nobody.
 _FINAL_NOTIFY = frozenset({"completed", "failed", "cancelled", *states.READY_STATES})
+#: A waiter re-reads its results this often even without a NOTIFY (results written by Node or SQL).
+REREAD_INTERVAL = 2.0
+#: Most task ids remembered as published by this process (older ones are simply re-read).
+PUBLISHED_MAX = 10_000
 #: Expired values are swept at most this often per process.
 SWEEP_INTERVAL = 600.0
 SWEEP_BATCH = 1000
@@ -110,42 +115,61 @@ def request_queue(request: Any) -> str | None:
 
 
 class PgBossResultConsumer(BaseResultConsumer):
-    """Wakes ``AsyncResult.get()`` from NOTIFYs on the state channel ("<task id> <state>")."""
+    """Wakes ``AsyncResult.get()`` from NOTIFYs on the state channel ("<job id> <state>").
+
+    NOTIFYs name jobs, so waiters are kept by job id (a task id that is not a UUID has a uuid5 job
+    id, :func:`transport.envelope.job_id_for`). A task published by this process was listened for
+    before it was sent, so its first wait needs no re-read unless its end was announced already.
+    Results written without a NOTIFY (a Node worker, plain SQL) are caught by a slow re-read.
+    """
 
     _connection_errors = CONNECTION_ERRORS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lock = threading.Lock()  # guards the subscription set and the connection handle
+        self._lock = threading.Lock()  # guards the maps below and the connection handle
         self._reader = threading.Lock()  # one thread waits on the socket; the rest wait for it
         self._conn: Connection | None = None
         self._pid = os.getpid()
         self._reconnected = False
-        self.subscribed: set[str] = set()
+        self._last_reread = time.monotonic()
+        #: NOTIFY key (job id, or task id for a stored value) -> task id, for every id waited on.
+        self.subscribed: dict[str, str] = {}
+        #: Keys of tasks published since LISTEN began -> whether their end has been announced.
+        self._published: OrderedDict[str, bool] = OrderedDict()
 
     def start(self, initial_task_id: str, **kwargs: Any) -> None:
         self.consume_from(initial_task_id)
 
     def consume_from(self, task_id: str) -> None:
         with self._lock:
-            self.subscribed.add(task_id)
+            for key in _notify_keys(task_id):
+                self.subscribed[key] = task_id
         self.listening()
 
     def cancel_for(self, task_id: str) -> None:
         with self._lock:
-            self.subscribed.discard(task_id)
+            for key in _notify_keys(task_id):
+                self.subscribed.pop(key, None)
+                self._published.pop(key, None)
+
+    def published(self, task_id: str) -> None:
+        """Called before ``task_id`` is sent: from now on its end is announced to this process."""
+        self.listening()
+        with self._lock:
+            self._published[_notify_keys(task_id)[0]] = False
+            while len(self._published) > PUBLISHED_MAX:
+                self._published.popitem(last=False)
 
     def on_after_fork(self) -> None:
         with self._lock:
             self._forget_inherited()
-            self.subscribed.clear()
 
     def listening(self) -> Connection:
         """The LISTEN connection, opened on first use: before any re-read, so no NOTIFY is missed."""
         with self._lock:
             if self._pid != os.getpid():
                 self._forget_inherited()
-                self.subscribed.clear()
             if self._conn is None or self._conn.closed:
                 conn = self.backend.database.connect(autocommit=True)
                 with conn.cursor() as cur:
@@ -159,10 +183,17 @@ class PgBossResultConsumer(BaseResultConsumer):
         if self._conn is not None:
             _INHERITED.append(self._conn)
         self._conn, self._pid = None, os.getpid()
+        self.subscribed.clear()
+        self._published.clear()
 
     def on_wait_for_pending(self, result: Any, **kwargs: Any) -> None:
         # LISTEN is already up (consume_from ran in add_pending_result), so a result stored before
-        # the wait began is found here and one stored after it is announced.
+        # the wait began is found here and one stored after it is announced. A task this process
+        # published while listening, whose end has not been announced, cannot have one stored yet.
+        if not hasattr(result, "results"):
+            with self._lock:
+                if self._published.get(_notify_keys(result.id)[0]) is False:
+                    return
         for meta in result._iter_meta(**kwargs):
             if meta is not None:
                 self.on_state_change(meta, None)
@@ -191,11 +222,10 @@ class PgBossResultConsumer(BaseResultConsumer):
             conn = self.listening()
             if self._reconnected:
                 self._reconnected = False
-                with self._lock:
-                    missed = set(self.subscribed)
-                self._reread(missed)  # anything may have happened while we were away
+                self._reread_all()  # anything may have happened while we were away
             if not conn.notifies:
-                readable, _, _ = select.select([conn], [], [], timeout)
+                wait = timeout if timeout is not None else REREAD_INTERVAL
+                readable, _, _ = select.select([conn], [], [], min(wait, REREAD_INTERVAL))
                 if readable:
                     conn.poll()
             else:
@@ -210,14 +240,26 @@ class PgBossResultConsumer(BaseResultConsumer):
                         self._conn.close()
                 self._conn = None
                 self._reconnected = True
+                self._published.clear()  # announcements may have been lost with the connection
             return
         wanted: set[str] = set()
         with self._lock:
             for notify in notifies:
-                task_id, _, state = notify.payload.partition(" ")
-                if task_id in self.subscribed and (state in _FINAL_NOTIFY or self.on_message is not None):
-                    wanted.add(task_id)
+                key, _, state = notify.payload.partition(" ")
+                final = state in _FINAL_NOTIFY
+                if key in self.subscribed and (final or self.on_message is not None):
+                    wanted.add(self.subscribed[key])
+                elif final and key in self._published:
+                    self._published[key] = True
         self._reread(wanted)
+        if time.monotonic() - self._last_reread >= REREAD_INTERVAL:
+            self._reread_all()
+
+    def _reread_all(self) -> None:
+        self._last_reread = time.monotonic()
+        with self._lock:
+            ids = set(self.subscribed.values())
+        self._reread(ids)
 
     def _reread(self, task_ids: Iterable[str]) -> None:
         ids = list(task_ids)
@@ -225,6 +267,12 @@ class PgBossResultConsumer(BaseResultConsumer):
             return
         for meta in self.backend.task_metas(ids).values():
             self.on_state_change(meta, None)
+
+
+def _notify_keys(task_id: str) -> tuple[str, ...]:
+    """What a NOTIFY about this task names: its job id, and the task id itself for stored values."""
+    job_id = job_id_for(task_id) or str(task_id)
+    return (job_id,) if job_id == str(task_id) else (job_id, str(task_id))
 
 
 _INHERITED: list[Connection] = []
@@ -275,9 +323,10 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         return isinstance(exc, CONNECTION_ERRORS)
 
     def on_task_call(self, producer: Any, task_id: str) -> dict:
-        # Open LISTEN before the first get() needs it; never inside a worker, where joins block.
+        # Listen before the task is sent, so its end is announced here (never inside a worker,
+        # where joins block and no one waits).
         if not task_join_will_block():
-            self.result_consumer.listening()
+            self.result_consumer.published(task_id)
         return {}
 
     # -- writing: jobs ------------------------------------------------------------------------

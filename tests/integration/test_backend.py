@@ -23,6 +23,7 @@ from celery.exceptions import ImproperlyConfigured, TaskRevokedError
 from tests.conftest import with_database
 from transport.backend import PgBossBackend
 from transport.db import Database, dsn_from_url
+from transport.envelope import job_id_for
 from transport.manager import FetchedJob, JobManager
 
 QUEUE = "results-q"
@@ -78,10 +79,8 @@ def run(boss: JobManager, data: Any = None, queue: str = QUEUE) -> FetchedJob:
 
 
 def request(job: FetchedJob, children: tuple[Any, ...] = (), **extra: Any) -> Context:
-    fields = {"task": "t.task", "chord": None, "group": None, **extra}
-    context = Context(
-        id=job.id, delivery_info={"routing_key": job.name}, pgboss_attempt=job.retry_count, **fields
-    )
+    fields = {"id": job.id, "task": "t.task", "chord": None, "group": None, **extra}
+    context = Context(delivery_info={"routing_key": job.name}, pgboss_attempt=job.retry_count, **fields)
     context.children.extend(children)  # a property: Context(children=...) would not set it
     return context
 
@@ -199,6 +198,39 @@ def test_many_waiters_in_threads(app: Celery, backend: PgBossBackend, boss: JobM
     for thread in threads:
         thread.join(15)
     assert got == {job.id: i for i, job in enumerate(jobs)}
+
+
+def test_a_task_id_that_is_not_a_uuid_maps_to_its_job(
+    app: Celery, backend: PgBossBackend, boss: JobManager
+) -> None:
+    task_id = "report-" + uuid.uuid4().hex
+    job_id = boss.send(QUEUE, {}, id=job_id_for(task_id))
+    job = boss.fetch([QUEUE])[0]
+    assert job.id == job_id
+    req = request(job, id=task_id)
+    threading.Timer(0.3, backend.mark_as_done, (task_id, "named"), {"request": req}).start()
+    started = time.monotonic()
+    assert app.AsyncResult(task_id).get(timeout=5, interval=5) == "named"
+    assert time.monotonic() - started < 1.5
+    assert boss.get_job(job_id)["output"] == {"value": "named"}
+
+
+def test_a_result_written_without_notify_is_still_found(app: Celery, boss: JobManager) -> None:
+    # Node's worker completes jobs with its own SQL: no zeke NOTIFY, so the waiter's slow re-read finds it.
+    job = run(boss)
+
+    def node_completes() -> None:
+        with boss.db.cursor() as cur:
+            cur.execute(
+                f"UPDATE \"{boss.schema}\".job SET state = 'completed', completed_on = now(), "
+                """output = '{"value": "quiet"}' WHERE name = %s AND id = %s""",
+                (QUEUE, job.id),
+            )
+
+    threading.Timer(0.3, node_completes).start()
+    started = time.monotonic()
+    assert app.AsyncResult(job.id).get(timeout=10) == "quiet"
+    assert time.monotonic() - started < 4
 
 
 def test_ignore_result_still_settles_the_job(backend: PgBossBackend, boss: JobManager) -> None:
