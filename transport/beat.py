@@ -241,6 +241,7 @@ class PgBossScheduler(Scheduler):
 
     def close(self) -> None:
         super().close()
+        self.manager.db.close()  # pid-guarded; reopened lazily if this process schedules again
 
 
 def _schedule_list(value: Any) -> list[dict[str, Any]]:
