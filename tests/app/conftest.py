@@ -1,5 +1,5 @@
-"""Fixtures for the app layer: a database of its own, a per-test pg-boss schema wired into the Celery
-app, a real uvicorn server in a thread, and real worker processes."""
+"""Fixtures for the app layer: a per-test pg-boss schema (in the session's database) wired into the
+Celery app, a real uvicorn server in a thread, and real worker processes."""
 
 from __future__ import annotations
 
@@ -14,31 +14,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 import uvicorn
 
-from tests.conftest import with_database
-from transport.db import Database, dsn_from_url
+from transport.db import Database
 from transport.manager import JobManager
 from zeke.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK_MODULE = "tests.app.sample_tasks"
-#: Our own database, so other engineers' sessions (which recreate zeke_test) and ours do not collide.
-APP_TEST_DB = "zeke_test_app"
 API_KEY = "test-key-" + uuid.uuid4().hex[:8]
-
-
-@pytest.fixture(scope="session")
-def db_url(admin_url: str) -> str:
-    conn = psycopg2.connect(dsn_from_url(admin_url))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{APP_TEST_DB}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{APP_TEST_DB}"')
-    conn.close()
-    return with_database(admin_url, APP_TEST_DB)
 
 
 @pytest.fixture

@@ -78,6 +78,9 @@ def test_run_starts_worker_beat_and_api_and_prints_url_and_token(env: dict[str, 
         job_url = f"{url}/api/jobs/{r.json()['id']}"
         wait_for(lambda: httpx.get(job_url, headers=auth).json()["status"] == "completed", timeout=30)
         assert "beat" in out.text().lower()
+    except BaseException:
+        print(out.text())  # what the children said, for the failure report
+        raise
     finally:
         code = _stop(proc, signal.SIGINT)
     assert code == 0, out.text()
