@@ -19,9 +19,12 @@ import pytest
 from celery import Celery, states
 from celery.app.task import Context
 from celery.exceptions import ImproperlyConfigured, TaskRevokedError
+from celery.worker.request import Request
+from kombu import Message
 
 from tests.conftest import with_database
-from transport.backend import PgBossBackend
+from transport import envelope
+from transport.backend import PgBossBackend, request_attempt, request_queue
 from transport.db import Database, dsn_from_url
 from transport.envelope import job_id_for
 from transport.manager import FetchedJob, JobManager
@@ -90,6 +93,30 @@ def fail(backend: PgBossBackend, job: FetchedJob, message: str) -> None:
         raise ValueError(message)
     except ValueError as exc:
         backend.mark_as_failure(job.id, exc, "Traceback: ValueError: " + message, request=request(job))
+
+
+def test_celery_exposes_the_attempt_header_on_both_requests(app: Celery) -> None:
+    # The worker's main process settles from Request._context (WorkerLostError, time limits); the
+    # pool child from the Context trace builds out of the request dict. Both see our header.
+    @app.task(name="t.add", shared=False)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    job_id = str(uuid.uuid4())
+    data = {"y": 2, "__celery": {"v": 1, "task": "t.add", "args": [1]}}
+    payload = envelope.to_message(job_id, QUEUE, data, priority=0, attempt=3, delivery_tag="t1")
+    message = Message(
+        body=payload["body"],
+        headers=payload["headers"],
+        content_type=payload["content-type"],
+        content_encoding=payload["content-encoding"],
+        delivery_info=payload["properties"]["delivery_info"],
+        properties=payload["properties"],
+    )
+    worker_request = Request(message, app=app, task=add)
+    child_request = Context(worker_request.request_dict, args=[1], kwargs={"y": 2})
+    for req in (worker_request._context, child_request):
+        assert (request_attempt(req), request_queue(req)) == (3, QUEUE)
 
 
 def test_success_completes_the_job_in_node_shape(
