@@ -69,8 +69,9 @@ JOB_STATES: dict[str, str] = {
     "failed": states.FAILURE,
     "cancelled": states.REVOKED,
 }
+_FINISHED = frozenset({"completed", "failed", "cancelled"})
 #: Job states after which a result will not change; NOTIFYs of other states wake nobody.
-_FINAL_NOTIFY = frozenset({"completed", "failed", "cancelled", *states.READY_STATES})
+_FINAL_NOTIFY = frozenset({*_FINISHED, *states.READY_STATES})
 #: A waiter re-reads its results this often even without a NOTIFY (results written by Node or SQL).
 REREAD_INTERVAL = 2.0
 #: Most task ids remembered as published by this process (older ones are simply re-read).
@@ -601,12 +602,12 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         self._rows("expire_result", {"key": str(key), "expires": value})
 
     def _forget(self, task_id: str) -> None:
-        ref = self.job_ref(task_id)
+        """Drop the stored extras and, once the job has finished, the job row itself."""
         self.delete(self.get_key_for_task(task_id))
-        if ref is not None and not ref.active:
-            job = self.manager.get_job(ref.id)
-            if job is not None and job["state"] in ("completed", "failed", "cancelled"):
-                self.manager.delete(ref.queue, [ref.id])
+        job_id = job_id_for(task_id)
+        job = self.manager.get_job(job_id) if job_id else None
+        if job is not None and job["state"] in _FINISHED:
+            self.manager.delete(job["name"], [job["id"]])
 
     def cleanup(self) -> None:
         """Delete every expired value (celery.backend_cleanup; the backend also sweeps by itself)."""
