@@ -174,8 +174,8 @@ def test_one_listen_connection_serves_every_stream(
         reader.wait_events(1)
     with database.cursor() as cur:
         cur.execute(
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
-            (f'LISTEN "{manager.state_channel}"',),
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE %s",
+            (f'%LISTEN "{manager.state_channel}"',),
         )
         assert cur.fetchone()["n"] == 1
     for _ in jobs:
@@ -197,8 +197,8 @@ def test_streams_survive_a_lost_listen_connection(
     def listener_pid() -> int | None:
         with database.cursor() as cur:
             cur.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
-                (f'LISTEN "{manager.state_channel}"',),
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE %s",
+                (f'%LISTEN "{manager.state_channel}"',),
             )
             row = cur.fetchone()
             return row["pid"] if row else None

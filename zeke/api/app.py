@@ -39,7 +39,7 @@ def create_api(
 
         registry = registry_module.load(settings.task_modules)
 
-    hub = StateHub(manager.db, manager.state_channel)
+    hub = StateHub(manager)
 
     @contextlib.asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:

@@ -23,8 +23,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psycopg2
+import psycopg2.extensions
 
-from transport.db import Database
+from transport.manager import JobManager
 
 log = logging.getLogger("zeke.api.sse")
 
@@ -36,9 +37,9 @@ TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
 class StateHub:
     """One LISTEN connection per process, fanned out to per-job asyncio queues."""
 
-    def __init__(self, database: Database, channel: str, *, reconnect_seconds: float = 1.0) -> None:
-        self.database = database
-        self.channel = channel
+    def __init__(self, manager: JobManager, *, reconnect_seconds: float = 1.0) -> None:
+        self.manager = manager
+        self.channel = manager.state_channel
         self.reconnect_seconds = reconnect_seconds
         self._subscribers: dict[str, set[asyncio.Queue[str]]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -87,11 +88,12 @@ class StateHub:
                 await task
 
     def _connect(self) -> psycopg2.extensions.connection:
-        conn = self.database.connect(autocommit=True)
+        listen = self.manager.queries["listen"]  # here, not in __init__: the database may be down
+        conn = self.manager.db.connect(autocommit=True)
         try:
             with conn.cursor() as cur:
-                # The channel is derived from a validated schema name: hex digits and underscores only.
-                cur.execute(f'LISTEN "{self.channel}"')
+                channel = psycopg2.extensions.quote_ident(self.channel, conn)
+                cur.execute(listen, {"channel": psycopg2.extensions.AsIs(channel)})
         except BaseException:
             conn.close()
             raise
