@@ -8,17 +8,25 @@ import uuid
 
 from transport.exceptions import InvalidJobId, InvalidQueueName
 
-#: pg-boss 12.38's rule for queue names.
-QUEUE_NAME = re.compile(r"^[\w.\-/]+$")
+#: pg-boss 12.38's rule for queue names, as JavaScript reads it: ``\w`` is ASCII only there, and ``$``
+#: does not match before a trailing newline (``match`` with ``\Z``, not ``$``).
+QUEUE_NAME = re.compile(r"[\w.\-/]+\Z", re.ASCII)
+MAX_QUEUE_NAME = 255
+#: A job id already in ``str(uuid.UUID(...))``'s form needs no parsing.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 #: Schema names: word characters, not starting with a digit, at most 50 characters (pg-boss's rule).
-SCHEMA_NAME = re.compile(r"^[A-Za-z_]\w{0,49}$")
+SCHEMA_NAME = re.compile(r"[A-Za-z_]\w{0,49}\Z", re.ASCII)
 RESERVED_PREFIX = "__pgboss__"
 SEND_IT_QUEUE = "__pgboss__send-it"
 
 
 def validate_queue_name(name: object, *, allow_reserved: bool = False) -> str:
-    if not isinstance(name, str) or not name or len(name) > 255 or not QUEUE_NAME.match(name):
-        raise InvalidQueueName(f"invalid queue name {name!r}: must match ^[\\w.\\-/]+$")
+    if isinstance(name, str) and len(name) > MAX_QUEUE_NAME:
+        raise InvalidQueueName(f"invalid queue name {name[:40]!r}...: over {MAX_QUEUE_NAME} characters")
+    if not isinstance(name, str) or not QUEUE_NAME.match(name):
+        raise InvalidQueueName(
+            f"invalid queue name {name!r}: ASCII letters, digits, _ . - / only (^[\\w.\\-/]+$)"
+        )
     if name.startswith(RESERVED_PREFIX) and not allow_reserved:
         raise InvalidQueueName(f"queue name {name!r} is reserved for pg-boss")
     return name
@@ -41,6 +49,8 @@ def state_channel(schema: str) -> str:
 
 
 def parse_job_id(job_id: object) -> str:
+    if type(job_id) is str and _CANONICAL_UUID.match(job_id):
+        return job_id
     try:
         return str(uuid.UUID(str(job_id)))
     except (ValueError, TypeError, AttributeError):
