@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import traceback
 from typing import Any
 
@@ -43,9 +44,28 @@ def error_output(exc: BaseException, tb: str | None = None) -> dict[str, Any]:
     return output
 
 
+#: In ASCII JSON text, escapes PostgreSQL's jsonb refuses: \\u0000 (text cannot hold NUL) and UTF-16
+#: surrogates without their other half. An escaped backslash is consumed as a pair, so ``\\\\u0000``
+#: (a literal backslash, then "u0000") is not mistaken for one; a proper surrogate pair is skipped.
+_JSONB_UNSAFE = re.compile(r"\\(?:\\|u(?:d[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}|(0000|d[89a-f][0-9a-f]{2})))")
+
+
 def to_json(value: Any) -> str:
-    """Strict JSON text: NaN/Infinity and non-JSON types are refused rather than stored half-right."""
-    return json.dumps(value, allow_nan=False, separators=(",", ":"), default=_refuse)
+    """Strict JSON text: NaN/Infinity and non-JSON types are refused rather than stored half-right, and
+    so are strings PostgreSQL's jsonb cannot hold (NUL characters, unpaired surrogates) and values
+    nested past Python's recursion limit: ValueError here instead of a database error (or a
+    RecursionError) halfway through a statement."""
+    try:
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"), default=_refuse)
+    except RecursionError:
+        raise ValueError("nested too deeply to be JSON here") from None
+    if "\\u0000" in text or "\\ud" in text:  # rare: a quick look before the exact scan
+        for match in _JSONB_UNSAFE.finditer(text):
+            if match.group(1) == "0000":
+                raise ValueError("a string contains a NUL character (\\u0000), which PostgreSQL cannot store")
+            if match.group(1):
+                raise ValueError(f"a string contains an unpaired UTF-16 surrogate (\\u{match.group(1)})")
+    return text
 
 
 def _refuse(value: Any) -> Any:
