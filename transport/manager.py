@@ -213,15 +213,20 @@ class JobManager:
         rows = [_send_row(job) for job in jobs]
         if not rows:
             return []
-        result = self._run(
+        # The job table's dead-letter key is checked only at commit (a raw foreign-key error then, and
+        # in the caller's transaction not even here): ask first.
+        for dead_letter in sorted({row["dead_letter"] for row in rows if "dead_letter" in row}):
+            if not self._run("get_queue", {"name": dead_letter}, conn=conn):
+                raise QueueNotFound(f"dead letter queue {dead_letter!r} does not exist; create it first")
+        ids: list[str] = self._run(
             "send_jobs",
-            {"jobs": outputs.to_json(rows), "name": name, "channel": self.channel},
+            {"jobs": _rows_json(rows), "name": name, "channel": self.channel},
             conn=conn,
-        )
+        )[0]["ids"]
         # Asked on the caller's connection: a queue created earlier in their transaction counts.
-        if len(result) < len(rows) and not self._run("get_queue", {"name": name}, conn=conn):
+        if len(ids) < len(rows) and not self._run("get_queue", {"name": name}, conn=conn):
             raise QueueNotFound(f"queue {name!r} does not exist; create it first")
-        return [str(r["id"]) for r in result]
+        return ids
 
     # -- working --------------------------------------------------------------------------------
 
@@ -475,62 +480,119 @@ def _queue_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return {QUEUE_OPTION_KEYS[k]: v for k, v in options.items() if v is not None}
 
 
+#: The job table's integer columns are PostgreSQL ``integer``s.
+INT4_MAX = 2**31 - 1
+#: start_after in seconds: within about 300 years of now, far inside what a timestamp can hold.
+START_AFTER_MAX_SECONDS = 10**10
+
+
 def _check_job_options(options: Mapping[str, Any]) -> None:
     for key in ("retry_limit", "retry_delay", "retry_delay_max", "retention_seconds", "delete_after_seconds"):
         value = options.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise InvalidOption(f"{key} must be a whole number >= 0, not {value!r}")
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT4_MAX
+        ):
+            raise InvalidOption(f"{key} must be a whole number from 0 to {INT4_MAX}, not {value!r}")
+    for key in ("singleton_seconds", "singleton_offset"):
+        value = options.get(key)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not -INT4_MAX <= value <= INT4_MAX
+        ):
+            raise InvalidOption(f"{key} must be a whole number (a PostgreSQL integer), not {value!r}")
+    if options.get("singleton_seconds") is not None and options["singleton_seconds"] <= 0:
+        raise InvalidOption(f"singleton_seconds must be >= 1, not {options['singleton_seconds']!r}")
     expire = options.get("expire_in_seconds")
     if expire is not None and (not isinstance(expire, int | float) or not 1 <= expire <= 86400):
         raise InvalidOption(f"expire_in_seconds must be between 1 and 86400, not {expire!r}")
     heartbeat = options.get("heartbeat_seconds")
-    if heartbeat is not None and (not isinstance(heartbeat, int) or heartbeat < 10):
+    if heartbeat is not None and (
+        not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or not 10 <= heartbeat <= INT4_MAX
+    ):
         raise InvalidOption(f"heartbeat_seconds must be a whole number >= 10, not {heartbeat!r}")
+    key = options.get("singleton_key")
+    if key is not None and not isinstance(key, str):
+        raise InvalidOption(f"singleton_key must be a string, not {key!r}")
+    if options.get("dead_letter") is not None:
+        names.validate_queue_name(options["dead_letter"])
     if options.get("retry_delay_max") is not None and options.get("retry_backoff") is False:
         raise InvalidOption("retry_delay_max only applies with retry_backoff")
 
 
+#: Send options copied as they are into the send_jobs recordset: option name -> column.
+_SEND_COLUMNS = (
+    ("singleton_key", "singleton_key"),
+    ("singleton_seconds", "singleton_seconds"),
+    ("singleton_offset", "singleton_offset"),
+    ("expire_in_seconds", "expire_seconds"),
+    ("delete_after_seconds", "deletion_seconds"),
+    ("retention_seconds", "retention_seconds"),
+    ("retry_limit", "retry_limit"),
+    ("retry_delay", "retry_delay"),
+    ("retry_backoff", "retry_backoff"),
+    ("retry_delay_max", "retry_delay_max"),
+    ("dead_letter", "dead_letter"),
+    ("heartbeat_seconds", "heartbeat_seconds"),
+)
+
+
 def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
+    """One job as a row of the send_jobs recordset, options checked; unset columns are left out (the
+    recordset reads a missing key as NULL, so the batch's JSON stays small). The data is checked as
+    JSON when the batch is serialised (:func:`_rows_json`)."""
+    data = job.get("data")
     options = {k: v for k, v in job.items() if k != "data"}
-    unknown = set(options) - SEND_OPTION_KEYS
+    row: dict[str, Any] = {"data": data}
+    if not options:
+        return row
+    unknown = options.keys() - SEND_OPTION_KEYS
     if unknown:
         raise InvalidOption(f"unknown send option(s): {', '.join(sorted(unknown))}")
+    job_id = options.get("id")
+    if job_id:
+        row["id"] = names.parse_job_id(job_id)
+        if len(options) == 1:  # the common case of send_jobs: an id and nothing else
+            return row
     _check_job_options(options)
-    data = job.get("data")
-    try:
-        outputs.to_json(data)
-    except (TypeError, ValueError) as exc:
-        raise InvalidPayload(f"job data must be JSON: {exc}") from None
     priority = options.get("priority")
-    if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
-        raise InvalidOption(f"priority must be an integer, not {priority!r}")
-    row: dict[str, Any] = {
-        "id": names.parse_job_id(options["id"]) if options.get("id") else None,
-        "priority": priority,
-        "data": data,
-        "singleton_key": options.get("singleton_key"),
-        "singleton_seconds": options.get("singleton_seconds"),
-        "singleton_offset": options.get("singleton_offset"),
-        "singleton_slot": _iso(options.get("singleton_slot")),
-        "expire_seconds": options.get("expire_in_seconds"),
-        "deletion_seconds": options.get("delete_after_seconds"),
-        "retention_seconds": options.get("retention_seconds"),
-        "keep_until": _iso(options.get("keep_until")),
-        "retry_limit": options.get("retry_limit"),
-        "retry_delay": options.get("retry_delay"),
-        "retry_backoff": options.get("retry_backoff"),
-        "retry_delay_max": options.get("retry_delay_max"),
-        "dead_letter": options.get("dead_letter"),
-        "heartbeat_seconds": options.get("heartbeat_seconds"),
-    }
+    if priority is not None:
+        if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > INT4_MAX:
+            raise InvalidOption(f"priority must be an integer (a PostgreSQL integer), not {priority!r}")
+        row["priority"] = priority
+    for option, column in _SEND_COLUMNS:
+        value = options.get(option)
+        if value is not None:
+            row[column] = value
+    for option in ("singleton_slot", "keep_until"):
+        if options.get(option) is not None:
+            row[option] = _iso(options[option])
     start_after = options.get("start_after")
     if isinstance(start_after, dt.datetime | str):
         row["start_after_at"] = _iso(start_after)
     elif isinstance(start_after, int | float) and not isinstance(start_after, bool):
+        if not abs(start_after) <= START_AFTER_MAX_SECONDS:  # also NaN
+            raise InvalidOption(f"start_after must be within 1e10 seconds, not {start_after!r}")
         row["start_after_seconds"] = float(start_after)
     elif start_after is not None:
         raise InvalidOption(f"start_after must be a datetime, ISO string or seconds, not {start_after!r}")
     return row
+
+
+def _rows_json(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The batch as one JSON text; a job whose data (or an option) is not storable JSON is named."""
+    try:
+        return outputs.to_json(rows)
+    except (TypeError, ValueError):
+        pass
+    for row in rows:  # serialise again, row by row, to report the first bad one
+        try:
+            outputs.to_json(row.get("data"))
+        except (TypeError, ValueError) as exc:
+            raise InvalidPayload(f"job data must be JSON: {exc}") from None
+        try:
+            outputs.to_json(row)
+        except (TypeError, ValueError) as exc:
+            raise InvalidOption(f"send options must be JSON values: {exc}") from None
+    raise AssertionError("unreachable: the batch failed to serialise but no row does")
 
 
 def _iso(value: Any) -> str | None:
