@@ -34,8 +34,8 @@ embedding in another app).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -117,10 +117,22 @@ def send_jobs(
         raise InvalidOption("send_jobs options apply to every job: 'id' and 'data' are not among them")
     names.validate_queue_name(task_id)
     items = [_payload(p) for p in payloads]
-    ids = [str(uuid.uuid4()) for _ in items]
+    ids = _new_ids(len(items))
     jobs = [{"data": data, "id": job_id, **options} for data, job_id in zip(items, ids, strict=True)]
     inserted = set(get_manager().send_many(task_id, jobs, conn=_connection(conn)))
     return [_sent(job_id if job_id in inserted else None, task_id) for job_id in ids]
+
+
+def _new_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs as strings: ``str(uuid.uuid4())`` in bulk, about 3× faster."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # RFC 4122 variant
+    h = raw.hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
 
 
 def _connection(conn: Any) -> Any:
@@ -132,6 +144,8 @@ def _connection(conn: Any) -> Any:
 
 
 def _payload(payload: Any) -> dict[str, Any]:
+    if type(payload) is dict and CELERY_KEY not in payload and all(type(k) is str for k in payload):
+        return dict(payload)  # the usual case, checked in one pass
     if not isinstance(payload, Mapping):
         raise InvalidPayload(f"a job payload must be a JSON object (dict), not {type(payload).__name__}")
     data = dict(payload)
