@@ -212,7 +212,7 @@ class SchemaTask(Task):
 
     # -- running ---------------------------------------------------------------------------------
 
-    def execute(self, data: dict[str, Any]) -> Any:
+    def execute(self, data: Any) -> Any:
         job_id = str(self.request.id)
         log = TaskLogger(self.name, job_id)
         try:
@@ -321,8 +321,10 @@ def schema_task(
         if target is None:
             from zeke.app import app as target
 
-        def run(self: SchemaTask, **data: Any) -> Any:
-            return self.execute(data)
+        def run(self: SchemaTask, *args: Any, **data: Any) -> Any:
+            # A Node/SQL job whose data is not an object arrives as one positional argument; it then
+            # fails validation for good like any other payload that does not fit.
+            return self.execute(_payload_of(self.name, args, data) if args else data)
 
         registry.check_free(id, origin_of(fn))
         run.__name__, run.__qualname__ = fn.__name__, fn.__qualname__

@@ -24,6 +24,7 @@ def test_sql_sent_jobs_are_validated_at_run_time(start_worker, manager: JobManag
     # Jobs as Node's boss.send() or plain SQL insert them: the payload as data, no Celery envelope.
     good = manager.send("t-echo", {"message": "hi", "count": 2})
     bad = manager.send("t-echo", {"count": "many"})
+    not_an_object = manager.send("t-echo", "just a string")
     aliased = manager.send("t-item", {"itemId": "42"})
     start_worker()
 
@@ -39,6 +40,8 @@ def test_sql_sent_jobs_are_validated_at_run_time(start_worker, manager: JobManag
         ("message",): "missing",
         ("count",): "int_parsing",
     }
+    scalar = wait_for_state(manager, not_an_object, {"failed"})
+    assert scalar["retry_count"] == 0 and scalar["output"]["errors"][0]["type"] == "model_type"
 
 
 def test_celery_sends_store_the_return_value(celery_app: Any, start_worker, manager: JobManager) -> None:
