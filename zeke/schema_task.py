@@ -76,7 +76,16 @@ class PayloadInvalid(ValueError):
     @classmethod
     def from_validation_error(cls, task_id: str, exc: ValidationError) -> PayloadInvalid:
         # exc.json() rather than exc.errors(): the latter may hold exception objects in "ctx".
-        return cls(task_id, json.loads(exc.json(include_url=False)))
+        try:
+            return cls(task_id, json.loads(exc.json(include_url=False)))
+        except ValueError:
+            # Something pydantic cannot write as JSON (an unpaired surrogate the client sent): the
+            # errors without the offending inputs and contexts.
+            errors = [
+                {k: v for k, v in err.items() if k not in ("input", "ctx")}
+                for err in exc.errors(include_url=False)
+            ]
+            return cls(task_id, errors)
 
 
 # -- logging -------------------------------------------------------------------------------------

@@ -8,11 +8,18 @@ settings, the client's JobManager and the task modules of ``ZEKE_TASK_MODULES``.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.utils import is_body_allowed_for_status_code
+from starlette.exceptions import HTTPException
 
 from transport.manager import JobManager
 from zeke import client
@@ -23,6 +30,29 @@ from zeke.registry import TaskRegistry
 from zeke.settings import Settings, get_settings
 
 log = logging.getLogger("zeke.api")
+
+
+class EchoSafeJSONResponse(JSONResponse):
+    """JSON that always encodes. Error bodies echo what the client sent, and JSON lets a client send
+    an unpaired surrogate ("\\ud800") that UTF-8 cannot carry: it goes back as that same escape
+    instead of the response failing with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")  # only ever inside a JSON string literal
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """FastAPI's own handler, rendered with :class:`EchoSafeJSONResponse`."""
+    headers = getattr(exc, "headers", None)
+    if not is_body_allowed_for_status_code(exc.status_code):
+        return Response(status_code=exc.status_code, headers=headers)
+    return EchoSafeJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    """FastAPI's own 422, rendered with :class:`EchoSafeJSONResponse`."""
+    return EchoSafeJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
 
 def create_api(
@@ -59,6 +89,7 @@ def create_api(
         version="0.1.0",
         summary="Trigger and follow Zeke's jobs (Celery on pg-boss)",
         lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, RequestValidationError: _validation_error},
     )
     api.state.settings = settings
     api.state.jobs = Jobs(registry)

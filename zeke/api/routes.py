@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from transport.exceptions import InvalidOption, InvalidPayload
 from zeke.api import sse
 from zeke.api.auth import require_principal
 from zeke.api.jobs import Jobs
@@ -110,6 +111,9 @@ def trigger_job(body: TriggerRequest, request: Request, response: Response) -> d
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
     except PayloadInvalid as exc:
         detail = [{**err, "loc": ["body", "payload", *err.get("loc", ())]} for err in exc.errors]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail) from None
+    except (InvalidPayload, InvalidOption) as exc:  # valid for the task, still not storable (a NUL)
+        detail = [{"type": "invalid_payload", "loc": ["body", "payload"], "msg": str(exc)}]
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail) from None
     if result["id"] is None:
         response.status_code = status.HTTP_200_OK  # nothing was created
