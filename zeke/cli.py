@@ -181,18 +181,21 @@ def _optional_module(name: str) -> Any:
 @json_option
 def send(task_id: str, payload: str, as_json: bool) -> None:
     """Send TASK_ID with a JSON PAYLOAD ("-" reads it from stdin); validated by the task's schema."""
+    from transport.exceptions import InvalidOption, InvalidPayload
     from zeke.registry import UnknownTask
     from zeke.schema_task import PayloadInvalid
 
     text = sys.stdin.read() if payload == "-" else payload
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         fail(f"PAYLOAD is not JSON: {exc}", 2)
     try:
         result = _jobs().send(task_id, data)
     except UnknownTask as exc:
         fail(str(exc))
+    except (InvalidPayload, InvalidOption) as exc:  # valid for the task, still not storable (a NUL)
+        fail(f"invalid payload for task {task_id!r}: {exc}")
     except PayloadInvalid as exc:
         if as_json:
             emit({"error": str(exc), "errors": exc.errors}, True)
