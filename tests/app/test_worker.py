@@ -12,6 +12,7 @@ from tests.app import sample_tasks
 from tests.app.conftest import ApiServer, Worker, wait_for, wait_for_state
 from tests.app.test_sse import SseReader
 from transport.manager import JobManager
+from zeke.schema_task import tasks
 
 
 def _queues(manager: JobManager, *tasks: Any) -> None:
@@ -48,7 +49,9 @@ def test_celery_sends_store_the_return_value(celery_app: Any, start_worker, mana
     start_worker()
     job_id = sample_tasks.echo.trigger({"message": "ab", "count": 3})
     result = sample_tasks.echo.delay(message="x")
+    by_id = tasks.trigger("t-item", {"itemId": "7"})  # registry-aware, from plain code
     assert wait_for_state(manager, job_id, {"completed"})["output"] == {"echo": "ababab", "jobId": job_id}
+    assert wait_for_state(manager, by_id, {"completed"})["output"] == {"itemId": "7", "reason": "manual"}
     assert result.get(timeout=20) == {"echo": "x", "jobId": result.id}
     data = manager.get_job(job_id)["data"]
     assert data["message"] == "ab" and data["count"] == 3  # the payload a Node handler would read
