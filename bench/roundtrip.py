@@ -97,6 +97,8 @@ def measure(label: str, broker: str, backend: str, samples: int, warmup: int, lo
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+        if broker.startswith("pgboss://"):
+            client.backend.close()  # before its database is dropped
         client.close()
 
 

@@ -166,6 +166,14 @@ class PgBossResultConsumer(BaseResultConsumer):
         with self._lock:
             self._forget_inherited()
 
+    def stop(self) -> None:
+        """Close the LISTEN connection (this process's own only); waiting again reopens it."""
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+            self._conn = None
+
     def listening(self) -> Connection:
         """The LISTEN connection, opened on first use: before any re-read, so no NOTIFY is missed."""
         with self._lock:
@@ -313,6 +321,11 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         self.result_consumer = self.ResultConsumer(
             self, self.app, self.accept, self._pending_results, self._pending_messages
         )
+
+    def close(self) -> None:
+        """Close this process's connections (LISTEN and pool); they reopen on next use."""
+        self.result_consumer.stop()
+        self.database.close()
 
     def as_uri(self, include_password: bool = False) -> str:
         return self.url if include_password else maybe_sanitize_url(self.url)

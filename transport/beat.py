@@ -69,6 +69,13 @@ def timekeeper_for(app: Celery) -> cron.Timekeeper:
         return keeper
 
 
+def close_timekeepers() -> None:
+    """Close the pools of every timekeeper this process made (they reopen on next use)."""
+    with _lock:
+        for keeper in _timekeepers.values():
+            keeper.manager.db.close()
+
+
 def _queue_options(app: Celery) -> Mapping[str, Any]:
     return (app.conf.broker_transport_options or {}).get("queue_options") or {}
 

@@ -111,6 +111,7 @@ def app(db_url: str, manager: JobManager, worker: Path) -> Iterator[Celery]:
     import transport  # noqa: F401  (the pgboss:// transport alias)
 
     yield app
+    app.backend.close()
     app.close()
 
 

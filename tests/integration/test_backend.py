@@ -63,7 +63,7 @@ def app(db_url: str, boss: JobManager) -> Iterator[Celery]:
     )
     boss.create_queue(QUEUE, retry_limit=1, retry_delay=0, retry_backoff=False)
     yield app
-    app.backend.database.close()
+    app.backend.close()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from celery import Celery
 
 from tests.conftest import with_database
 from transport import cron, names
-from transport.beat import PgBossScheduleEntry, PgBossScheduler
+from transport.beat import PgBossScheduleEntry, PgBossScheduler, close_timekeepers
 from transport.db import Database, dsn_from_url
 from transport.exceptions import InvalidOption
 from transport.manager import JobManager
@@ -69,6 +69,7 @@ def app(db_url: str, boss: JobManager) -> Iterator[Celery]:
         beat_schedule={},
     )
     yield app
+    close_timekeepers()
 
 
 def send_it_jobs(boss: JobManager) -> list[dict[str, Any]]:
