@@ -52,6 +52,9 @@ def raw_connection(conn: Any) -> Connection:
 class Database:
     """A small thread-safe pool of psycopg2 connections to one database."""
 
+    #: Cursor class of :meth:`cursor` (a subclass may prepare hot statements, see transport.prepared).
+    cursor_factory: type[psycopg2.extras.RealDictCursor] = psycopg2.extras.RealDictCursor
+
     def __init__(self, url: str, *, max_connections: int = 8, application_name: str = "zeke") -> None:
         self.dsn = dsn_from_url(url)
         self.max_connections = max_connections
@@ -109,12 +112,12 @@ class Database:
     def cursor(self, conn: Any = None) -> Iterator[psycopg2.extras.RealDictCursor]:
         """A dict cursor in a transaction: the caller's (never committed here) or our own (committed)."""
         if conn is not None:
-            with raw_connection(conn).cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            with raw_connection(conn).cursor(cursor_factory=self.cursor_factory) as cur:
                 yield cur
             return
         with self.connection() as own:
             try:
-                with own.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                with own.cursor(cursor_factory=self.cursor_factory) as cur:
                     yield cur
                 own.commit()
             except BaseException:
