@@ -47,7 +47,8 @@ Transport Options
 * ``fetch_batch_size``: most jobs per fetch (default 100; the prefetch budget is used when smaller).
 * ``synchronous_commit``: wait for WAL flush on fetch and ack-settlement (default False: a lost
   claim or completion only means the job runs again, which at-least-once allows anyway).
-* ``settle_batch``: settle acks once per event-loop tick (default True).
+* ``settle_batch``: in workers, settle acks from a background thread, many per statement
+  (default True).
 * ``statement_timeout``, ``connect_timeout``: seconds (defaults 30 and 10).
 * ``max_connections``: connections per process (default 8).
 * ``supervise``: run pg-boss's supervisor in workers (default True), with ``supervise_interval``
@@ -75,14 +76,16 @@ from kombu.transport.virtual.exchange import STANDARD_EXCHANGE_TYPES
 
 from transport import envelope
 from transport.bindings import Bindings, install
-from transport.db import Database, dsn_from_url
+from transport.db import dsn_from_url
 from transport.exceptions import PgBossError, QueueNotFound
 from transport.fanout import EXCHANGE_NOTICE, TIMER_NOTICE, BroadcastLog, Subscription
 from transport.heartbeat import Heartbeat
 from transport.listener import Listener
 from transport.maintenance import Supervisor
 from transport.manager import JobManager
+from transport.prepared import PreparedDatabase, register
 from transport.queue_tasks import QueueTasks
+from transport.sessions import Sessions
 from transport.settle import Held, Revoked, Settler
 from transport.transient import TransientQueue
 
@@ -95,6 +98,21 @@ _tag_counter = itertools.count(1)
 BINDING_CACHE_SECONDS = 2.0
 #: A start_after timer fires this much late, so the database clock surely agrees.
 TIMER_SLACK = 0.005
+#: Statements on the publish, fetch and settle paths: planned once per connection, not per call.
+PREPARED_STATEMENTS = (
+    "send_jobs",
+    "fetch_jobs",
+    "complete_jobs",
+    "fail_jobs",
+    "touch_jobs",
+    "next_start_after",
+    "restore_jobs",
+    "retry_in_place",
+    "cancel_jobs",
+    "broadcast_publish",
+    "broadcast_read",
+    "wake",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +164,9 @@ class Channel(virtual.Channel):
     fetch_batch_size: int = 100
     #: Most messages a transient queue buffers before dropping the oldest.
     transient_queue_limit: int = 10_000
+    #: While jobs are held, fetch again only once this fraction of the prefetch count is free
+    #: (an idle consumer always fetches at once).
+    refill_fraction: float = 0.5
 
     from_transport_options = virtual.Channel.from_transport_options + (
         "queue_options",
@@ -155,6 +176,7 @@ class Channel(virtual.Channel):
         "native_eta",
         "fetch_batch_size",
         "transient_queue_limit",
+        "refill_fraction",
     )
 
     connection: Transport
@@ -309,7 +331,7 @@ class Channel(virtual.Channel):
                 self._held[tag] = _Local(queue, payload)
             message = self.Message(payload, channel=self)
         else:
-            jobs = self.manager.fetch([queue], 1, synchronous_commit=self.connection.synchronous_commit)
+            jobs = self.connection.fetch([queue], 1)
             if not jobs:
                 return None
             payload = self._prepare(jobs[0], no_ack)
@@ -334,11 +356,13 @@ class Channel(virtual.Channel):
         if not self.qos.can_consume():
             return 0  # stay dirty: the tick after the next ack fetches
         budget = self.qos.can_consume_max_estimate()
+        prefetch = self.qos.prefetch_count
+        if budget and prefetch and len(self.qos._delivered) - len(self.qos._dirty) > 0:
+            if budget < max(1, int(prefetch * self.refill_fraction)):
+                return 0  # busy and well stocked: refill in fewer, larger fetches (stay dirty)
         limit = min(budget or self.fetch_batch_size, self.fetch_batch_size)
         limits = {q: n for q, n in self.concurrency_limits.items() if q in queues}
-        jobs = self.manager.fetch(
-            queues, limit, concurrency_limits=limits, synchronous_commit=self.connection.synchronous_commit
-        )
+        jobs = self.connection.fetch(queues, limit, limits)
         if len(jobs) < limit:
             dirty.difference_update(queues)
         delivered = 0
@@ -476,7 +500,8 @@ class Transport(virtual.Transport):
     polling_interval: float = 5.0
     #: Wait for WAL flush on fetch and ack-settlement.
     synchronous_commit: bool = False
-    #: Settle acks once per event-loop tick instead of one statement per ack.
+    #: Settle acks from a background thread, many per statement, instead of one statement per ack
+    #: on the event loop.
     settle_batch: bool = True
     #: Per-statement limit, seconds (a stalled database must not freeze the worker's loop forever).
     statement_timeout: float = 30.0
@@ -524,13 +549,15 @@ class Transport(virtual.Transport):
                 setattr(self, name, options[name])
         self.url = self._url()
         self.manager = _shared_manager(self.url, self.schema, self.max_connections, self.application_name)
+        self._released = False
         self.log = BroadcastLog(self.manager)
         self.bindings = Bindings(self.manager)
         self.heartbeat = Heartbeat(self.manager)
         self.revoked = _revoked()
-        self.settler = Settler(
-            self.manager, wake=self.wake, revoked=self.revoked, synchronous_commit=self.synchronous_commit
-        )
+        #: One-round-trip connections: durable publishes; fetches and settlements (async commit).
+        self.publishing = Sessions(self.manager.db)
+        self.consuming = Sessions(self.manager.db, setup=self._consuming_setup)
+        self.settler = Settler(self.manager, wake=self.wake, revoked=self.revoked, session=self.consuming)
         self.queue_tasks = QueueTasks(self.task_for_queue)
         self.transient: dict[str, TransientQueue] = {}
         self.timers_stale = True
@@ -577,8 +604,12 @@ class Transport(virtual.Transport):
         query.setdefault("keepalives_idle", "30")
         query.setdefault("keepalives_interval", "10")
         query.setdefault("keepalives_count", "3")
-        if self.statement_timeout and "options" not in query:
-            query["options"] = f"-c statement_timeout={int(self.statement_timeout * 1000)}"
+        if "options" not in query:
+            # Generic plans for the prepared statements: re-planning is what preparing avoids.
+            options = "-c plan_cache_mode=force_generic_plan"
+            if self.statement_timeout:
+                options += f" -c statement_timeout={int(self.statement_timeout * 1000)}"
+            query["options"] = options
         return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
     def as_uri(self, uri: str, include_password: bool = False, mask: str = "**") -> str:
@@ -590,6 +621,20 @@ class Transport(virtual.Transport):
 
     def driver_version(self) -> str:
         return psycopg2.__version__.split()[0]
+
+    def _consuming_setup(self) -> list[str]:
+        return [] if self.synchronous_commit else [self.manager.queries["session_async_commit"]]
+
+    def fetch(self, queues: list[str], limit: int, limits: Mapping[str, int] | None = None) -> list[Any]:
+        """Claim up to ``limit`` jobs of ``queues``: one autocommit statement (a transaction when a
+        queue has a concurrency limit, whose advisory lock must last until the claim commits)."""
+        if limits:
+            return self.manager.fetch(
+                queues, limit, concurrency_limits=limits, synchronous_commit=self.synchronous_commit
+            )
+        with self.consuming.connection() as conn:
+            # The session already has the commit mode; synchronous_commit=True means "no SET LOCAL".
+            return self.manager.fetch(queues, limit, conn=conn, synchronous_commit=True)
 
     def establish_connection(self) -> Transport:
         _ensure_installed(self.manager)
@@ -613,6 +658,11 @@ class Transport(virtual.Transport):
             if self._waker is not None:
                 self._waker.close()  # pid-guarded
                 self._waker = None
+            self.publishing.close()  # pid-guarded
+            self.consuming.close()
+            if not self._released:
+                self._released = True
+                _release_manager(self.manager)
 
     # -- durable queues -------------------------------------------------------------------------
 
@@ -631,7 +681,8 @@ class Transport(virtual.Transport):
         if job.keep_until is not None:
             options["keep_until"] = job.keep_until
         try:
-            ids = self.manager.send(queue, job.data, **options)
+            with self.publishing.connection() as conn:
+                ids = self.manager.send(queue, job.data, conn=conn, **options)
         except QueueNotFound:
             if queue not in _declared_queues(self.manager):
                 # Not a pg-boss queue: a transient queue of another process (an RPC reply queue...).
@@ -809,8 +860,8 @@ class Transport(virtual.Transport):
     # -- one pass: what both the event loop and blocking drain_events run --------------------------
 
     def _pump(self) -> int:
-        if self.settler.pending:
-            self.settler.flush()
+        if self.settler.pending and not self.settler.batching:
+            self.settler.flush()  # a write that failed earlier
         delivered = 0
         if self._broadcast_dirty or (self._subscription is not None and self._subscription.due):
             self.read_broadcasts()
@@ -899,7 +950,8 @@ class Transport(virtual.Transport):
             self.unregister_from_event_loop(connection, self._loop)
         listener = self._ensure_listener()
         self._loop = loop
-        self.settler.batch = self.settle_batch
+        if self.settle_batch:
+            self.settler.start()
         loop.add_reader(listener.fileno(), self._on_readable)
         if self._waker is None or not self._waker.owned:
             self._waker = _Waker()
@@ -935,11 +987,14 @@ class Transport(virtual.Transport):
         if self._start_timer is not None:
             self._start_timer.cancel()
             self._start_timer = None
-        self.settler.batch = False
+        self.settler.stop()
         self._loop = None
 
     def _on_readable(self) -> None:
         self._on_notices(self._poll_listener())
+        # Fetch right here rather than in the next tick: what is delivered from a reader callback
+        # reaches the pool in the very next loop iteration.
+        self._pump()
 
     def _poll_listener(self) -> list[tuple[str, str]]:
         """New notices; on a lost server, drop every connection of the process and re-raise, so
@@ -951,13 +1006,18 @@ class Transport(virtual.Transport):
         except self.connection_errors:
             self._listener.close()
             self.manager.db.close()  # pid-guarded; the pool reopens on next use
+            self.publishing.close()
+            self.consuming.close()
             raise
 
     def _on_tick(self) -> None:
         listener = self._listener
         if listener is not None and listener.pending():
             self._on_notices(self._poll_listener())
-        self._pump()
+        if self._pump() and self._waker is not None:
+            # Other tick callbacks (the prefork pool's, which writes tasks to its children) may have
+            # run before ours in this iteration: make the loop go round again instead of sleeping.
+            self._waker.wake()
 
 
 class _Waker:
@@ -1028,20 +1088,33 @@ class _HeartbeatThread:
 
 _lock = threading.Lock()
 _managers: dict[tuple[str, str, str], JobManager] = {}
+_users: dict[int, int] = {}
 _installed: set[tuple[int, int]] = set()
 _declared: dict[int, set[str]] = {}
 _revoked_ids: Revoked | None = None
 
 
 def _shared_manager(url: str, schema: str, max_connections: int, application_name: str) -> JobManager:
-    """One JobManager (and connection pool) per database and schema in a process; fork-safe."""
+    """One JobManager (and connection pool) per database and schema in a process; fork-safe.
+
+    Transports using it are counted: when the last one closes, the pool's connections are closed
+    too (the manager and its resolved statements stay; the pool reopens on next use).
+    """
     key = (url, schema, application_name)
     with _lock:
         manager = _managers.get(key)
         if manager is None:
-            db = Database(url, max_connections=max_connections, application_name=application_name)
+            db = PreparedDatabase(url, max_connections=max_connections, application_name=application_name)
             manager = _managers[key] = JobManager(db, schema)
+        _users[id(manager)] = _users.get(id(manager), 0) + 1
         return manager
+
+
+def _release_manager(manager: JobManager) -> None:
+    with _lock:
+        left = _users[id(manager)] = max(0, _users.get(id(manager), 0) - 1)
+    if left == 0:
+        manager.db.close()  # pid-guarded
 
 
 def _ensure_installed(manager: JobManager) -> None:
@@ -1049,6 +1122,7 @@ def _ensure_installed(manager: JobManager) -> None:
     if key in _installed:
         return
     install(manager)  # also loads (and installs if absent) the pg-boss schema
+    register(manager.queries[name] for name in PREPARED_STATEMENTS)
     _installed.add(key)
 
 

@@ -11,22 +11,26 @@ writes kept here are:
 * with ``settle_on_ack`` (a result backend that is not pg-boss): ack completes the job (or cancels
   it when Celery revoked the task), ``reject(requeue=False)`` fails it.
 
-Writes pile up from any thread and are flushed in one statement per queue and kind by the event
-loop's tick (or at once when nothing drives a loop). Restored and requeued queues are NOTIFYed so
-other workers fetch them without waiting for their safety poll.
+In a worker, writes pile up from any thread and a settle thread writes them in one statement per
+queue and kind, so the event loop never waits for them and a busy worker settles many acks at once;
+without an event loop every write happens at once. A failed write is kept and retried. Restored and
+requeued queues are NOTIFYed so other workers fetch them without waiting for their safety poll.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
+import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from transport.manager import JobManager
+from transport.sessions import Sessions
 
 logger = logging.getLogger(__name__)
 
@@ -77,20 +81,63 @@ class Settler:
         *,
         wake: Callable[[str], None],
         revoked: Revoked | None = None,
-        synchronous_commit: bool = False,
+        session: Sessions | None = None,
     ) -> None:
         self.manager = manager
+        #: Autocommit connections for the one-statement writes (None: the manager's pool).
+        self.session = session
         #: Called with a queue name after jobs of it became runnable again.
         self.wake = wake
         self.revoked = revoked or Revoked()
-        self.synchronous_commit = synchronous_commit
-        #: False: every call writes at once (no event loop will flush).
-        self.batch = False
         self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
         self._complete: list[Held] = []
         self._fail: list[Held] = []
         self._requeue: list[Held] = []
         self._restore: list[Held] = []
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    # -- modes ----------------------------------------------------------------------------------
+
+    @property
+    def batching(self) -> bool:
+        """True while a settle thread writes in the background (else every call writes at once)."""
+        return self._thread is not None
+
+    def start(self) -> None:
+        """Write from a background thread: what piles up while one batch is written goes in the next,
+        so a busy worker settles many acks per statement and its event loop never waits for them."""
+        if self._thread is None:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="pgboss-settle", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+        self.flush()  # whatever came in after the thread's last batch
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self.pending and not self._stopping:
+                    self._ready.wait()
+                if self._stopping:
+                    return
+            try:
+                self.flush()
+            except Exception as exc:  # a database outage: keep the writes and try again
+                logger.warning("pg-boss settle failed (will retry): %r", exc)
+                time.sleep(1.0)
+
+    # -- writes ---------------------------------------------------------------------------------
 
     def complete(self, held: Held) -> None:
         self._add(self._complete, held)
@@ -109,24 +156,40 @@ class Settler:
         return bool(self._complete or self._fail or self._requeue or self._restore)
 
     def _add(self, bucket: list[Held], held: Held) -> None:
-        with self._lock:
+        with self._ready:
             bucket.append(held)
-        if not self.batch:
+            self._ready.notify()
+        if self._thread is None:
             self.flush()
 
     def flush(self) -> None:
-        if not self.pending:
-            return
+        """Write everything pending; on failure the writes are kept for the next flush."""
         with self._lock:
             complete, self._complete = self._complete, []
             fail, self._fail = self._fail, []
             requeue, self._requeue = self._requeue, []
             restore, self._restore = self._restore, []
+        if not (complete or fail or requeue or restore):
+            return
+        try:
+            woken = self._write(complete, fail, requeue, restore)
+        except BaseException:
+            with self._lock:  # nothing of a failed statement was committed: keep it all
+                self._complete[:0], self._fail[:0] = complete, fail
+                self._requeue[:0], self._restore[:0] = requeue, restore
+            raise
+        for queue in woken:
+            self.wake(queue)
+
+    def _write(
+        self, complete: list[Held], fail: list[Held], requeue: list[Held], restore: list[Held]
+    ) -> set[str]:
         woken: set[str] = set()
-        self._flush_complete(complete)
-        for queue, items in _by_queue(fail).items():
-            attempts = {h.id: h.attempt for h in items}
-            self.manager.fail(queue, list(attempts), REJECTED, attempts=attempts)
+        with self._connection() as conn:
+            self._flush_complete(complete, conn)
+            for queue, items in _by_queue(fail).items():
+                attempts = {h.id: h.attempt for h in items}
+                self.manager.fail(queue, list(attempts), REJECTED, attempts=attempts, conn=conn)
         for held in requeue:
             if held.attempt >= held.retry_limit:
                 self.manager.fail(held.queue, [held.id], REQUEUE_LIMIT, attempts={held.id: held.attempt})
@@ -140,17 +203,21 @@ class Settler:
         for (queue, attempt), ids in by_attempt.items():
             if self.manager.restore(queue, ids, retry_count=attempt):
                 woken.add(queue)
-        for queue in woken:
-            self.wake(queue)
+        return woken
 
-    def _flush_complete(self, items: list[Held]) -> None:
+    def _connection(self) -> Any:
+        if self.session is None:
+            return contextlib.nullcontext(None)
+        return self.session.connection()
+
+    def _flush_complete(self, items: list[Held], conn: Any) -> None:
         for queue, held in _by_queue(items).items():
             cancel = [h.id for h in held if self.revoked.pop(h.id)]
             if cancel:
-                self.manager.cancel(queue, cancel)
+                self.manager.cancel(queue, cancel, conn=conn)
             done = [(h.id, None, h.attempt) for h in held if h.id not in cancel]
             if done:
-                self.manager.complete(queue, done, synchronous_commit=self.synchronous_commit)
+                self.manager.complete(queue, done, conn=conn)
 
 
 def _by_queue(items: list[Held]) -> dict[str, list[Held]]:

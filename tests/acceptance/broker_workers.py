@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -209,15 +209,24 @@ def drop_env(env: BrokerEnv) -> None:
             cur.execute(f'DROP SCHEMA IF EXISTS "{env.schema}{suffix}" CASCADE')
 
 
+_shared: list[BrokerEnv] = []
+
+
 @pytest.fixture(scope="session")
 def broker_env(
-    db_url: str, database: Database, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[BrokerEnv]:
-    """One schema and two workers (w1, w2: prefork -c 2, task events on) for the whole session."""
-    env = make_env(db_url, database, tmp_path_factory.mktemp("broker-workers"))
-    queues = ["celery", "fragile", "analyze-story", "story-routed"]
-    workers = [env.worker(name, queues, args=["-E"]).start(wait=False) for name in ("w1", "w2")]
-    for worker in workers:
-        worker.wait_ready()
-    yield env
-    drop_env(env)
+    request: pytest.FixtureRequest, db_url: str, database: Database, tmp_path_factory: pytest.TempPathFactory
+) -> BrokerEnv:
+    """One schema and two workers (w1, w2: prefork -c 2, task events on) for the whole session.
+
+    Test modules import this fixture, so each gets a copy of its own: the first one to run starts
+    the environment (and stops it at the end of the session), the others share it.
+    """
+    if not _shared:
+        env = make_env(db_url, database, tmp_path_factory.mktemp("broker-workers"))
+        request.addfinalizer(lambda: (drop_env(env), _shared.clear()))
+        queues = ["celery", "fragile", "analyze-story", "story-routed"]
+        workers = [env.worker(name, queues, args=["-E"]).start(wait=False) for name in ("w1", "w2")]
+        _shared.append(env)
+        for worker in workers:
+            worker.wait_ready()
+    return _shared[0]

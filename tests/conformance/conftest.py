@@ -33,8 +33,10 @@ def transport_options(request: pytest.FixtureRequest, pgboss_schema: str) -> dic
 
 
 @pytest.fixture
-def connection(db_url: str, transport_options: dict) -> kombu.Connection:
-    return kombu.Connection(pgboss_url(db_url), transport_options=transport_options)
+def connection(db_url: str, transport_options: dict) -> Iterator[kombu.Connection]:
+    conn = kombu.Connection(pgboss_url(db_url), transport_options=transport_options)
+    yield conn
+    conn.close()
 
 
 @pytest.fixture

@@ -75,6 +75,10 @@ DELETE FROM {aux}.binding WHERE queue = %(queue)s
 -- NOTIFY one channel (a queue became runnable, or its next start time changed).
 SELECT pg_notify(%(channel)s, %(payload)s)
 
+-- name: session_async_commit
+-- This session's commits do not wait for the WAL flush (the consumer's fetch/settle connection).
+SET synchronous_commit TO off
+
 -- name: listen
 -- Subscribe this session to a channel. The channel is an identifier, quoted by the caller (psycopg2 quote_ident).
 LISTEN %(channel)s
