@@ -77,14 +77,15 @@ def get_manager(celery_app: Celery | None = None) -> JobManager:
         return manager
 
 
-def ensure_queue(task: Any, manager: JobManager | None = None) -> None:
+def ensure_queue(task: Any, manager: JobManager | None = None, *, again: bool = False) -> None:
     """Create the task's pg-boss queue with its options, once per process (pg-boss ≥10 needs it first).
 
-    ``manager`` defaults to the one on the task's Celery app (the client passes its own).
+    ``manager`` defaults to the one on the task's Celery app (the client passes its own). ``again``
+    creates it even if this process did before: it has been deleted since (QueueNotFound on a send).
     """
     manager = manager or get_manager(task.app)
     key = (manager.db.dsn, manager.schema, task.name)
-    if key in _ensured:
+    if key in _ensured and not again:
         return
     manager.create_queue(task.name, **task.queue_options)
     _ensured.add(key)

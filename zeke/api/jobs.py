@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from transport.exceptions import QueueNotFound
 from transport.manager import JobManager
 from zeke import client
 from zeke.registry import TaskRegistry
@@ -33,7 +34,11 @@ class Jobs:
         task = self.registry.get(task_id)
         data = task.dump(payload)
         ensure_queue(task, self.manager)
-        return client.send_job(task_id, data)
+        try:
+            return client.send_job(task_id, data)
+        except QueueNotFound:  # deleted since this process created it (an operator, a reinstall)
+            ensure_queue(task, self.manager, again=True)
+            return client.send_job(task_id, data)
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         return client.get_job_status(job_id)
