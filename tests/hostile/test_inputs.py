@@ -1,0 +1,716 @@
+"""Hostile input at every edge: the manager, the client, the HTTP API and the ``zeke send`` CLI.
+
+Wrong types, strings PostgreSQL cannot store (NUL, unpaired surrogates), gigantic and deeply nested
+payloads, queue names made of SQL, unicode or 300 characters: each gets a clear error (or is stored
+and runs), the database is left as it was (every table's row count, ``pgboss.job`` still there), and
+nothing answers 500 or leaves a job nobody can fetch.
+
+Then SSRF against URL ingestion: ``ingest-oneoff``'s run function and the fetcher behind
+``fetch-content`` refuse loopback, private, link-local and metadata addresses, names that resolve to
+them, and redirects to them from an allowed server, *before connecting*: every socket connect in
+those tests is recorded, and anything but the local test server on 127.0.0.1 is refused outright.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.hostile.conftest import ZEKE, ApiServer, cli_env, job_table_exists
+from transport.db import Database
+from transport.exceptions import InvalidJobId, InvalidOption, InvalidPayload, InvalidQueueName, QueueNotFound
+from transport.manager import JobManager
+
+Q = "hostile-q"
+TEN_MB = 10 * 1024 * 1024
+
+#: Queue names an attacker (or a careless caller) might try; none is valid.
+HOSTILE_NAMES = [
+    "x'; DROP TABLE pgboss.job; --",
+    'q"; DELETE FROM pgboss.queue; --',
+    "q); SELECT pg_sleep(30); --",
+    "q%s",
+    "q%(name)s",
+    "q{schema}",
+    "q\\",
+    "café",  # \w is ASCII in pg-boss's (JavaScript) rule
+    "очередь",
+    "队列",
+    "q\n",  # "$" must not match before a trailing newline
+    "q\x00",
+    "q\ud800",
+    "a" * 300,
+    "",
+    " ",
+    "__pgboss__x",
+]
+
+#: Job data that cannot be stored as sent.
+HOSTILE_DATA = {
+    "nul-in-value": {"a": "x\x00y"},
+    "nul-in-key": {"\x00": 1},
+    "lone-high-surrogate": {"a": "\ud800"},
+    "lone-low-surrogate": {"a": ["ok", "\udc00"]},
+    "nan": {"a": float("nan")},
+    "infinity": {"a": float("-inf")},
+    "object": {"a": object()},
+    "bytes": {"a": b"\x00\xff"},
+    "set": {"a": {1, 2}},
+    "too-deep": None,  # built below: nested past the recursion limit
+}
+
+
+def _deep(levels: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+HOSTILE_DATA["too-deep"] = {"a": _deep(5000)}
+
+
+@pytest.fixture
+def boss(pgboss: JobManager) -> JobManager:
+    pgboss.create_queue(Q)
+    return pgboss
+
+
+def assert_consistent(database: Database, before: dict[str, int], after: dict[str, int]) -> None:
+    assert after == before
+    assert job_table_exists(database)
+
+
+# -- manager -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=lambda n: repr(n)[:24])
+def test_manager_refuses_hostile_queue_names(
+    boss: JobManager, counts: Callable[[], dict[str, int]], database: Database, name: str
+) -> None:
+    before = counts()
+    for attempt in (
+        lambda: boss.create_queue(name),
+        lambda: boss.send(name, {"a": 1}),
+        lambda: boss.send_many(name, [{"data": {"a": 1}}, {"data": {"a": 2}}]),
+        lambda: boss.create_queue("fine", dead_letter=name),
+        lambda: boss.send(Q, {"a": 1}, dead_letter=name),
+    ):
+        with pytest.raises(InvalidQueueName) as refused:
+            attempt()
+        assert "queue name" in str(refused.value)
+    # Reading with such a name finds nothing (parameters, never SQL text); a NUL cannot even be sent.
+    if "\x00" not in name and "\ud800" not in name:
+        assert boss.fetch([name], 5) == [] and boss.get_queue(name) is None
+    assert_consistent(database, before, counts())
+
+
+def test_sql_in_names_reaches_the_database_only_as_a_parameter(
+    boss: JobManager, counts: Callable[[], dict[str, int]], database: Database
+) -> None:
+    """Where no validation applies (a schedule-free read, a singleton key), SQL is just data."""
+    before = counts()
+    evil = "x'; DROP TABLE pgboss.job; --"
+    assert boss.queue_size(evil) == 0 and boss.counts(evil) == [] and boss.list_jobs(name=evil) == []
+    job = boss.send(Q, {"note": evil}, singleton_key=evil)
+    assert job is not None
+    stored = boss.get_job(job)
+    assert stored is not None and stored["singleton_key"] == evil and stored["data"] == {"note": evil}
+    boss.delete(Q, [job])
+    assert_consistent(database, before, counts())
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_DATA))
+def test_manager_refuses_data_it_cannot_store(
+    boss: JobManager, counts: Callable[[], dict[str, int]], database: Database, kind: str
+) -> None:
+    data = HOSTILE_DATA[kind]  # looked up here: a failure report never tries to print 5000 levels
+    before = counts()
+    with pytest.raises(InvalidPayload, match="job data must be JSON"):
+        boss.send(Q, data)
+    with pytest.raises(InvalidPayload):  # one bad job: the whole batch is refused
+        boss.send_many(Q, [{"data": {"ok": i}} for i in range(50)] + [{"data": data}])
+    assert_consistent(database, before, counts())
+
+
+def test_storable_lookalikes_are_stored_exactly(boss: JobManager) -> None:
+    """What only looks like NUL or a surrogate (escaped text, a real astral character) is fine."""
+    data = {"escaped": "\\u0000 and \\ud800", "emoji": "🦆", "pair": "\ud83e\udd86", "deep": _deep(500)}
+    job = boss.send(Q, data)
+    stored = boss.get_job(job)
+    assert stored is not None and stored["data"]["escaped"] == "\\u0000 and \\ud800"
+    assert stored["data"]["emoji"] == "🦆" == stored["data"]["pair"] and stored["data"]["deep"] == _deep(500)
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"priority": "high"}, InvalidOption),
+        ({"priority": 2**40}, InvalidOption),
+        ({"priority": True}, InvalidOption),
+        ({"retry_limit": -1}, InvalidOption),
+        ({"retry_limit": 2**31}, InvalidOption),
+        ({"retry_delay": 1.5}, InvalidOption),
+        ({"expire_in_seconds": 0}, InvalidOption),
+        ({"expire_in_seconds": 10**9}, InvalidOption),
+        ({"heartbeat_seconds": 2**40}, InvalidOption),
+        ({"singleton_seconds": "60"}, InvalidOption),
+        ({"singleton_seconds": 0}, InvalidOption),
+        ({"singleton_key": 42}, InvalidOption),
+        ({"singleton_key": "k\x00"}, InvalidOption),
+        ({"start_after": 1e300}, InvalidOption),
+        ({"start_after": float("nan")}, InvalidOption),
+        ({"start_after": "tomorrow'; DROP TABLE pgboss.job; --"}, InvalidOption),
+        ({"start_after": object()}, InvalidOption),
+        ({"keep_until": "10000-01-01T00:00:00"}, InvalidOption),
+        ({"id": "'; DROP TABLE pgboss.job; --"}, InvalidJobId),
+        ({"id": 12}, InvalidJobId),
+        ({"dead_letter": "nope"}, QueueNotFound),
+        ({"dead_letter": "x'; DROP TABLE pgboss.job; --"}, InvalidQueueName),
+        ({"dead_letter": 42}, InvalidQueueName),
+        ({"unknown": 1}, InvalidOption),
+        ({"state": "completed"}, InvalidOption),
+    ],
+    ids=lambda v: repr(v)[:40] if isinstance(v, dict) else v.__name__,
+)
+def test_manager_refuses_bad_send_options(
+    boss: JobManager,
+    counts: Callable[[], dict[str, int]],
+    database: Database,
+    options: dict[str, Any],
+    error: type[Exception],
+) -> None:
+    before = counts()
+    with pytest.raises(error):
+        boss.send(Q, {"a": 1}, **options)
+    with pytest.raises(error):
+        boss.send_many(Q, [{"data": {"a": 1}}, {"data": {"a": 2}, **options}])
+    assert_consistent(database, before, counts())
+
+
+def test_gigantic_payload_is_stored_fetched_and_completed(boss: JobManager) -> None:
+    """10 MB of job data: stored as sent, fetched whole, completed; no stuck job, no timeout."""
+    data = {"title": "big", "body": "é" * (TEN_MB // 2), "items": list(range(50_000))}
+    started = time.monotonic()
+    job_id = boss.send(Q, data)
+    assert job_id is not None
+    [job] = boss.fetch([Q], 1)
+    assert job.id == job_id and job.data == data
+    assert boss.complete(Q, [(job.id, {"size": len(job.data["body"])}, job.retry_count)]) == [job_id]
+    assert time.monotonic() - started < 30
+    done = boss.get_job(job_id)
+    assert done is not None and done["state"] == "completed" and done["output"] == {"size": TEN_MB // 2}
+
+
+def test_gigantic_batch_is_all_or_nothing(boss: JobManager, counts: Callable[[], dict[str, int]]) -> None:
+    before = counts()
+    jobs = [{"data": {"chunk": "x" * (2 * 1024 * 1024), "n": i}} for i in range(5)]
+    with pytest.raises(InvalidPayload):
+        boss.send_many(Q, [*jobs, {"data": {"bad": "\x00"}}])
+    assert counts() == before
+    assert len(boss.send_many(Q, jobs)) == 5
+
+
+BAD_JOB_IDS = ["'; DROP TABLE pgboss.job; --", "00000000-0000-0000-0000-00000000000g", "", None, 7, "\x00"]
+
+
+@pytest.mark.parametrize("job_id", BAD_JOB_IDS, ids=repr)
+def test_hostile_job_ids(
+    boss: JobManager, counts: Callable[[], dict[str, int]], database: Database, job_id: Any
+) -> None:
+    before = counts()
+    for attempt in (
+        lambda: boss.get_job(job_id),
+        lambda: boss.cancel(Q, [job_id]),
+        lambda: boss.complete(Q, [(job_id, None, 0)]),
+        lambda: boss.fail(Q, [job_id], {"message": "x"}),
+        lambda: boss.delete(Q, [job_id]),
+    ):
+        with pytest.raises(InvalidJobId):
+            attempt()
+    assert_consistent(database, before, counts())
+
+
+def test_outputs_the_database_cannot_store_are_refused_before_it(boss: JobManager) -> None:
+    """A handler returning a NUL: a clear ValueError, and the job is still active for a fail()."""
+    job_id = boss.send(Q, {"a": 1})
+    [job] = boss.fetch([Q], 1)
+    with pytest.raises(ValueError, match="NUL"):
+        boss.complete(Q, [(job.id, {"text": "a\x00b"}, job.retry_count)])
+    assert boss.get_job(job_id)["state"] == "active"
+    failed = boss.fail(Q, [job_id], {"message": "output not storable"}, retry=False)
+    assert [r["state"] for r in failed] == ["failed"]
+
+
+# -- client --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client_on(boss: JobManager) -> Iterator[Any]:
+    from zeke import client
+
+    previous = client.set_manager(boss)
+    try:
+        yield client
+    finally:
+        client.set_manager(previous)
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=lambda n: repr(n)[:24])
+def test_client_refuses_hostile_task_ids(
+    client_on: Any, counts: Callable[[], dict[str, int]], database: Database, name: str
+) -> None:
+    before = counts()
+    with pytest.raises(InvalidQueueName):
+        client_on.send_job(name, {"a": 1})
+    with pytest.raises(InvalidQueueName):
+        client_on.send_jobs(name, [{"a": 1}])
+    assert_consistent(database, before, counts())
+
+
+BAD_PAYLOADS = {
+    "none": None,
+    "list": [],
+    "str": "text",
+    "int": 42,
+    "int-key": {1: "a"},
+    "celery-key": {"__celery": {"task": "x"}},
+    **HOSTILE_DATA,
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_PAYLOADS))
+def test_client_refuses_bad_payloads(
+    client_on: Any, counts: Callable[[], dict[str, int]], database: Database, kind: str
+) -> None:
+    payload = BAD_PAYLOADS[kind]
+    before = counts()
+    with pytest.raises(InvalidPayload):
+        client_on.send_job(Q, payload)
+    with pytest.raises(InvalidPayload):  # all or none
+        client_on.send_jobs(Q, [{"ok": 1}, payload, {"ok": 2}])
+    assert_consistent(database, before, counts())
+
+
+def test_client_reads_and_acts_only_on_job_ids(
+    client_on: Any, counts: Callable[[], dict[str, int]], database: Database
+) -> None:
+    before = counts()
+    for bad in ("x'; DROP TABLE pgboss.job; --", "1 OR 1=1", "\x00"):
+        for call in (client_on.get_job_status, client_on.cancel_job, client_on.retry_job):
+            with pytest.raises(InvalidJobId):
+                call(bad)
+    assert client_on.get_job_status(str(uuid.uuid4())) is None
+    with pytest.raises(InvalidOption):
+        client_on.send_job(Q, {"a": 1}, data={"b": 2})
+    assert_consistent(database, before, counts())
+
+
+def test_client_gigantic_batch(client_on: Any, boss: JobManager) -> None:
+    results = client_on.send_jobs(Q, [{"blob": "x" * (TEN_MB // 10), "n": i} for i in range(10)])
+    assert [r["status"] for r in results] == ["created"] * 10
+    assert {j.data["n"] for j in boss.fetch([Q], 10)} == set(range(10))
+
+
+# -- HTTP API ------------------------------------------------------------------------------------
+
+
+def _post(api: ApiServer, auth: dict[str, str], body: Any, **kw: Any) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {**auth, "Content-Type": "application/json"}
+    return httpx.post(api.url + "/api/jobs", content=content, headers=headers, timeout=60, **kw)
+
+
+def test_api_hostile_task_ids(
+    api: ApiServer, auth: dict[str, str], counts: Callable[[], dict[str, int]], database: Database
+) -> None:
+    before = counts()
+    for name in HOSTILE_NAMES:
+        response = _post(api, auth, {"taskId": name, "payload": {}})
+        # Unknown task (404); "" fails the schema and an unpaired surrogate is not a string (422).
+        assert response.status_code in (404, 422), (name, response.text)
+        assert response.json()["detail"]
+    assert_consistent(database, before, counts())
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"taskId": "hostile-echo", "payload": []}, 422),
+        ({"taskId": "hostile-echo", "payload": "text"}, 422),
+        ({"taskId": "hostile-echo", "payload": None}, 422),
+        ({"taskId": "hostile-echo", "payload": {"message": 5}}, 422),
+        ({"taskId": "hostile-echo", "payload": {"message": "x", "count": "1; DROP TABLE pgboss.job"}}, 422),
+        ({"taskId": "hostile-echo", "payload": {"message": "x" * 5000}}, 422),
+        ({"taskId": "hostile-echo", "payload": {"message": "\ud800"}}, 422),
+        ({"taskId": 5, "payload": {}}, 422),
+        ({"payload": {}}, 422),
+        ({"taskId": "hostile-doc", "payload": {"title": "a\x00b"}}, 422),
+        ({"taskId": "hostile-doc", "payload": {"body": {"\x00": 1}}}, 422),
+        ({"taskId": "hostile-doc", "payload": {"body": ["\udfff"]}}, 422),
+        ({"taskId": "hostile-doc", "payload": {"tags": ["ok", 5]}}, 422),
+        ([1, 2, 3], 422),
+        ("just a string", 422),
+        (b"{not json", 422),
+        (b'{"taskId": "hostile-doc", "payload": {"title": "\xff\xfe"}}', 400),
+        (b"[" * 50_000 + b"]" * 50_000, 400),
+    ],
+    ids=lambda v: repr(v)[:40] if not isinstance(v, int) else str(v),
+)
+def test_api_refuses_bad_bodies(
+    api: ApiServer,
+    auth: dict[str, str],
+    pgboss: JobManager,
+    counts: Callable[[], dict[str, int]],
+    database: Database,
+    body: Any,
+    status: int,
+) -> None:
+    for task_id in ("hostile-doc", "hostile-echo"):  # the API creates a task's queue before sending
+        pgboss.create_queue(task_id)
+    before = counts()
+    response = _post(api, auth, body)
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+    assert_consistent(database, before, counts())
+
+
+def test_api_gigantic_payload_is_stored_whole(
+    api: ApiServer, auth: dict[str, str], pgboss: JobManager
+) -> None:
+    body = {"taskId": "hostile-doc", "payload": {"title": "big", "body": {"text": "y" * TEN_MB}}}
+    response = _post(api, auth, body)
+    assert response.status_code == 201, response.text[:300]
+    job_id = response.json()["id"]
+    status = httpx.get(f"{api.url}/api/jobs/{job_id}", headers=auth, timeout=60).json()
+    assert status["status"] == "created" and len(status["data"]["body"]["text"]) == TEN_MB
+    [job] = pgboss.fetch(["hostile-doc"], 1)  # a worker can take it like any other
+    assert job.id == job_id
+
+
+def test_api_hostile_paths(
+    api: ApiServer, auth: dict[str, str], counts: Callable[[], dict[str, int]], database: Database
+) -> None:
+    before = counts()
+    for path in (
+        "/api/jobs/x'%3B%20DROP%20TABLE%20pgboss.job%3B%20--",
+        "/api/jobs/%00",
+        "/api/jobs/%ED%A0%80",
+        "/api/jobs/" + "a" * 5000,
+        "/api/jobs/..%2F..%2Fetc%2Fpasswd",
+        "/api/jobs/stream/1%20OR%201%3D1",
+    ):
+        response = httpx.get(api.url + path, headers=auth, timeout=30)
+        assert response.status_code in (404, 422), (path, response.status_code, response.text)
+    for action in ("cancel", "retry"):
+        response = httpx.post(f"{api.url}/api/jobs/1'%20OR%20'1'%3D'1/{action}", headers=auth, timeout=30)
+        assert response.status_code == 422
+        response = httpx.post(f"{api.url}/api/jobs/{uuid.uuid4()}/{action}", headers=auth, timeout=30)
+        assert response.status_code == 404
+    assert_consistent(database, before, counts())
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+
+
+def zeke(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ZEKE, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120, errors="replace"
+    )
+
+
+def test_cli_send_edges(
+    db_url: str, pgboss: JobManager, counts: Callable[[], dict[str, int]], database: Database
+) -> None:
+    env = cli_env(db_url, pgboss.schema)
+    pgboss.create_queue("hostile-doc")
+    before = counts()
+
+    evil = zeke(env, "send", "x'; DROP TABLE pgboss.job; --", "{}")
+    assert evil.returncode == 1 and "unknown task" in evil.stderr, evil.stderr
+    long_name = zeke(env, "send", "é" * 300, '{"a": 1}')
+    assert long_name.returncode == 1 and "unknown task" in long_name.stderr, long_name.stderr
+    not_json = zeke(env, "send", "hostile-doc", "{'title': 1}")
+    assert not_json.returncode == 2 and "not JSON" in not_json.stderr, not_json.stderr
+    nul = zeke(env, "send", "hostile-doc", "-", stdin='{"title": "a\\u0000b"}')
+    assert nul.returncode == 1 and "NUL" in nul.stderr and "Traceback" not in nul.stderr, nul.stderr
+    assert_consistent(database, before, counts())
+
+    big = zeke(env, "send", "hostile-doc", "--json", "-", stdin=json.dumps({"body": "z" * TEN_MB}))
+    assert big.returncode == 0, big.stderr[-2000:]
+    job = pgboss.get_job(json.loads(big.stdout)["id"])
+    assert job is not None and len(job["data"]["body"]) == TEN_MB
+
+
+# -- SSRF ----------------------------------------------------------------------------------------
+
+#: What the tests' own servers listen on; no other destination may ever be connected to.
+LOCAL = {"127.0.0.1", "::1"}
+
+
+class ConnectLog:
+    """Every socket connect attempted while installed: (host, port). Non-local ones are refused."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[str, int]] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        log = self
+        real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+        def check(sock: socket.socket, address: Any) -> None:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                host, port = address[0], address[1]
+                log.attempts.append((host, port))
+                if host not in LOCAL:
+                    raise AssertionError(f"the SSRF guard let a connection to {host}:{port} through")
+
+        def connect(sock: socket.socket, address: Any) -> None:
+            check(sock, address)
+            return real_connect(sock, address)
+
+        def connect_ex(sock: socket.socket, address: Any) -> int:
+            check(sock, address)
+            return real_connect_ex(sock, address)
+
+        monkeypatch.setattr(socket.socket, "connect", connect)
+        monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> ConnectLog:
+    log = ConnectLog()
+    log.install(monkeypatch)
+    return log
+
+
+#: Names our fake resolver answers; everything else goes to the real one (only localhost is used).
+FAKE_DNS = {
+    "loopback.hostile.test": ["127.0.0.1"],
+    "loopback6.hostile.test": ["::1"],
+    "metadata.hostile.test": ["169.254.169.254"],
+    "internal.hostile.test": ["10.0.0.1"],
+    "mixed.hostile.test": ["93.184.216.34", "127.0.0.2"],
+    "other-loopback.hostile.test": ["127.0.0.2"],
+}
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        if host in FAKE_DNS:
+            out = []
+            for address in FAKE_DNS[host]:
+                family = socket.AF_INET6 if ":" in address else socket.AF_INET
+                sockaddr = (address, port, 0, 0) if family == socket.AF_INET6 else (address, port)
+                out.append((family, socket.SOCK_STREAM, 6, "", sockaddr))
+            return out
+        if isinstance(host, str) and host.endswith(".test"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+class NoDatabase:
+    """A session factory that fails the test if a refused URL got as far as the database."""
+
+    def __call__(self) -> Any:
+        raise AssertionError("a refused URL reached the database")
+
+    def begin(self) -> Any:
+        raise AssertionError("a refused URL reached the database")
+
+
+class QuietLogger:
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **fields: None
+
+
+class SsrfContext:
+    def __init__(self, **settings: Any) -> None:
+        from tasks.settings import TaskSettings
+
+        self.settings = TaskSettings(**{"fetch_timeout": 3.0, **settings})
+        self.session_factory = NoDatabase()
+        self.logger = QuietLogger()
+        self.triggered: list[tuple[str, dict[str, Any]]] = []
+
+    def trigger(self, task_id: str, payload: dict[str, Any], **options: Any) -> str:
+        self.triggered.append((task_id, payload))
+        return "job"
+
+
+SSRF_URLS = [
+    ("http://127.0.0.1/admin", "127.0.0.1"),
+    ("http://127.1:6379/", "127.0.0.1"),
+    ("http://localhost:5432/", "127.0.0.1"),
+    ("http://LOCALHOST./", "127.0.0.1"),
+    ("http://[::1]:8080/", "::1"),
+    ("http://[::ffff:127.0.0.1]/", "127.0.0.1"),
+    ("http://[::ffff:a9fe:a9fe]/latest/meta-data/", "::ffff:a9fe:a9fe"),  # 169.254.169.254
+    ("http://169.254.169.254/latest/meta-data/iam/security-credentials/", "169.254.169.254"),
+    ("http://[fd00:ec2::254]/latest/meta-data/", "fd00:ec2::254"),
+    ("http://10.0.0.1/internal", "10.0.0.1"),
+    ("http://0.0.0.0:8000/", "0.0.0.0"),
+    ("http://2130706433/", "127.0.0.1"),
+    ("http://0x7f000001/", "127.0.0.1"),
+    ("http://017700000001/", "127.0.0.1"),
+    ("http://user:pass@127.0.0.1@10.0.0.1/", "10.0.0.1"),
+    ("http://loopback.hostile.test/", "127.0.0.1"),
+    ("https://loopback6.hostile.test/", "::1"),
+    ("http://metadata.hostile.test/latest/", "169.254.169.254"),
+    ("http://internal.hostile.test:8443/", "10.0.0.1"),
+    ("http://mixed.hostile.test/", "127.0.0.2"),
+    ("file:///etc/passwd", "http"),
+    ("gopher://127.0.0.1:25/_HELO", "http"),
+    ("ftp://10.0.0.1/", "http"),
+    ("http:///nohost", "host"),
+    ("javascript:alert(1)", "http"),
+]
+
+
+@pytest.mark.parametrize(("url", "named"), SSRF_URLS, ids=[u for u, _ in SSRF_URLS])
+def test_ingest_oneoff_refuses_private_targets(
+    fake_dns: None, connects: ConnectLog, url: str, named: str
+) -> None:
+    from tasks.ingestion import ingest_oneoff
+    from tasks.lib.errors import UnsafeURL
+
+    ctx = SsrfContext(allow_private_urls=False)
+    payload = ingest_oneoff.PAYLOAD.model_validate({"url": url, "requestedBy": "mallory"})
+    with pytest.raises(UnsafeURL) as refused:
+        ingest_oneoff.run(payload, ctx)
+    message = str(refused.value)
+    assert named in message and ("refusing" in message or "refused" in message), message
+    assert ctx.triggered == [] and connects.attempts == []  # refused before any connection
+
+
+@pytest.fixture
+def web() -> Iterator[Any]:
+    from tests.tasks.helpers import WebServer
+
+    server = WebServer()
+    yield server
+    server.close()
+
+
+def test_redirects_from_an_allowed_server_to_private_targets_never_connect(
+    fake_dns: None, connects: ConnectLog, web: Any
+) -> None:
+    from tasks.lib.errors import UnsafeURL
+    from tasks.lib.fetching import PAGE_TYPES, Fetcher
+
+    port = web.port
+    web.route("/ok.html", "<html><body><p>fine</p></body></html>")
+    targets = {
+        "/to-metadata": "http://169.254.169.254/latest/meta-data/",
+        "/to-metadata-name": "http://metadata.hostile.test/latest/",
+        "/to-internal": "http://10.0.0.1/",
+        "/to-internal-name": f"http://internal.hostile.test:{port}/",
+        "/to-ipv6-loopback": f"http://[::1]:{port}/ok.html",
+        "/to-other-loopback": f"http://127.0.0.2:{port}/ok.html",
+        "/to-loopback-name": f"http://other-loopback.hostile.test:{port}/ok.html",
+        "/to-mapped": f"http://[::ffff:127.0.0.2]:{port}/ok.html",
+        "/to-any": f"http://0.0.0.0:{port}/ok.html",
+        "/to-file": "file:///etc/passwd",
+        "/to-gopher": "gopher://127.0.0.1:6379/_FLUSHALL",
+    }
+    for path, location in targets.items():
+        web.route(path, b"", status=302, headers={"Location": location})
+    web.route("/hop", b"", status=301, headers={"Location": "/to-internal"})  # two hops, then refused
+
+    from tasks.settings import TaskSettings
+
+    only_this_server = TaskSettings(allowed_networks=("127.0.0.1/32",), fetch_timeout=3.0)
+    with Fetcher(only_this_server) as fetcher:
+        assert fetcher.get(web.url("/ok.html"), accept=PAGE_TYPES).status == 200  # the first hop is fine
+        for path in [*targets, "/hop"]:
+            with pytest.raises(UnsafeURL) as refused:
+                fetcher.get(web.url(path), accept=PAGE_TYPES)
+            assert "refusing" in str(refused.value), (path, refused.value)
+    # Only ever our own server on 127.0.0.1; never the private targets, not even a SYN.
+    assert connects.attempts and {host for host, _ in connects.attempts} == {"127.0.0.1"}
+    assert all(p == port for _, p in connects.attempts)
+    assert len(web.hits("/ok.html")) == 1
+
+
+def test_strict_fetcher_refuses_loopback_names_without_connecting(
+    fake_dns: None, connects: ConnectLog, web: Any
+) -> None:
+    """With no allowance at all, not even the local server is reached, by IP or by name."""
+    from tasks.lib.errors import UnsafeURL
+    from tasks.lib.fetching import Fetcher
+
+    strict = SsrfContext(allow_private_urls=False).settings
+    with Fetcher(strict) as fetcher:
+        for url in ("http://loopback.hostile.test/", web.url("/anything"), "http://[::1]/"):
+            with pytest.raises(UnsafeURL):
+                fetcher.get(url)
+    assert connects.attempts == [] and web.requests == []
+
+
+# -- NUL bytes in fetched pages and feeds --------------------------------------------------------
+#
+# Everything else malformed, gigantic or mis-encoded about feeds and pages is covered by tests/tasks
+# (size caps, slow servers, broken and non-feeds, wrong encodings, PDFs). Missing there: NUL
+# characters. PostgreSQL text cannot hold them, so a page or feed entry carrying one fails the whole
+# task run with psycopg2's "A string literal cannot contain NUL (0x00) characters" (checked by hand:
+# fetch-content with a text/plain page, ingest-source with a feed whose entry title has one), and
+# the same feed fails on every pull. The fix belongs in tasks/lib (not committed yet, so not fixed
+# here): drop "\x00" in text.normalize_text, from Extracted titles, and from feed ids and links.
+
+NUL_NOT_FIXED = pytest.mark.xfail(
+    strict=True, reason="tasks/lib keeps NUL characters PostgreSQL text refuses; when fixed, drop this mark"
+)
+NUL_FEED = (
+    b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Feed\x00</title>'
+    b"<item><title>A\x00B</title><link>http://news.test/a\x00b</link><guid>id\x001</guid>"
+    b"<description>sum\x00mary</description></item>"
+    b"<item><title>fine</title><link>http://news.test/ok</link></item></channel></rss>"
+)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+    elif hasattr(value, "__dataclass_fields__"):
+        for name in value.__dataclass_fields__:
+            yield from _strings(getattr(value, name))
+
+
+@NUL_NOT_FIXED
+def test_nul_characters_in_pages_never_reach_the_database() -> None:
+    from tasks.lib.text import extract_html, extract_markdown, extract_plain
+
+    body = "A sentence with a NUL\x00 inside it. " * 20
+    extracted = [
+        extract_plain("Title\x00 line\n\n" + body),
+        extract_markdown("# Head\x00line\n\n" + body),
+        extract_html(
+            f"<html><head><title>T\x00</title></head><body><article><p>{body}</p></article></body></html>"
+        ),
+    ]
+    assert not [s for e in extracted for s in _strings(e) if "\x00" in s]
+
+
+@NUL_NOT_FIXED
+def test_nul_characters_in_feeds_never_reach_the_database() -> None:
+    from tasks.lib.feeds import parse_feed
+
+    parsed = parse_feed(NUL_FEED, url="http://news.test/feed.xml", content_type="application/rss+xml")
+    assert len(parsed.entries) == 2
+    assert not [s for s in _strings(parsed) if "\x00" in s]
