@@ -44,6 +44,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from celery import states
 from celery.backends.asynchronous import AsyncBackendMixin, BaseResultConsumer
@@ -54,9 +55,11 @@ from kombu.utils import json as kombu_json
 from kombu.utils.url import maybe_sanitize_url
 
 from transport import outputs
-from transport.db import CONNECTION_ERRORS, Connection, Database
+from transport.db import CONNECTION_ERRORS, Connection
 from transport.envelope import RESERVED_KEY, job_id_for
 from transport.manager import JobManager
+from transport.prepared import PreparedDatabase, register
+from transport.sessions import Sessions
 
 logger = logging.getLogger("transport.backend")
 
@@ -76,6 +79,17 @@ _FINAL_NOTIFY = frozenset({*_FINISHED, *states.READY_STATES})
 REREAD_INTERVAL = 2.0
 #: Most task ids remembered as published by this process (older ones are simply re-read).
 PUBLISHED_MAX = 10_000
+#: Statements run prepared: planning them costs more than running them (see transport.prepared).
+PREPARED_STATEMENTS = (
+    "get_task_results",
+    "get_results",
+    "set_result",
+    "incr_result",
+    "complete_jobs",
+    "fail_jobs",
+    "cancel_jobs",
+    "get_job",
+)
 #: Expired values are swept at most this often per process.
 SWEEP_INTERVAL = 600.0
 SWEEP_BATCH = 1000
@@ -310,10 +324,14 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         conf = app.conf
         options = {**(conf.broker_transport_options or {}), **(conf.result_backend_transport_options or {})}
         self.url = _database_url(url or conf.result_backend or "")
-        self.database = Database(
-            self.url, max_connections=int(options.get("max_connections", 8)), application_name="zeke-results"
+        self.database = PreparedDatabase(
+            _generic_plans(self.url),
+            max_connections=int(options.get("max_connections", 8)),
+            application_name="zeke-results",
         )
         self.manager = JobManager(self.database, str(options.get("schema") or "pgboss"))
+        #: One autocommit connection per thread: every hot path here is a single statement.
+        self.sessions = Sessions(self.database)
         self.extended = bool(conf.find_value_for_key("extended", "result"))
         self._store_ready = False
         self._store_lock = threading.Lock()
@@ -325,6 +343,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
     def close(self) -> None:
         """Close this process's connections (LISTEN and pool); they reopen on next use."""
         self.result_consumer.stop()
+        self.sessions.close()
         self.database.close()
 
     def as_uri(self, include_password: bool = False) -> str:
@@ -437,7 +456,8 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         elif state == states.FAILURE and ref.active:
             self._fail(ref, self._error_output(result, traceback))
         elif state == states.REVOKED:
-            self.manager.cancel(ref.queue, [ref.id])
+            with self._single() as conn:
+                self.manager.cancel(ref.queue, [ref.id], conn=conn)
         elif state not in (states.STARTED, states.RETRY, states.PENDING, *states.READY_STATES):
             # A custom state (update_state(state="PROGRESS", meta=...)): kept beside the job for as
             # long as the job lives, and shown while the job is unfinished.
@@ -453,8 +473,12 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         """Complete the job and, in the same transaction, count the chord part and keep its children."""
         count = None
         children = self.current_task_children(request) if value is not None else []
+        result = [(ref.id, _to_json_value(value), ref.attempt)]
+        if chord_key is None and not children:
+            with self._single() as conn:
+                return bool(self.manager.complete(ref.queue, result, conn=conn)), None
         with self._transaction() as conn:
-            done = self.manager.complete(ref.queue, [(ref.id, _to_json_value(value), ref.attempt)], conn=conn)
+            done = self.manager.complete(ref.queue, result, conn=conn)
             if done and chord_key is not None:
                 count = self.incr(chord_key, conn=conn)
             if done and children:
@@ -464,7 +488,8 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
 
     def _fail(self, ref: JobRef, output: dict[str, Any]) -> list[dict[str, Any]]:
         attempts = {ref.id: ref.attempt} if ref.attempt is not None else None
-        return self.manager.fail(ref.queue, [ref.id], output, attempts=attempts)
+        with self._single() as conn:
+            return self.manager.fail(ref.queue, [ref.id], output, attempts=attempts, conn=conn)
 
     def _error_output(self, exc: Any, traceback: str | None) -> dict[str, Any]:
         """Node's {name, message, stack} plus Celery's exception dict under "__celery" for Python readers."""
@@ -653,7 +678,16 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
                     self.manager.queries["advisory_lock"], {"schema": self.manager.schema, "key": "zeke-aux"}
                 )
                 cur.execute(self.manager.queries["create_result_store"])
+                register(self.manager.queries[name] for name in PREPARED_STATEMENTS)
         self._store_ready = True
+
+    @contextlib.contextmanager
+    def _single(self) -> Iterator[Connection]:
+        """This thread's autocommit connection: a single statement commits as it ends (one round
+        trip, no BEGIN/COMMIT); dropped and reopened after a connection error."""
+        self._ensure_store()
+        with self.sessions.connection() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -667,7 +701,13 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
                 raise
 
     def _rows(self, statement: str, params: Mapping[str, Any], conn: Any = None) -> list[dict[str, Any]]:
-        self._ensure_store()
+        """Run one statement: in the caller's transaction, else alone on this thread's session."""
+        if conn is not None:
+            return self._execute(statement, params, conn)
+        with self._single() as session:
+            return self._execute(statement, params, session)
+
+    def _execute(self, statement: str, params: Mapping[str, Any], conn: Any) -> list[dict[str, Any]]:
         with self.database.cursor(conn) as cur:
             cur.execute(self.manager.queries[statement], params)
             return list(cur.fetchall()) if cur.description else []
@@ -686,6 +726,14 @@ def _database_url(url: str) -> str:
     if sep and ":" in scheme:
         return "postgresql://" + rest
     return url
+
+
+def _generic_plans(url: str) -> str:
+    """The URL with generic plans forced for prepared statements (re-planning is what preparing avoids)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query.setdefault("options", "-c plan_cache_mode=force_generic_plan")
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
 def _to_json_value(value: Any) -> Any:
