@@ -67,6 +67,7 @@ def make_boss(database: Database) -> Iterator[Callable[..., JobManager]]:
     with database.cursor() as cur:
         for schema in made:
             cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}_zeke" CASCADE')
 
 
 @pytest.fixture

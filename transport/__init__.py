@@ -6,6 +6,9 @@ Importing this package registers the ``pgboss://`` Kombu transport alias, so any
 
 from __future__ import annotations
 
+from celery.app.backends import BACKEND_ALIASES
 from kombu.transport import TRANSPORT_ALIASES
 
 TRANSPORT_ALIASES.setdefault("pgboss", "transport.broker:Transport")
+# The entry point in setup.cfg does the same for installed copies; this covers a plain checkout.
+BACKEND_ALIASES.setdefault("pgboss", "transport.backend:PgBossBackend")

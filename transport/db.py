@@ -62,6 +62,11 @@ class Database:
         self._lock = threading.Lock()
         self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
         self._pid = os.getpid()
+        # psycopg2's pool raises when exhausted; threads wait for a free connection instead.
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    #: Seconds a thread waits for a pooled connection before giving up.
+    checkout_timeout = 30.0
 
     def connect(self, *, autocommit: bool = False) -> Connection:
         """A new connection outside the pool (LISTEN sockets, long-lived consumers)."""
@@ -81,9 +86,17 @@ class Database:
             if self._pid != os.getpid():
                 # Inherited across fork: forget the parent's sockets without closing them.
                 self._pool, self._pid = None, os.getpid()
+                self._slots = threading.BoundedSemaphore(self.max_connections)
             if self._pool is None:
                 self._pool = psycopg2.pool.ThreadedConnectionPool(
-                    0, self.max_connections, self.dsn, application_name=self.application_name
+                    0,
+                    self.max_connections,
+                    self.dsn,
+                    application_name=self.application_name,
+                    keepalives=1,
+                    keepalives_idle=30,
+                    keepalives_interval=10,
+                    keepalives_count=3,
                 )
                 # Open lazily (minconn 0 above) but keep what was opened: psycopg2 closes a returned
                 # connection whenever minconn idle ones are already pooled.
@@ -93,7 +106,17 @@ class Database:
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:
         pool = self._get_pool()
-        conn = pool.getconn()
+        slots = self._slots
+        if not slots.acquire(timeout=self.checkout_timeout):
+            raise psycopg2.pool.PoolError(
+                f"no free database connection after {self.checkout_timeout:.0f} s "
+                f"(pool of {self.max_connections}); raise max_connections or find the leak"
+            )
+        try:
+            conn = pool.getconn()
+        except BaseException:
+            slots.release()
+            raise
         broken = False
         try:
             yield conn
@@ -107,6 +130,7 @@ class Database:
                 conn.rollback()
             if pool is self._pool:
                 pool.putconn(conn, close=broken)
+            slots.release()
 
     @contextlib.contextmanager
     def cursor(self, conn: Any = None) -> Iterator[psycopg2.extras.RealDictCursor]:
