@@ -93,7 +93,7 @@ def normalize_entry(raw: Any, feed_url: str) -> FeedEntry | None:
             link = urljoin(feed_url, link)
         except ValueError:
             link = None
-    guid = (raw.get("id") or "").strip() or None
+    guid = (raw.get("id") or "").replace("\x00", "").strip() or None  # PostgreSQL text holds no NUL
     external_id = guid or canonical
     if not external_id:
         return None

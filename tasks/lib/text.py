@@ -31,11 +31,19 @@ class Extracted:
     #: text | html | markdown | pdf
     format: str = "text"
 
+    def __post_init__(self) -> None:
+        # PostgreSQL text cannot hold NUL: one in a page or a PDF title must not fail the whole run.
+        for name in ("text", "title"):
+            value = getattr(self, name)
+            if value and "\x00" in value:
+                object.__setattr__(self, name, value.replace("\x00", ""))
+
 
 def normalize_text(text: str) -> str:
     """NFC, Unix newlines, trailing spaces and 3+ blank lines removed, runs of spaces collapsed outside
-    fenced code blocks (code keeps its indentation)."""
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    fenced code blocks (code keeps its indentation); NUL characters (which PostgreSQL text cannot
+    hold) dropped."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     lines = []
     in_code = False
     for line in text.split("\n"):

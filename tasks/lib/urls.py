@@ -32,6 +32,9 @@ def canonicalize_url(url: str, base: str | None = None) -> str:
     something that is not an absolute http(s) URL.
     """
     url = (url or "").strip()
+    # A NUL, say (tab and newlines are dropped by urlsplit, as browsers do): no real link has one.
+    if any((ord(c) < 0x20 and c not in "\t\n\r") or c == "\x7f" for c in url):
+        raise ValueError(f"control character in URL: {url!r}")
     if base:
         url = urljoin(base, url)
     parts = urlsplit(url)
