@@ -418,6 +418,23 @@ def test_api_hostile_paths(
     assert_consistent(database, before, counts())
 
 
+def test_api_hostile_credentials(api: ApiServer, auth: dict[str, str]) -> None:
+    key = auth["Authorization"].split(" ", 1)[1]
+    for value in (
+        "Bearer x'; DROP TABLE pgboss.job; --",
+        "Bearer " + key[:-1],
+        "Bearer " + key + key,
+        "Basic " + key,
+        "Bearer",
+        "Bearer " + "a" * 60_000,
+        "Bearer \u00e9".encode().decode("latin-1"),
+    ):
+        response = httpx.get(f"{api.url}/api/tasks", headers={"Authorization": value}, timeout=30)
+        assert 400 <= response.status_code < 500, (value[:40], response.status_code)
+        assert response.status_code != 200
+    assert httpx.get(f"{api.url}/api/tasks", headers=auth, timeout=30).status_code == 200
+
+
 # -- CLI -----------------------------------------------------------------------------------------
 
 
