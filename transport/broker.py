@@ -431,6 +431,13 @@ class Channel(virtual.Channel):
                 self.connection.settler.complete(held)
             # The job may have been retried or failed: its start time may have moved.
             self.connection.timers_stale = True
+            self._freed(held)
+
+    def _freed(self, held: Held) -> None:
+        """A job of a capped queue is done here: its slot is free, so fetch that queue again now
+        rather than at the next safety poll (a fetch at the cap left the queue clean)."""
+        if held.queue in self.concurrency_limits:
+            self.connection.mark_dirty([held.queue])
 
     def _on_reject(self, tag: str, requeue: bool) -> None:
         held = self._held.pop(tag, None)
@@ -445,6 +452,7 @@ class Channel(virtual.Channel):
                 self.connection.settler.requeue(held)
             elif self.settle_on_ack:
                 self.connection.settler.fail(held)
+            self._freed(held)
 
     def _restore_tags(self, tags: Iterable[str]) -> None:
         restored = 0
