@@ -357,8 +357,18 @@ def api(host: str, port: int, log_level: str) -> None:
 @cli.command()
 @click.option("--host", envvar="ZEKE_API_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="ZEKE_API_PORT", default=8000, show_default=True, type=int)
-def run(host: str, port: int) -> None:
-    """Set up, then run worker, beat and API until interrupted; prints the API URL and token."""
+@click.option(
+    "--demo/--no-demo",
+    default=None,
+    help="Serve the sample feeds and register them as sources (default: when there are no other sources).",
+)
+def run(host: str, port: int, demo: bool | None) -> None:
+    """Set up, then run worker, beat and API until interrupted; prints the API URL and token.
+
+    For each task package P with a ``P.demo.prepare(url, demo)`` hook (the suite's is
+    :mod:`tasks.demo`): its environment goes to the children, the pipeline is kicked once the API is
+    up, and a table of what it produced is printed when it settles.
+    """
     from zeke.database import database_url
     from zeke.settings import get_settings
 
@@ -371,6 +381,11 @@ def run(host: str, port: int) -> None:
     env.setdefault("PYTHONUNBUFFERED", "1")
 
     subprocess.run([sys.executable, "-m", "zeke.cli", "init"], env=env, check=True)
+    hooks = _run_hooks(env["DATABASE_PRIMARY_URL"], demo)
+    for hook in hooks:
+        env.update(hook.env)
+        for note in hook.notes:
+            click.echo(f"zeke: {note}")
     me = [sys.executable, "-m", "zeke.cli"]
     children = {
         "worker": subprocess.Popen([*me, "worker"], env=env),
@@ -382,7 +397,30 @@ def run(host: str, port: int) -> None:
     click.echo(f"zeke: API   {url}  (OpenAPI: {url}/docs)")
     click.echo(f"zeke: token {token}")
     click.echo(f"zeke: try   curl -H 'Authorization: Bearer {token}' {url}/api/tasks")
-    _supervise(children)
+    try:
+        for hook in hooks:
+            hook.kick(lambda task_id, payload: _jobs().send(task_id, payload))
+        click.echo("zeke: pulling the sources now; stories follow when the pipeline settles")
+        _supervise(children, tick=lambda: _report(hooks))
+    finally:
+        for hook in hooks:
+            hook.close()
+
+
+def _run_hooks(url: str, demo: bool | None) -> list[Any]:
+    from zeke.settings import get_settings
+
+    found = (_hook(f"{package}.demo", "prepare", url, demo) for package in get_settings().task_modules)
+    return [hook for hook in found if hook is not _MISSING and hook is not None]
+
+
+def _report(hooks: Sequence[Any]) -> None:
+    for hook in hooks:
+        report = hook.poll()
+        if report is not None:
+            click.echo(f"zeke: {report.title}")
+            if report.rows:
+                click.echo(table(report.rows, report.columns))
 
 
 def _wait_for_api(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -399,9 +437,11 @@ def _wait_for_api(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0
     click.echo("zeke: the API did not come up; see its output above", err=True)
 
 
-def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> None:
-    """Wait until one child exits or we are interrupted; then stop them all (TERM, then KILL)."""
+def _supervise(children: dict[str, subprocess.Popen[bytes]], tick: Callable[[], None] | None = None) -> None:
+    """Wait until one child exits or we are interrupted, calling ``tick`` meanwhile; then stop them all
+    (TERM, then KILL)."""
     stopping = False
+    tick_failed = False
 
     def stop(*_: Any) -> None:
         nonlocal stopping
@@ -416,6 +456,13 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> None:
                 click.echo(f"zeke: {name} exited with {proc.returncode}; stopping", err=True)
                 code, stopping = proc.returncode or 1, True
                 break
+        if tick is not None and not stopping:
+            try:
+                tick()
+            except Exception as exc:  # a report is not worth stopping the app for
+                if not tick_failed:
+                    click.echo(f"zeke: cannot report on the pipeline: {type(exc).__name__}: {exc}", err=True)
+                tick_failed = True
         time.sleep(0.2)
     for proc in children.values():
         if proc.poll() is None:
