@@ -62,7 +62,6 @@ import datetime as dt
 import itertools
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -75,44 +74,36 @@ from kombu.transport import virtual
 from kombu.transport.virtual.exchange import STANDARD_EXCHANGE_TYPES
 
 from transport import envelope
-from transport.bindings import Bindings, install
+from transport.bindings import Bindings
 from transport.db import dsn_from_url
 from transport.exceptions import PgBossError, QueueNotFound
 from transport.fanout import EXCHANGE_NOTICE, TIMER_NOTICE, BroadcastLog, Subscription
 from transport.heartbeat import Heartbeat
 from transport.listener import Listener
 from transport.maintenance import Supervisor
-from transport.manager import JobManager
-from transport.prepared import PreparedDatabase, register
 from transport.queue_tasks import QueueTasks
 from transport.sessions import Sessions
-from transport.settle import Held, Revoked, Settler
+from transport.settle import Held, Settler
+from transport.shared import (
+    DRIVER_TYPE,
+    declared_queues,
+    ensure_installed,
+    register_with_celery,
+    release_manager,
+    revoked_ids,
+    shared_manager,
+)
 from transport.transient import TransientQueue
+from transport.waker import Waker
 
 logger = logging.getLogger(__name__)
 
-DRIVER_TYPE = "pgboss"
 #: Unique delivery tags within a process: "<job id>/<n>".
 _tag_counter = itertools.count(1)
 #: Seconds a cached list of durable bindings is trusted.
 BINDING_CACHE_SECONDS = 2.0
 #: A start_after timer fires this much late, so the database clock surely agrees.
 TIMER_SLACK = 0.005
-#: Statements on the publish, fetch and settle paths: planned once per connection, not per call.
-PREPARED_STATEMENTS = (
-    "send_jobs",
-    "fetch_jobs",
-    "complete_jobs",
-    "fail_jobs",
-    "touch_jobs",
-    "next_start_after",
-    "restore_jobs",
-    "retry_in_place",
-    "cancel_jobs",
-    "broadcast_publish",
-    "broadcast_read",
-    "wake",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,12 +547,15 @@ class Transport(virtual.Transport):
             if name in options:
                 setattr(self, name, options[name])
         self.url = self._url()
-        self.manager = _shared_manager(self.url, self.schema, self.max_connections, self.application_name)
+        self.manager = shared_manager(self.url, self.schema, self.max_connections, self.application_name)
         self._released = False
         self.log = BroadcastLog(self.manager)
         self.bindings = Bindings(self.manager)
-        self.heartbeat = Heartbeat(self.manager)
-        self.revoked = _revoked()
+        self.heartbeat = Heartbeat(
+            self.manager,
+            default_seconds=float(options.get("heartbeat_seconds") or Channel.heartbeat_seconds or 30),
+        )
+        self.revoked = revoked_ids()
         #: One-round-trip connections: durable publishes; fetches and settlements (async commit).
         self.publishing = Sessions(self.manager.db)
         self.consuming = Sessions(self.manager.db, setup=self._consuming_setup)
@@ -584,8 +578,7 @@ class Transport(virtual.Transport):
         self._next_safety = 0.0
         self._skew = 0.0
         self._supervisor: Supervisor | None = None
-        self._waker: _Waker | None = None
-        self._heartbeat_thread: _HeartbeatThread | None = None
+        self._waker: Waker | None = None
         self._pid = os.getpid()
 
     # -- connection -----------------------------------------------------------------------------
@@ -645,7 +638,7 @@ class Transport(virtual.Transport):
             return self.manager.fetch(queues, limit, conn=conn, synchronous_commit=True)
 
     def establish_connection(self) -> Transport:
-        _ensure_installed(self.manager)
+        ensure_installed(self.manager)
         return super().establish_connection()
 
     def close_connection(self, connection: Any) -> None:
@@ -657,9 +650,7 @@ class Transport(virtual.Transport):
             if self._supervisor is not None:
                 self._supervisor.stop()
                 self._supervisor = None
-            if self._heartbeat_thread is not None:
-                self._heartbeat_thread.stop()
-                self._heartbeat_thread = None
+            self.heartbeat.stop()
             if self._listener is not None:
                 self._listener.close()  # pid-guarded
                 self._listener = None
@@ -670,19 +661,19 @@ class Transport(virtual.Transport):
             self.consuming.close()
             if not self._released:
                 self._released = True
-                _release_manager(self.manager)
+                release_manager(self.manager)
 
     # -- durable queues -------------------------------------------------------------------------
 
     def declare_durable(self, queue: str, options: Mapping[str, Any]) -> None:
-        declared = _declared_queues(self.manager)
+        declared = declared_queues(self.manager)
         if queue in declared:
             return
         self.manager.create_queue(queue, **{k: v for k, v in options.items() if v is not None})
         declared.add(queue)
 
     def forget_durable(self, queue: str) -> None:
-        _declared_queues(self.manager).discard(queue)
+        declared_queues(self.manager).discard(queue)
 
     def send_job(self, queue: str, job: envelope.Job, message: dict[str, Any]) -> None:
         options = {"id": job.id, "priority": job.priority, "start_after": job.start_after}
@@ -692,11 +683,11 @@ class Transport(virtual.Transport):
             with self.publishing.connection() as conn:
                 ids = self.manager.send(queue, job.data, conn=conn, **options)
         except QueueNotFound:
-            if queue not in _declared_queues(self.manager):
+            if queue not in declared_queues(self.manager):
                 # Not a pg-boss queue: a transient queue of another process (an RPC reply queue...).
                 self.broadcast("", queue, message)
                 return
-            _declared_queues(self.manager).discard(queue)
+            declared_queues(self.manager).discard(queue)
             self.declare_durable(queue, {"heartbeat_seconds": Channel.heartbeat_seconds})
             ids = self.manager.send(queue, job.data, **options)
         future = job.start_after is not None and job.start_after > _utcnow()
@@ -855,7 +846,7 @@ class Transport(virtual.Transport):
         if self._pid != os.getpid():  # inherited across fork: start afresh, never touch the parent's
             self._listener, self._pid = None, os.getpid()
         if self._listener is None or not self._listener.connected:
-            _ensure_installed(self.manager)
+            ensure_installed(self.manager)
             listener = Listener(
                 self.manager.db, (self.manager.channel, self.log.channel), self.manager.queries["listen"]
             )
@@ -881,14 +872,9 @@ class Transport(virtual.Transport):
                 delivered += channel.pump_durable(self._dirty)
         if self.timers_stale and not self._dirty:
             self._schedule_next_start()
-        if delivered and self._heartbeat_thread is None and len(self.heartbeat):
-            self._heartbeat_thread = _HeartbeatThread(self.heartbeat, self._heartbeat_default())
-            self._heartbeat_thread.start()
+        if delivered and len(self.heartbeat):
+            self.heartbeat.start()
         return delivered
-
-    def _heartbeat_default(self) -> float:
-        seconds = self.channels[0].heartbeat_seconds if self.channels else Channel.heartbeat_seconds
-        return float(seconds or 30)
 
     def _schedule_next_start(self) -> None:
         self.timers_stale = False
@@ -962,7 +948,7 @@ class Transport(virtual.Transport):
             self.settler.start()
         loop.add_reader(listener.fileno(), self._on_readable)
         if self._waker is None or not self._waker.owned:
-            self._waker = _Waker()
+            self._waker = Waker()
         loop.add_reader(self._waker.fileno(), self._waker.drain)
         loop.on_tick.add(self._on_tick)
         self._loop_entries = [loop.call_repeatedly(self.polling_interval, self._safety_poll)]
@@ -1028,150 +1014,8 @@ class Transport(virtual.Transport):
             self._waker.wake()
 
 
-class _Waker:
-    """A self-pipe on the event loop: makes the hub recompute its poll timeout at once."""
-
-    def __init__(self) -> None:
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
-        self._pid = os.getpid()
-
-    @property
-    def owned(self) -> bool:
-        return self._pid == os.getpid()
-
-    def fileno(self) -> int:
-        return self._read
-
-    def wake(self) -> None:
-        try:
-            os.write(self._write, b"\0")
-        except BlockingIOError:
-            pass  # already full: the loop will wake anyway
-
-    def drain(self) -> None:
-        try:
-            while os.read(self._read, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        if self.owned:
-            os.close(self._read)
-            os.close(self._write)
-
-
-class _HeartbeatThread:
-    """Touches held jobs every third of their ``heartbeat_seconds``, off the event loop (works for
-    ``-P solo`` too, where a task blocks the loop)."""
-
-    def __init__(self, heartbeat: Heartbeat, default_seconds: float) -> None:
-        self.heartbeat = heartbeat
-        self.default_seconds = default_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pgboss-heartbeat", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        last = time.monotonic()
-        while not self._stop.wait(1.0):
-            interval = (self.heartbeat.shortest() or self.default_seconds) / 3.0
-            if time.monotonic() - last < interval or not len(self.heartbeat):
-                continue
-            last = time.monotonic()
-            try:
-                self.heartbeat.touch()
-            except Exception as exc:  # the next beat retries; expiry is the backstop
-                logger.warning("pg-boss heartbeat failed: %r", exc)
-
-
-# -- process-wide state ---------------------------------------------------------------------------
-
-_lock = threading.Lock()
-_managers: dict[tuple[str, str, str], JobManager] = {}
-_users: dict[int, int] = {}
-_installed: set[tuple[int, int]] = set()
-_declared: dict[int, set[str]] = {}
-_revoked_ids: Revoked | None = None
-
-
-def _shared_manager(url: str, schema: str, max_connections: int, application_name: str) -> JobManager:
-    """One JobManager (and connection pool) per database and schema in a process; fork-safe.
-
-    Transports using it are counted: when the last one closes, the pool's connections are closed
-    too (the manager and its resolved statements stay; the pool reopens on next use).
-    """
-    key = (url, schema, application_name)
-    with _lock:
-        manager = _managers.get(key)
-        if manager is None:
-            db = PreparedDatabase(url, max_connections=max_connections, application_name=application_name)
-            manager = _managers[key] = JobManager(db, schema)
-        _users[id(manager)] = _users.get(id(manager), 0) + 1
-        return manager
-
-
-def _release_manager(manager: JobManager) -> None:
-    with _lock:
-        left = _users[id(manager)] = max(0, _users.get(id(manager), 0) - 1)
-    if left == 0:
-        manager.db.close()  # pid-guarded
-
-
-def _ensure_installed(manager: JobManager) -> None:
-    key = (id(manager), os.getpid())
-    if key in _installed:
-        return
-    install(manager)  # also loads (and installs if absent) the pg-boss schema
-    register(manager.queries[name] for name in PREPARED_STATEMENTS)
-    _installed.add(key)
-
-
-def _declared_queues(manager: JobManager) -> set[str]:
-    return _declared.setdefault(id(manager), set())
-
-
-def _revoked() -> Revoked:
-    """Task ids Celery revoked in this process, from the ``task_revoked`` signal (settle_on_ack)."""
-    global _revoked_ids
-    with _lock:
-        if _revoked_ids is None:
-            _revoked_ids = Revoked()
-            try:
-                from celery.signals import task_revoked
-            except ImportError:  # plain Kombu
-                pass
-            else:
-                ids = _revoked_ids
-
-                def on_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
-                    if request is not None and getattr(request, "id", None):
-                        ids.add(envelope.job_id_for(request.id) or request.id)
-
-                task_revoked.connect(on_revoked, weak=False)
-        return _revoked_ids
-
-
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _register_with_celery() -> None:
-    """Let Mingle (revoked-id sync at start) and Gossip (worker events) run on this transport."""
-    try:
-        from celery.worker.consumer.gossip import Gossip
-        from celery.worker.consumer.mingle import Mingle
-    except ImportError:  # plain Kombu
-        return
-    Mingle.compatible_transports = set(Mingle.compatible_transports) | {DRIVER_TYPE}
-    Gossip.compatible_transports = set(Gossip.compatible_transports) | {DRIVER_TYPE}
-
-
-_register_with_celery()
+register_with_celery()

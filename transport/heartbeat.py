@@ -10,17 +10,50 @@ restored), so the set tracks exactly what is still ours.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import defaultdict
 
 from transport.manager import JobManager
 
+logger = logging.getLogger(__name__)
+
 
 class Heartbeat:
-    def __init__(self, manager: JobManager) -> None:
+    """The jobs one process holds, touched from a thread of their own: off the event loop, so that
+    ``-P solo`` (where a task blocks the loop) and a busy loop still heartbeat on time."""
+
+    def __init__(self, manager: JobManager, *, default_seconds: float = 30.0) -> None:
         self.manager = manager
+        #: ``heartbeat_seconds`` assumed for jobs whose queue has none.
+        self.default_seconds = default_seconds
         self._jobs: dict[str, tuple[str, int | None]] = {}
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="pgboss-heartbeat", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread = None
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(1.0):
+            interval = (self.shortest() or self.default_seconds) / 3.0
+            if time.monotonic() - last < interval or not len(self):
+                continue
+            last = time.monotonic()
+            try:
+                self.touch()
+            except Exception as exc:  # the next beat retries; expiry is the backstop
+                logger.warning("pg-boss heartbeat failed: %r", exc)
 
     def __len__(self) -> int:
         return len(self._jobs)

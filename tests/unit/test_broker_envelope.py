@@ -1,0 +1,188 @@
+"""transport.envelope: Kombu messages ⇄ pg-boss job data, both ways, without a database."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import pickle
+import uuid
+
+import pytest
+from celery import Celery
+
+from transport import envelope
+from transport.exceptions import InvalidPayload
+
+
+@pytest.fixture(scope="module")
+def app() -> Celery:
+    return Celery("envelope-tests", set_as_current=False)
+
+
+def published(app: Celery, name: str, args=(), kwargs=None, **options) -> dict:
+    """The message Celery's producer would hand to the channel's ``_put``."""
+    task_id = options.pop("task_id", str(uuid.uuid4()))
+    headers, properties, body, _ = app.amqp.as_task_v2(task_id, name, args, kwargs or {}, **options)
+    properties = {**properties, "priority": options.get("priority") or 0, "delivery_mode": 2}
+    properties["delivery_info"] = {"exchange": "", "routing_key": "q"}
+    return {
+        "body": json.dumps(body),
+        "content-type": "application/json",
+        "content-encoding": "utf-8",
+        "headers": headers,
+        "properties": properties,
+    }
+
+
+def deliver(job: envelope.Job, **kwargs) -> dict:
+    return envelope.to_message(
+        job.id or str(uuid.uuid4()),
+        "q",
+        json.loads(json.dumps(job.data)),  # as stored in jsonb
+        priority=job.priority,
+        attempt=kwargs.pop("attempt", 0),
+        delivery_tag="tag",
+        **kwargs,
+    )
+
+
+def test_celery_task_message_round_trips(app: Celery) -> None:
+    eta = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    message = published(
+        app, "proj.add", (2, 3), {"story_id": "s1"}, eta=eta, expires=eta + dt.timedelta(hours=1),
+        callbacks=[{"task": "proj.next", "args": [], "kwargs": {}, "options": {}, "subtask_type": None,
+                    "immutable": False}],
+        priority=7, parent_id="p", root_id="r",
+    )  # fmt: skip
+    job = envelope.to_job(message)
+    task_id = message["headers"]["id"]
+    assert job.id == task_id and job.priority == 7
+    assert job.start_after == eta and job.keep_until == eta + dt.timedelta(hours=1)
+    # What a Node handler reads: the kwargs, plus the reserved envelope.
+    assert job.data["story_id"] == "s1"
+    assert job.data["__celery"]["task"] == "proj.add" and job.data["__celery"]["args"] == [2, 3]
+
+    out = deliver(job, attempt=2, native_eta=False)
+    assert json.loads(out["body"]) == json.loads(message["body"])
+    expected = {**message["headers"], "pgboss_attempt": 2}
+    assert out["headers"] == expected
+    assert out["properties"]["correlation_id"] == task_id
+    assert out["properties"]["priority"] == 7
+    assert out["properties"]["delivery_info"] == {
+        "exchange": "",
+        "routing_key": "q",
+        "pgboss_attempt": 2,
+        "redelivered": True,
+    }
+
+
+def test_native_eta_drops_the_eta_on_delivery(app: Celery) -> None:
+    message = published(app, "proj.add", (1,), countdown=30)
+    out = deliver(envelope.to_job(message))
+    assert out["headers"]["eta"] is None  # runnable at start_after: run at once
+    assert "redelivered" not in out["properties"]["delivery_info"]
+
+
+def test_defaults_are_not_stored(app: Celery) -> None:
+    job = envelope.to_job(published(app, "proj.noop"))
+    stored = job.data["__celery"]
+    assert set(stored) <= {"v", "task", "headers", "properties"}
+    assert set(stored["headers"]) <= {"argsrepr", "kwargsrepr", "origin"}
+    assert job.data == {"__celery": stored}
+
+
+def test_a_republished_attempt_header_is_not_stored(app: Celery) -> None:
+    message = published(app, "proj.retry", retries=1)
+    message["headers"]["pgboss_attempt"] = 3
+    assert "pgboss_attempt" not in envelope.to_job(message).data["__celery"].get("headers", {})
+
+
+def test_non_uuid_task_ids_map_to_a_stable_job_id(app: Celery) -> None:
+    job = envelope.to_job(published(app, "proj.add", task_id="nightly-report-2030-01-01"))
+    assert (
+        job.id
+        == envelope.job_id_for("nightly-report-2030-01-01")
+        == str(uuid.uuid5(envelope.TASK_ID_NAMESPACE, "nightly-report-2030-01-01"))
+    )
+    out = deliver(job)
+    assert out["headers"]["id"] == "nightly-report-2030-01-01"
+    assert out["properties"]["correlation_id"] == "nightly-report-2030-01-01"
+
+
+def test_reserved_keyword_is_refused(app: Celery) -> None:
+    with pytest.raises(InvalidPayload):
+        envelope.to_job(published(app, "proj.add", kwargs={"__celery": 1}))
+
+
+def test_pickle_body_travels_base64(app: Celery) -> None:
+    body = pickle.dumps({"hello": "world"})
+    message = {
+        "body": body,
+        "content-type": "application/x-python-serialize",
+        "content-encoding": "binary",
+        "headers": {"k1": "v1"},
+        "properties": {"delivery_info": {"exchange": "", "routing_key": "q"}, "priority": 0},
+    }
+    job = envelope.to_job(message)
+    assert job.data == {"__celery": job.data["__celery"]} and "body" in job.data["__celery"]
+    out = deliver(job)
+    assert out["properties"]["body_encoding"] == "base64"
+    assert base64.b64decode(out["body"]) == body
+    assert out["content-type"] == "application/x-python-serialize"
+    assert out["headers"] == {"k1": "v1"}  # plain Kombu messages keep their headers exactly
+
+
+def test_plain_json_object_is_the_payload() -> None:
+    message = {
+        "body": json.dumps({"Hello": "World"}),
+        "content-type": "application/json",
+        "content-encoding": "utf-8",
+        "headers": {"k1": "v1"},
+        "properties": {"delivery_info": {"exchange": "", "routing_key": "q"}, "priority": 3},
+    }
+    job = envelope.to_job(message)
+    assert job.id is None and job.priority == 3
+    assert {k: v for k, v in job.data.items() if k != "__celery"} == {"Hello": "World"}
+    out = deliver(job)
+    assert json.loads(out["body"]) == {"Hello": "World"} and out["headers"] == {"k1": "v1"}
+
+
+def test_json_scalar_body() -> None:
+    message = {
+        "body": json.dumps([1, 2]),
+        "content-type": "application/json",
+        "content-encoding": "utf-8",
+        "headers": {},
+        "properties": {"delivery_info": {}},
+    }
+    assert json.loads(deliver(envelope.to_job(message))["body"]) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("data", "args", "kwargs"),
+    [
+        ({"storyId": "x"}, [], {"storyId": "x"}),
+        (None, [], {}),
+        ("plain", ["plain"], {}),
+        ([1, 2], [[1, 2]], {}),
+    ],
+)
+def test_node_job_becomes_a_protocol_2_task_message(data, args, kwargs) -> None:
+    job_id = str(uuid.uuid4())
+    assert envelope.is_foreign(data)
+    out = envelope.to_message(job_id, "analyze-story", data, priority=0, attempt=1, delivery_tag="t",
+                              task_name="analyze-story")  # fmt: skip
+    assert json.loads(out["body"]) == [args, kwargs, {"callbacks": None, "errbacks": None, "chain": None,
+                                                       "chord": None}]  # fmt: skip
+    headers = out["headers"]
+    assert headers["task"] == "analyze-story" and headers["id"] == headers["root_id"] == job_id
+    assert headers["pgboss_attempt"] == 1 and headers["retries"] == 0
+    assert out["properties"]["correlation_id"] == job_id
+    assert out["properties"]["delivery_info"]["routing_key"] == "analyze-story"
+
+
+def test_parse_time() -> None:
+    assert envelope.parse_time("2030-01-01T00:00:00Z") == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    assert envelope.parse_time("2030-01-01T00:00:00") == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    assert envelope.parse_time(None) is None and envelope.parse_time("garbage") is None

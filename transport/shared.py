@@ -1,0 +1,108 @@
+"""What the transports of one process share: one JobManager (and pool) per database and schema,
+the install-once of the transport's tables, the durable queues already declared, and the task ids
+Celery revoked here. Also the registration of the transport with Celery's Mingle and Gossip.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from transport import envelope
+from transport.bindings import install
+from transport.manager import JobManager
+from transport.prepared import PreparedDatabase, register
+from transport.settle import Revoked
+
+DRIVER_TYPE = "pgboss"
+#: Statements on the publish, fetch and settle paths: planned once per connection, not per call.
+PREPARED_STATEMENTS = (
+    "send_jobs",
+    "fetch_jobs",
+    "complete_jobs",
+    "fail_jobs",
+    "touch_jobs",
+    "next_start_after",
+    "restore_jobs",
+    "retry_in_place",
+    "cancel_jobs",
+    "broadcast_publish",
+    "broadcast_read",
+    "wake",
+)
+
+_lock = threading.Lock()
+_managers: dict[tuple[str, str, str], JobManager] = {}
+_users: dict[int, int] = {}
+_installed: set[tuple[int, int]] = set()
+_declared: dict[int, set[str]] = {}
+_revoked_ids: Revoked | None = None
+
+
+def shared_manager(url: str, schema: str, max_connections: int, application_name: str) -> JobManager:
+    """One JobManager (and connection pool) per database and schema in a process; fork-safe.
+
+    Transports using it are counted: when the last one closes, the pool's connections are closed
+    too (the manager and its resolved statements stay; the pool reopens on next use).
+    """
+    key = (url, schema, application_name)
+    with _lock:
+        manager = _managers.get(key)
+        if manager is None:
+            db = PreparedDatabase(url, max_connections=max_connections, application_name=application_name)
+            manager = _managers[key] = JobManager(db, schema)
+        _users[id(manager)] = _users.get(id(manager), 0) + 1
+        return manager
+
+
+def release_manager(manager: JobManager) -> None:
+    with _lock:
+        left = _users[id(manager)] = max(0, _users.get(id(manager), 0) - 1)
+    if left == 0:
+        manager.db.close()  # pid-guarded
+
+
+def ensure_installed(manager: JobManager) -> None:
+    key = (id(manager), os.getpid())
+    if key in _installed:
+        return
+    install(manager)  # also loads (and installs if absent) the pg-boss schema
+    register(manager.queries[name] for name in PREPARED_STATEMENTS)
+    _installed.add(key)
+
+
+def declared_queues(manager: JobManager) -> set[str]:
+    return _declared.setdefault(id(manager), set())
+
+
+def revoked_ids() -> Revoked:
+    """Task ids Celery revoked in this process, from the ``task_revoked`` signal (settle_on_ack)."""
+    global _revoked_ids
+    with _lock:
+        if _revoked_ids is None:
+            _revoked_ids = Revoked()
+            try:
+                from celery.signals import task_revoked
+            except ImportError:  # plain Kombu
+                pass
+            else:
+                ids = _revoked_ids
+
+                def on_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
+                    if request is not None and getattr(request, "id", None):
+                        ids.add(envelope.job_id_for(request.id) or request.id)
+
+                task_revoked.connect(on_revoked, weak=False)
+        return _revoked_ids
+
+
+def register_with_celery() -> None:
+    """Let Mingle (revoked-id sync at start) and Gossip (worker events) run on this transport."""
+    try:
+        from celery.worker.consumer.gossip import Gossip
+        from celery.worker.consumer.mingle import Mingle
+    except ImportError:  # plain Kombu
+        return
+    Mingle.compatible_transports = set(Mingle.compatible_transports) | {DRIVER_TYPE}
+    Gossip.compatible_transports = set(Gossip.compatible_transports) | {DRIVER_TYPE}
