@@ -41,7 +41,8 @@ Transport Options
 * ``task_for_queue``: ``{queue: task name}`` or a callable, for jobs Node sends (see
   :mod:`transport.queue_tasks`).
 * ``settle_on_ack``: for a result backend that is not pg-boss: ack completes the job,
-  ``reject(requeue=False)`` fails it, an ack of a revoked task cancels it (default False).
+  ``reject(requeue=False)`` fails it, an ack of a revoked task cancels it (default False). Use it
+  with ``task_acks_late = True`` and ``task_acks_on_failure = False`` (so a failure rejects).
 * ``native_eta``: ETA as ``start_after`` (default True).
 * ``polling_interval``: seconds between safety polls (default 5).
 * ``fetch_batch_size``: most jobs per fetch (default 100; the prefetch budget is used when smaller).

@@ -111,3 +111,15 @@ def test_settle_on_ack_without_a_result_backend(broker_env: BrokerEnv, app_modul
     broker_env.wait_state(revoked.id, "cancelled", timeout=15)
     assert not broker_env.effects(key + "-revoked")
     worker.stop()
+
+
+def test_worker_heartbeats_keep_a_long_task_alive(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+    """A task running longer than heartbeat_seconds (10 s) is touched by its worker's main process,
+    so the supervisors (1 s passes in every worker) leave it alone."""
+    key = f"long-{uuid.uuid4().hex[:6]}"
+    result = app_module.slow_record.delay(key, 12)
+    assert result.get(timeout=40) == key
+    job = broker_env.job(result.id)
+    assert job["state"] == "completed" and job["retry_count"] == 0
+    assert job["heartbeat_seconds"] == 10
+    assert len(broker_env.effects(key)) == 1
