@@ -62,13 +62,11 @@ SELECT pg_advisory_xact_lock(hashtextextended(%(lock_prefix)s || n, 0)) FROM unn
 -- name: fetch_jobs
 -- Lock the next runnable jobs of some queues (priority, then age) and mark them active, as pg-boss fetch does.
 WITH queues AS (
-  SELECT n.name, lim.cap
+  -- CASE, not a filtered LATERAL: the planner ran that count of active jobs for every queue, limit or not.
+  SELECT n.name,
+    CASE WHEN %(limits)s::jsonb ? n.name THEN GREATEST(0, (%(limits)s::jsonb ->> n.name)::int - (
+      SELECT count(*) FROM {schema}.job a WHERE a.name = n.name AND a.state = 'active'))::int END AS cap
   FROM unnest(%(names)s::text[]) AS n(name)
-  LEFT JOIN LATERAL (
-    SELECT GREATEST(0, (%(limits)s::jsonb ->> n.name)::int - (
-      SELECT count(*) FROM {schema}.job a WHERE a.name = n.name AND a.state = 'active'))::int AS cap
-    WHERE %(limits)s::jsonb ? n.name
-  ) lim ON true
 ),
 candidates AS (
   SELECT c.name, c.id, c.priority, c.created_on,
