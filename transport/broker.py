@@ -46,15 +46,25 @@ Transport Options
 * ``native_eta``: ETA as ``start_after`` (default True).
 * ``polling_interval``: seconds between safety polls (default 5).
 * ``fetch_batch_size``: most jobs per fetch (default 100; the prefetch budget is used when smaller).
+* ``refill_fraction``: while it holds jobs, a consumer fetches again once this fraction of its
+  prefetch count is free (default 0.5: fewer, larger fetches); an idle one fetches at once.
 * ``synchronous_commit``: wait for WAL flush on fetch and ack-settlement (default False: a lost
   claim or completion only means the job runs again, which at-least-once allows anyway).
 * ``settle_batch``: in workers, settle acks from a background thread, many per statement
   (default True).
 * ``statement_timeout``, ``connect_timeout``: seconds (defaults 30 and 10).
-* ``max_connections``: connections per process (default 8).
+* ``max_connections``: pooled connections per process (default 8), ``application_name``
+  (``zeke-broker``).
 * ``supervise``: run pg-boss's supervisor in workers (default True), with ``supervise_interval``
   (60), ``monitor_interval`` (60) and ``maintenance_interval`` (86400) in seconds.
-* ``broadcast_retention``: seconds broadcasts stay in the log (default 60).
+* ``broadcast_retention``: seconds broadcasts stay in the log (default 60);
+  ``broadcast_gap_timeout``: seconds a reader waits for an id committed out of order (5);
+  ``transient_queue_limit``: messages a transient queue buffers (10 000).
+
+Queues created elsewhere (Node ``createQueue``) should have ``notify: true``, or their jobs wait
+for the safety poll; a Node ``startAfter`` job also starts within ``polling_interval`` at worst
+(Python ETAs announce themselves and start on time). A task that runs longer than its queue's
+``expire_in_seconds`` is expired by pg-boss whatever its heartbeat, as in Node.
 """
 
 from __future__ import annotations
