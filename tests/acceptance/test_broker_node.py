@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -15,17 +14,7 @@ from transport.db import dsn_from_url
 
 pytestmark = pytest.mark.node
 SCRIPT = ROOT / "tests" / "node" / "celery_interop.mjs"
-
-
-@pytest.fixture(scope="module")
-def node() -> Path:
-    """tests/node with pg-boss installed (npm ci when missing); fails, never skips, without Node."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail("node and npm are required for the Node pg-boss interop tests")
-    folder = SCRIPT.parent
-    if not (folder / "node_modules" / "pg-boss" / "package.json").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=folder, check=True, timeout=600)
-    return folder
+# node_dir (tests/conftest.py) installs tests/node's pg-boss releases, or fails.
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +29,7 @@ def run_node(env: BrokerEnv, *args: str, timeout: float = 60) -> dict:
     return json.loads(done.stdout)
 
 
-def test_node_job_runs_as_the_python_task_named_like_its_queue(node: Path, broker_env: BrokerEnv) -> None:  # noqa: F811
+def test_node_job_runs_as_the_python_task_named_like_its_queue(node_dir: Path, broker_env: BrokerEnv) -> None:  # noqa: F811
     story = f"story-{uuid.uuid4().hex[:6]}"
     job_id = run_node(broker_env, "send", "analyze-story", json.dumps({"storyId": story}))["id"]
     job = broker_env.wait_state(job_id, "completed", timeout=15)
@@ -48,14 +37,14 @@ def test_node_job_runs_as_the_python_task_named_like_its_queue(node: Path, broke
     assert [r["value"] for r in broker_env.effects("analyze-story") if r["value"] == story] == [story]
 
 
-def test_node_job_runs_as_the_python_task_routed_to_its_queue(node: Path, broker_env: BrokerEnv) -> None:  # noqa: F811
+def test_node_job_runs_as_the_python_task_routed_to_its_queue(node_dir: Path, broker_env: BrokerEnv) -> None:  # noqa: F811
     story = f"routed-{uuid.uuid4().hex[:6]}"
     job_id = run_node(broker_env, "send", "story-routed", json.dumps({"story_id": story}))["id"]
     job = broker_env.wait_state(job_id, "completed", timeout=15)
     assert job["output"] == {"value": story}
 
 
-def test_python_task_is_worked_by_a_node_handler(node: Path, broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_python_task_is_worked_by_a_node_handler(node_dir: Path, broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
     story = f"py-{uuid.uuid4().hex[:6]}"
     result = app_module.app.send_task("node.handles.this", kwargs={"story_id": story}, queue="node-stories")
     jobs = run_node(broker_env, "work", "node-stories", "1", "20000")["jobs"]
