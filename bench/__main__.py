@@ -30,6 +30,7 @@ def targets(pg: str) -> list[Target]:
             "pgboss:// unbatched",
             pgboss,
             {"settle_on_ack": True, "settle_batch": False},
+            max_rounds=1,
             note="same, one complete statement per ack on the event loop",
         ),
         Target(
@@ -37,6 +38,7 @@ def targets(pg: str) -> list[Target]:
             pgboss,
             {},
             result_backend=pgboss,
+            max_rounds=1,
             note="pg-boss result backend completes the job with its output (zeke's setup)",
         ),
         Target(
