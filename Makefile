@@ -25,7 +25,7 @@ lint: install
 	$(PY) -m ruff check .
 
 test: install node lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not slow" tests
 
 run: install
 	$(PY) -m zeke.cli run
