@@ -41,6 +41,8 @@ api: install
 
 bench: install node
 	$(PY) -m bench
+	$(PY) -m bench.roundtrip
+	$(PY) -m bench.scale
 
 chaos: install
 	$(PY) -m pytest -q -m slow tests
