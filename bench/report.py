@@ -73,8 +73,13 @@ def machine(pg_url: str) -> str:
     redis_version = redis.Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")).info()[
         "redis_version"
     ]
+    load = ""
+    try:
+        load = f"; 1-min load average {os.getloadavg()[0]:.2f} at the end (the host is shared)"
+    except OSError:
+        pass
     return (
-        f"{os.cpu_count()} vCPU {cpu}{memory}, {platform.system()} {platform.release()}; "
+        f"{os.cpu_count()} vCPU {cpu}{memory}, {platform.system()} {platform.release()}{load}; "
         f"PostgreSQL {pg_version} (synchronous_commit={sync}) and Redis {redis_version} on the same host, "
         f"shared with the workers and the producer; Python {platform.python_version()}"
     )
