@@ -20,6 +20,9 @@ import psycopg2.pool
 
 Connection = psycopg2.extensions.connection
 
+#: Idle connections a pool keeps open for reuse (more are opened when needed, closed when returned).
+KEEP_IDLE = 2
+
 #: Errors after which a connection is not worth keeping and the operation may be retried elsewhere.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
@@ -98,9 +101,9 @@ class Database:
                     keepalives_interval=10,
                     keepalives_count=3,
                 )
-                # Open lazily (minconn 0 above) but keep what was opened: psycopg2 closes a returned
-                # connection whenever minconn idle ones are already pooled.
-                self._pool.minconn = self.max_connections
+                # Open lazily (minconn 0 above) but keep a few idle ones: psycopg2 closes a returned
+                # connection once minconn are pooled. Not all of them: servers have ~100 slots.
+                self._pool.minconn = min(self.max_connections, KEEP_IDLE)
             return self._pool
 
     @contextlib.contextmanager
