@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tasks.db import session_factory
 from tasks.db.models import Highlight, RawItem, Source, Story, StoryAnalysis
-from tasks.registry_data import BY_ID, CONCURRENCY
+from tasks.registry_data import BY_ID
 from tasks.samples import seed_sources, serve_samples, youtube_feed_base
 from tests.e2e.conftest import ROOT, Worker, zeke_env
 from tests.tasks.helpers import ANALYSIS_REPLY, FakeOpenAI
@@ -247,9 +247,3 @@ def _finished(manager: JobManager, job_id: str) -> str | None:
 def _in_state(manager: JobManager, job_id: str, state: str) -> dict[str, Any] | None:
     found = job(manager, job_id)
     return found if found["state"] == state else None
-
-
-def test_every_task_has_its_seed_limit(manager: JobManager) -> None:
-    from zeke.registry import registry
-
-    assert {task_id: registry.get(task_id).concurrency_limit for task_id in BY_ID} == CONCURRENCY
