@@ -12,7 +12,8 @@ A pass goes like this (see shared/reference/pgboss-v12-schema.md §4):
    insert of the same occurrence, from any Python or Node instance, into a no-op.
 
 Separately, ``__pgboss__send-it`` jobs are worked: each sends the schedule's job to its queue. Here
-the send and the completion of the send-it job commit together, so a crash cannot forward twice.
+the fetch, the send and the completion of the send-it job commit together, so a crash can neither
+forward twice nor strand a fetched send-it job until its expiry.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from croniter import croniter
 from dateutil import rrule
 
 from transport import names, outputs
+from transport.db import CONNECTION_ERRORS
 from transport.exceptions import InvalidOption
 from transport.manager import JobManager
 
@@ -367,40 +369,47 @@ class Timekeeper:
     # -- forwarding ----------------------------------------------------------------------------
 
     def work_send_it(self) -> int:
-        """Fetch and forward ``__pgboss__send-it`` jobs until none are left; returns how many were sent."""
+        """Fetch and forward ``__pgboss__send-it`` jobs until none are left; returns how many were sent.
+
+        A batch is fetched, forwarded and completed in one transaction, so a beat that dies halfway
+        leaves its send-it jobs as it found them, for another instance to forward at once (fetched
+        in a transaction of their own, they would sit ``active`` until their 15-minute expiry).
+        """
         self.start()
         sent = 0
         while True:
-            fetched = self.manager.fetch([names.SEND_IT_QUEUE], self.send_it_batch)
-            for job in fetched:
-                sent += self._forward(job)
-            if len(fetched) < self.send_it_batch:
-                return sent
-
-    def _forward(self, job: Any) -> int:
-        data = job.data if isinstance(job.data, dict) else {}
-        name, key = data.get("name"), data.get("key")
-        options = dict(data.get("options") or {})
-        job_id: str | None = None
-        try:
             with self.manager.db.connection() as conn:
                 try:
-                    job_id = self.manager.send(name, data.get("data"), conn=conn, **send_options(options))
-                    self.manager.complete(names.SEND_IT_QUEUE, [(job.id, None, job.retry_count)], conn=conn)
-                    if job_id is not None and key is not None:
-                        self._execute(
-                            "set_schedule_last_job_id", {"name": name, "key": key, "job_id": job_id}, conn
-                        )
+                    fetched = self.manager.fetch([names.SEND_IT_QUEUE], self.send_it_batch, conn=conn)
+                    for job in fetched:
+                        sent += self._forward(job, conn)
                     conn.commit()
                 except BaseException:
                     conn.rollback()
                     raise
+            if len(fetched) < self.send_it_batch:
+                return sent
+
+    def _forward(self, job: Any, conn: Any) -> int:
+        data = job.data if isinstance(job.data, dict) else {}
+        name, key = data.get("name"), data.get("key")
+        options = dict(data.get("options") or {})
+        job_id: str | None = None
+        self._execute("send_it_savepoint", {}, conn)
+        try:
+            job_id = self.manager.send(name, data.get("data"), conn=conn, **send_options(options))
+            if job_id is not None and key is not None:
+                self._execute("set_schedule_last_job_id", {"name": name, "key": key, "job_id": job_id}, conn)
+        except CONNECTION_ERRORS:
+            raise  # the whole batch is rolled back and forwarded on a later poll
         except Exception as exc:
             # Like Node: report it and settle the send-it job anyway, so a bad schedule cannot loop.
             logger.error("cron: could not send scheduled job to %r (key %r): %s", name, key, exc)
-            self.manager.complete(names.SEND_IT_QUEUE, [(job.id, None, job.retry_count)])
-            return 0
-        logger.debug("cron: sent %s to %r for slot %s", job_id, name, data.get("slot"))
+            self._execute("send_it_rollback", {}, conn)
+            job_id = None
+        self.manager.complete(names.SEND_IT_QUEUE, [(job.id, None, job.retry_count)], conn=conn)
+        if job_id is not None:
+            logger.debug("cron: sent %s to %r for slot %s", job_id, name, data.get("slot"))
         return 1 if job_id else 0
 
     # -- the schedule table --------------------------------------------------------------------

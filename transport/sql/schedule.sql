@@ -93,3 +93,11 @@ SELECT * FROM claim
 UNION ALL
 SELECT name, last_run_at, total_run_count, false FROM {aux}.beat_entry
 WHERE name = %(name)s AND NOT EXISTS (SELECT 1 FROM claim)
+
+-- name: send_it_savepoint
+-- Before forwarding one __pgboss__send-it job inside the batch's transaction: a failed forward rolls back to here.
+SAVEPOINT send_it
+
+-- name: send_it_rollback
+-- Undo a failed forward (the send-it job stays fetched, to be completed anyway).
+ROLLBACK TO SAVEPOINT send_it
