@@ -72,15 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     merged: dict[str, Result] = {}
     for round_ in range(1, args.rounds + 1):
-        for target in chosen:
-            if target.max_rounds and round_ > target.max_rounds:
-                continue
-            print(f"… round {round_}: {target.label}", file=sys.stderr, flush=True)
-            result = bench.run(target)
-            if target.label in merged:
-                merged[target.label].merge(result)
+        print(f"round {round_}", file=sys.stderr, flush=True)
+        batch = [t for t in chosen if not (t.max_rounds and round_ > t.max_rounds)]
+        for result in bench.round(batch):
+            if result.target.label in merged:
+                merged[result.target.label].merge(result)
             else:
-                merged[target.label] = result
+                merged[result.target.label] = result
     results = list(merged.values())
     text = table(results)
     print(text)

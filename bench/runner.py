@@ -104,6 +104,26 @@ class Scratch:
         self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
+@dataclass
+class Session:
+    """One target's part of a round: its scratch database, producer, run id and queue."""
+
+    target: Target
+    scratch: Scratch | None
+    run: str
+    jobs: int
+    samples: int
+    env: dict[str, str]
+    producer: Celery
+    warmup: int = 20
+    enqueue_seconds: float = 0.0
+    sent: int = 0
+
+    @property
+    def queue(self) -> str:
+        return self.run
+
+
 class Bench:
     def __init__(self, *, admin_url: str, side_url: str, jobs: int, samples: int, log_dir: Path) -> None:
         self.admin_url = admin_url
@@ -113,23 +133,39 @@ class Bench:
         self.samples = samples
         self.log_dir = log_dir
 
-    def run(self, target: Target) -> Result:
-        needs_db = "{db}" in target.broker_url
-        scratch = Scratch(self.admin_url) if needs_db else None
-        db = scratch.__enter__() if scratch else ""
+    def round(self, targets: list[Target], chunk: int = 250) -> list[Result]:
+        """Every target once. Producers take turns sending ``chunk`` tasks each, so the enqueue rates
+        see the same background load; then each target's worker drains and answers pings."""
+        sessions = [self._open(target) for target in targets]
         try:
-            return self._run(target, db)
+            for session in sessions:  # declares the queue, opens connections
+                for _ in range(session.warmup):
+                    session.producer.send_task("bench.noop", args=(session.run,), queue=session.queue)
+            while any(s.sent < s.jobs for s in sessions):
+                for session in sessions:
+                    count = min(chunk, session.jobs - session.sent)
+                    if count <= 0:
+                        continue
+                    started = time.perf_counter()
+                    for _ in range(count):
+                        session.producer.send_task("bench.noop", args=(session.run,), queue=session.queue)
+                    session.enqueue_seconds += time.perf_counter() - started
+                    session.sent += count
+            results = []
+            for session in sessions:
+                print(f"… {session.target.label}", file=sys.stderr, flush=True)
+                results.append(self._consume(session))
+            return results
         finally:
-            if scratch:
-                scratch.__exit__(None, None, None)
+            for session in sessions:
+                self._close(session)
 
-    def _run(self, target: Target, db: str) -> Result:
+    def _open(self, target: Target) -> Session:
+        scratch = Scratch(self.admin_url) if "{db}" in target.broker_url else None
+        db = scratch.__enter__() if scratch else ""
         broker_url = target.broker_url.replace("{db}", db)
         backend = target.result_backend.replace("{db}", db) if target.result_backend else None
         run = "bench-" + uuid.uuid4().hex[:8]
-        queue = run
-        jobs = min(self.jobs, target.max_jobs or self.jobs)
-        samples = min(self.samples, target.max_samples or self.samples)
         env = {
             **os.environ,
             "BENCH_BROKER_URL": broker_url,
@@ -145,35 +181,42 @@ class Bench:
             task_serializer="json",
             task_ignore_result=backend is None,
         )
-        try:
-            warmup = 20
-            for _ in range(warmup):  # declares the queue, opens connections
-                producer.send_task("bench.noop", args=(run,), queue=queue)
-            started = time.perf_counter()
-            for _ in range(jobs):
-                producer.send_task("bench.noop", args=(run,), queue=queue)
-            enqueue_rate = jobs / (time.perf_counter() - started)
-            self.side.set(f"{run}:total", jobs + warmup)
+        return Session(
+            target,
+            scratch,
+            run,
+            min(self.jobs, target.max_jobs or self.jobs),
+            min(self.samples, target.max_samples or self.samples),
+            env,
+            producer,
+        )
 
-            phases = {"enqueue": time.perf_counter() - started}
+    def _close(self, session: Session) -> None:
+        session.producer.close()
+        for key in self.side.scan_iter(f"{session.run}:*"):
+            self.side.delete(key)
+        if session.scratch:
+            session.scratch.__exit__(None, None, None)
+
+    def _consume(self, session: Session) -> Result:
+        total = session.jobs + session.warmup
+        self.side.set(f"{session.run}:total", total)
+        phases = {"enqueue": session.enqueue_seconds}
+        mark = time.perf_counter()
+        worker = self._start_worker(session.env, session.queue, session.target.label)
+        try:
+            drain_rate = self._drain(session.run, total)
+            phases["start+drain"] = time.perf_counter() - mark
             mark = time.perf_counter()
-            worker = self._start_worker(env, queue, target.label)
-            try:
-                drain_rate = self._drain(run, jobs + warmup)
-                phases["start+drain"] = time.perf_counter() - mark
-                mark = time.perf_counter()
-                latencies = self._latency(producer, run, queue, samples)
-                phases["latency"] = time.perf_counter() - mark
-            finally:
-                mark = time.perf_counter()
-                self._stop_worker(worker)
-                phases["stop"] = time.perf_counter() - mark
-            print("   ", ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()), file=sys.stderr, flush=True)
+            latencies = self._latency(session.producer, session.run, session.queue, session.samples)
+            phases["latency"] = time.perf_counter() - mark
         finally:
-            producer.close()
-            for key in self.side.scan_iter(f"{run}:*"):
-                self.side.delete(key)
-        return Result(target, jobs, [enqueue_rate], [drain_rate], latencies)
+            mark = time.perf_counter()
+            self._stop_worker(worker)
+            phases["stop"] = time.perf_counter() - mark
+        print("   ", ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()), file=sys.stderr, flush=True)
+        enqueue_rate = session.jobs / session.enqueue_seconds
+        return Result(session.target, session.jobs, [enqueue_rate], [drain_rate], latencies)
 
     def _start_worker(self, env: dict[str, str], queue: str, label: str) -> subprocess.Popen:
         log = open(self.log_dir / f"{queue}.log", "w")  # noqa: SIM115  (owned by the process)
