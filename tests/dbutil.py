@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
 
 from transport.db import dsn_from_url
 
@@ -11,3 +16,24 @@ def with_database(url: str, dbname: str) -> str:
     """The same server URL pointing at another database."""
     parts = urlsplit(dsn_from_url(url))
     return urlunsplit(parts._replace(path="/" + dbname))
+
+
+@contextlib.contextmanager
+def own_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A database of the caller's own on the test server, dropped afterwards."""
+    name = f"zeke_{prefix}_{uuid.uuid4().hex[:8]}"
+    _admin(admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(admin_url, name)
+    finally:
+        _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin(url: str, statement: str) -> None:
+    conn = psycopg2.connect(dsn_from_url(url))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()

@@ -18,17 +18,15 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 from celery import Celery
 
-from tests.conftest import with_database
+from tests.dbutil import own_database
 from transport import names
 from transport.beat import PgBossScheduleEntry
 from transport.db import Database, dsn_from_url
@@ -52,13 +50,8 @@ pgboss_schedules = [{{"name": "mixed-py", "cron": "* * * * *", "data": {{"from":
 
 @pytest.fixture(scope="module")
 def db_url(admin_url: str) -> Iterator[str]:
-    name = "zeke_beat_mixed_" + uuid.uuid4().hex[:8]
-    admin = psycopg2.connect(dsn_from_url(admin_url))
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    yield with_database(admin_url, name)
-    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    with own_database(admin_url, "beat_mixed") as url:
+        yield url
 
 
 class Lines:

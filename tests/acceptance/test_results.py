@@ -10,18 +10,16 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 from celery import Celery, chord, group, states
 
-from tests.conftest import with_database
+from tests.dbutil import own_database
 from transport.backend import PgBossBackend
-from transport.db import Database, dsn_from_url
+from transport.db import Database
 from transport.manager import JobManager
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,13 +35,8 @@ QUEUES: dict[str, dict[str, Any]] = {
 @pytest.fixture(scope="module")
 def db_url(admin_url: str) -> Iterator[str]:
     """A database of this module's own: other sessions on the same server recreate zeke_test."""
-    name = "zeke_results_e2e_" + uuid.uuid4().hex[:8]
-    admin = psycopg2.connect(dsn_from_url(admin_url))
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    yield with_database(admin_url, name)
-    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    with own_database(admin_url, "results_e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

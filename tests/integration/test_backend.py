@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import psycopg2
 import pytest
 from celery import Celery, states
 from celery.app.task import Context
@@ -22,10 +21,10 @@ from celery.exceptions import ImproperlyConfigured, TaskRevokedError
 from celery.worker.request import Request
 from kombu import Message
 
-from tests.conftest import with_database
+from tests.dbutil import own_database
 from transport import envelope
 from transport.backend import PgBossBackend, request_attempt, request_queue
-from transport.db import Database, dsn_from_url
+from transport.db import Database
 from transport.envelope import job_id_for
 from transport.manager import FetchedJob, JobManager
 
@@ -35,13 +34,8 @@ QUEUE = "results-q"
 @pytest.fixture(scope="module")
 def db_url(admin_url: str) -> Iterator[str]:
     """A database of this module's own: other sessions on the same server recreate zeke_test."""
-    name = "zeke_results_" + uuid.uuid4().hex[:8]
-    admin = psycopg2.connect(dsn_from_url(admin_url))
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    yield with_database(admin_url, name)
-    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    with own_database(admin_url, "results") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg2
 import pytest
 from celery import Celery
 
-from tests.conftest import with_database
+from tests.dbutil import own_database
 from transport import cron, names
 from transport.beat import PgBossScheduleEntry, PgBossScheduler, close_timekeepers
-from transport.db import Database, dsn_from_url
+from transport.db import Database
 from transport.exceptions import InvalidOption
 from transport.manager import JobManager
 
@@ -30,13 +28,8 @@ T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 @pytest.fixture(scope="module")
 def db_url(admin_url: str) -> Iterator[str]:
     """A database of this module's own: other sessions on the same server recreate zeke_test."""
-    name = "zeke_beat_" + uuid.uuid4().hex[:8]
-    admin = psycopg2.connect(dsn_from_url(admin_url))
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    yield with_database(admin_url, name)
-    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    with own_database(admin_url, "beat") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

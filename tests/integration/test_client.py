@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from tests.conftest import with_database
+from tests.dbutil import own_database
 from transport import outputs
 from transport.db import Database, dsn_from_url
 from transport.exceptions import InvalidJobId, InvalidOption, InvalidPayload, InvalidQueueName, QueueNotFound
@@ -36,17 +36,8 @@ PREFIX = "client"
 def db_url(admin_url: str) -> Iterator[str]:
     """A database of this module's own (overrides the shared one): other pytest sessions on the same
     server drop and recreate the shared ``zeke_test`` database whenever they start."""
-    name = f"zeke_{PREFIX}_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(dsn_from_url(admin_url))
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        yield with_database(admin_url, name)
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()
+    with own_database(admin_url, PREFIX) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
