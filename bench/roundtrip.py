@@ -13,6 +13,7 @@ Environment: ``DATABASE_PRIMARY_URL`` (the server; a scratch database is made on
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import statistics
 import subprocess
@@ -27,6 +28,7 @@ import psycopg2
 from celery import Celery
 
 import transport  # noqa: F401  (registers pgboss://)
+from bench.report import machine, write_section
 from transport.db import dsn_from_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +58,8 @@ def add(x: int, y: int) -> int:
 class Latency:
     label: str
     samples: list[float]
+    #: Resident memory of the worker (main process + pool children) after the run, in MiB.
+    worker_rss_mib: float = 0.0
 
     def percentile(self, q: float) -> float:
         ordered = sorted(self.samples)
@@ -89,7 +93,7 @@ def measure(label: str, broker: str, backend: str, samples: int, warmup: int, lo
             started = time.perf_counter()
             assert client.send_task("roundtrip.add", (i, 1)).get(timeout=30) == i + 1
             timings.append((time.perf_counter() - started) * 1000)
-        return Latency(label, timings)
+        return Latency(label, timings, worker_rss_mib=_tree_rss_mib(worker.pid))
     finally:
         worker.terminate()
         try:
@@ -100,6 +104,23 @@ def measure(label: str, broker: str, backend: str, samples: int, warmup: int, lo
         if broker.startswith("pgboss://"):
             client.backend.close()  # before its database is dropped
         client.close()
+
+
+def _tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children, from /proc (Linux)."""
+    total_kib = 0
+    pids = [pid]
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        pids += [int(p) for p in child.read_text().split()]
+    for each in pids:
+        try:
+            status = Path(f"/proc/{each}/status").read_text()
+        except OSError:
+            continue
+        total_kib += next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
+    return total_kib / 1024
 
 
 def _scratch_database(admin_url: str, name: str, *, drop: bool = False) -> None:
@@ -119,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--only", choices=("pgboss", "redis"))
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
 
     pg = os.environ.get("DATABASE_PRIMARY_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -144,15 +166,31 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             _scratch_database(pg, name, drop=True)
 
-    print(f"delay().get() round trip, {args.samples} sequential samples each (worker logs: {logs})")
-    print(f"{'target':<18} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
-    for result in results:
-        print(
-            f"{result.label:<18} {result.p50:8.2f} {result.p99:8.2f} {statistics.fmean(result.samples):8.2f}"
+    rows = [
+        "| broker + backend | p50 ms | p99 ms | mean ms | p50 vs Redis | worker RSS MiB (main + children) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    base = results[0].p50 if results and results[0].label.startswith("redis") else None
+    for r in results:
+        ratio = f"{r.p50 / base:.2f}×" if base else "–"
+        rows.append(
+            f"| {r.label} | {r.p50:.2f} | {r.p99:.2f} | {statistics.fmean(r.samples):.2f} | {ratio} "
+            f"| {r.worker_rss_mib:.0f} |"
         )
-    if len(results) == 2:
-        ratio = results[1].p50 / results[0].p50
-        print(f"pgboss p50 / redis p50 = {ratio:.2f} (target <= 1.20)")
+    body = "\n".join(rows) + (
+        f"\n\n`task.delay().get()` of a no-op task, {args.samples} sequential samples after {args.warmup} "
+        "warm-up calls; worker `-P prefork -c 2`. Target: p50 ≤ 1.2× Redis."
+    )
+    print(body)
+    if not args.no_write and len(results) == 2:
+        write_section(
+            ROOT / "BENCHMARKS.md",
+            "Round trip and worker memory",
+            machine(pg),
+            dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "python -m bench.roundtrip",
+            body,
+        )
     return 0
 
 
