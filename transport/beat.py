@@ -38,7 +38,7 @@ from celery import current_app as default_app
 from celery.beat import ScheduleEntry, Scheduler
 
 from transport import cron, outputs
-from transport.db import Database
+from transport.db import CONNECTION_ERRORS, Database
 from transport.manager import JobManager
 
 logger = logging.getLogger("transport.beat")
@@ -219,7 +219,12 @@ class PgBossScheduler(Scheduler):
             logger.exception("beat: pg-boss cron failed; trying again in %ss", ERROR_BACKOFF)
             self._next_pass = max(self._next_pass, now + ERROR_BACKOFF)
             self._next_send_it = max(self._next_send_it, now + ERROR_BACKOFF)
-        delay = super().tick(*args, **kwargs)
+        try:
+            delay = super().tick(*args, **kwargs)
+        except CONNECTION_ERRORS:  # claiming a beat_schedule run: the database is gone for now
+            logger.exception("beat: could not claim a beat entry; trying again in %ss", ERROR_BACKOFF)
+            self._heap = None  # the entry was popped off Celery's heap before the claim: rebuild it
+            delay = ERROR_BACKOFF
         soonest = min(self._next_pass, self._next_send_it) - time.monotonic()
         return max(0.0, min(delay, soonest))
 
