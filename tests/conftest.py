@@ -6,12 +6,11 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 
-import psycopg2
 import pytest
 
-from tests.dbutil import with_database  # noqa: F401  (re-exported for test modules)
+from tests.dbutil import admin_execute, with_database  # noqa: F401  (with_database re-exported)
 from tests.node_fixtures import node_boss, node_dir, scratch_db  # noqa: F401  (shared fixtures)
-from transport.db import Database, dsn_from_url
+from transport.db import Database
 from transport.manager import JobManager
 from zeke.database import database_url
 
@@ -24,26 +23,16 @@ def admin_url() -> str:
     return database_url()
 
 
-def _admin(url: str, statement: str) -> None:
-    conn = psycopg2.connect(dsn_from_url(url))
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="session")
 def db_url(admin_url: str) -> Iterator[str]:
     """A fresh database for this test session, dropped at the end."""
-    _admin(admin_url, f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
-    _admin(admin_url, f'CREATE DATABASE "{TEST_DB}"')
+    admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+    admin_execute(admin_url, f'CREATE DATABASE "{TEST_DB}"')
     url = with_database(admin_url, TEST_DB)
     os.environ["ZEKE_TEST_DATABASE_URL"] = url
     yield url
     if not os.environ.get("ZEKE_KEEP_TEST_DB"):
-        _admin(admin_url, f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+        admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

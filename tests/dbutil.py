@@ -22,14 +22,15 @@ def with_database(url: str, dbname: str) -> str:
 def own_database(admin_url: str, prefix: str) -> Iterator[str]:
     """A database of the caller's own on the test server, dropped afterwards."""
     name = f"zeke_{prefix}_{uuid.uuid4().hex[:8]}"
-    _admin(admin_url, f'CREATE DATABASE "{name}"')
+    admin_execute(admin_url, f'CREATE DATABASE "{name}"')
     try:
         yield with_database(admin_url, name)
     finally:
-        _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _admin(url: str, statement: str) -> None:
+def admin_execute(url: str, statement: str) -> None:
+    """Run one statement on its own autocommit connection (CREATE/DROP DATABASE)."""
     conn = psycopg2.connect(dsn_from_url(url))
     conn.autocommit = True
     try:

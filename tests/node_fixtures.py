@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 
-from tests.dbutil import with_database
+from tests.dbutil import admin_execute, with_database
 from transport.db import dsn_from_url
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
@@ -93,13 +92,7 @@ def scratch_db(admin_url: str) -> Iterator[Callable[[str], str]]:
     made: list[str] = []
 
     def admin(sql: str) -> None:
-        conn = psycopg2.connect(dsn_from_url(admin_url))
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
+        admin_execute(admin_url, sql)
 
     def make(prefix: str = "zeke_scratch") -> str:
         # Random suffix: other sessions may run the same tests against the same server.

@@ -9,35 +9,24 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 from tests.conftest import TEST_DB, with_database
+from tests.dbutil import admin_execute
 from tests.tasks.helpers import FakeOpenAI
-from transport.db import dsn_from_url
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _admin(url: str, statement: str) -> None:
-    conn = psycopg2.connect(dsn_from_url(url))
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")
 def fresh_url(admin_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A database of this module's own, dropped afterwards."""
     name = f"{TEST_DB}_{request.module.__name__.rsplit('.', 1)[-1]}"[:63]
-    _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _admin(admin_url, f'CREATE DATABASE "{name}"')
+    admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_execute(admin_url, f'CREATE DATABASE "{name}"')
     yield with_database(admin_url, name)
     if not os.environ.get("ZEKE_KEEP_TEST_DB"):
-        _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def zeke_env(url: str, **extra: str) -> dict[str, str]:
