@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,21 @@ KEEP_IDLE = 2
 
 #: Errors after which a connection is not worth keeping and the operation may be retried elsewhere.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+def is_stale(conn: Connection) -> bool:
+    """Whether an idle connection is certainly unusable: closed, or the server has written to it.
+
+    A server that terminates a session (a restart, ``pg_terminate_backend``, ``idle_session_timeout``)
+    sends a FATAL error and closes the socket, but libpq only notices on the next statement, which
+    then fails. An idle session is sent nothing unasked (no LISTEN on pooled connections), so a
+    readable socket means it is gone; checking costs one ``poll()`` and no round trip.
+    """
+    if conn.closed:
+        return True
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def dsn_from_url(url: str) -> str:
@@ -117,6 +133,12 @@ class Database:
             )
         try:
             conn = pool.getconn()
+            # Pooled connections the server has closed since (a restart) are replaced, not handed out.
+            for _ in range(self.max_connections):
+                if not is_stale(conn):
+                    break
+                pool.putconn(conn, close=True)
+                conn = pool.getconn()
         except BaseException:
             slots.release()
             raise

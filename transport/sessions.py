@@ -7,7 +7,8 @@ as it ends, one round trip instead of three. The fetch/settle session also turns
 while publishes keep durable commits.
 
 One connection per thread (producers may be threaded), created lazily, replaced after a
-connection error, and never touched by a forked child (the child opens its own).
+connection error or once the server has closed it, and never touched by a forked child (the child
+opens its own).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-from transport.db import CONNECTION_ERRORS, Connection, Database
+from transport.db import CONNECTION_ERRORS, Connection, Database, is_stale
 
 
 class Sessions:
@@ -31,8 +32,10 @@ class Sessions:
 
     def _connection(self) -> Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is not None and not conn.closed and self._local.pid == os.getpid():
-            return conn
+        if conn is not None and self._local.pid == os.getpid():
+            if not is_stale(conn):
+                return conn
+            conn.close()  # the server closed it meanwhile (a restart): a new one, not a failed statement
         conn = self.db.connect(autocommit=True)
         with conn.cursor() as cur:
             for statement in self.setup():
