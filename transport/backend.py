@@ -77,6 +77,8 @@ _FINISHED = frozenset({"completed", "failed", "cancelled"})
 _FINAL_NOTIFY = frozenset({*_FINISHED, *states.READY_STATES})
 #: A waiter re-reads its results this often even without a NOTIFY (results written by Node or SQL).
 REREAD_INTERVAL = 2.0
+#: Seconds a waiter pauses after losing the database before it tries again.
+RECONNECT_DELAY = 0.5
 #: Most task ids remembered as published by this process (older ones are simply re-read).
 PUBLISHED_MAX = 10_000
 #: Statements run prepared: planning them costs more than running them (see transport.prepared).
@@ -255,8 +257,22 @@ class PgBossResultConsumer(BaseResultConsumer):
                 conn.poll()
             notifies = list(conn.notifies)
             conn.notifies.clear()
-        except CONNECTION_ERRORS:
-            logger.warning("result backend: LISTEN connection lost; reconnecting", exc_info=True)
+            wanted: set[str] = set()
+            with self._lock:
+                for notify in notifies:
+                    key, _, state = notify.payload.partition(" ")
+                    final = state in _FINAL_NOTIFY
+                    if key in self.subscribed and (final or self.on_message is not None):
+                        wanted.add(self.subscribed[key])
+                    elif final and key in self._published:
+                        self._published[key] = True
+            self._reread(wanted)
+            if time.monotonic() - self._last_reread >= REREAD_INTERVAL:
+                self._reread_all()
+        except CONNECTION_ERRORS as exc:
+            # The LISTEN socket or a re-read lost the database (a restart): waiters keep waiting,
+            # and once connected again everything waited for is re-read.
+            logger.warning("result backend: database connection lost (%s); reconnecting", exc)
             with self._lock:
                 if self._conn is not None:
                     with contextlib.suppress(Exception):
@@ -264,19 +280,7 @@ class PgBossResultConsumer(BaseResultConsumer):
                 self._conn = None
                 self._reconnected = True
                 self._published.clear()  # announcements may have been lost with the connection
-            return
-        wanted: set[str] = set()
-        with self._lock:
-            for notify in notifies:
-                key, _, state = notify.payload.partition(" ")
-                final = state in _FINAL_NOTIFY
-                if key in self.subscribed and (final or self.on_message is not None):
-                    wanted.add(self.subscribed[key])
-                elif final and key in self._published:
-                    self._published[key] = True
-        self._reread(wanted)
-        if time.monotonic() - self._last_reread >= REREAD_INTERVAL:
-            self._reread_all()
+            time.sleep(RECONNECT_DELAY if timeout is None else min(timeout, RECONNECT_DELAY))
 
     def _reread_all(self) -> None:
         self._last_reread = time.monotonic()
