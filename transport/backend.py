@@ -54,7 +54,7 @@ from celery.result import task_join_will_block
 from kombu.utils import json as kombu_json
 from kombu.utils.url import maybe_sanitize_url
 
-from transport import outputs
+from transport import heartbeat, outputs
 from transport.db import CONNECTION_ERRORS, Connection
 from transport.envelope import RESERVED_KEY, job_id_for
 from transport.manager import JobManager
@@ -436,7 +436,21 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
                 "result backend: job %s already left state active; failure of %s dropped", ref.id, task_id
             )
             return
-        moved = self._fail(ref, self._error_output(exc, traceback))
+        try:
+            moved = self._fail(ref, self._error_output(exc, traceback))
+        except CONNECTION_ERRORS as error:
+            # Nothing could be recorded. In the worker's main process (where a pool child's failure
+            # to write lands) the job is then let go: pg-boss retries it after its heartbeat
+            # timeout, instead of it staying active, heartbeated, until its expiry.
+            if not heartbeat.release(ref.id):
+                raise
+            logger.error(
+                "result backend: could not record the end of job %s (%s); pg-boss retries it once its "
+                "heartbeat runs out",
+                ref.id,
+                error,
+            )
+            return
         if not any(row["state"] == "failed" for row in moved):
             # pg-boss will run the job again (retry with backoff), or another attempt owns it:
             # not a Celery failure yet, so no chord error, chain failure or errback.

@@ -11,13 +11,33 @@ restored), so the set tracks exactly what is still ours.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import defaultdict
 
 from transport.manager import JobManager
 
 logger = logging.getLogger(__name__)
+
+#: Every heartbeat of this process (and, after a fork, the parent's: told apart by ``pid``).
+_instances: weakref.WeakSet[Heartbeat] = weakref.WeakSet()
+
+
+def release(job_id: str) -> bool:
+    """Stop heartbeating a job this process holds, so pg-boss retries it once its heartbeat runs out.
+
+    For a job whose end could not be recorded (the result backend lost the database): left
+    heartbeated, it would stay ``active`` until its expiry (an hour by default). Returns whether a
+    heartbeat of this process held it.
+    """
+    held = False
+    for heartbeat in list(_instances):
+        if heartbeat.pid == os.getpid() and job_id in heartbeat._jobs:
+            heartbeat.discard(job_id)
+            held = True
+    return held
 
 
 class Heartbeat:
@@ -32,6 +52,8 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.pid = os.getpid()
+        _instances.add(self)
 
     def start(self) -> None:
         if self._thread is None:
