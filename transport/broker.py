@@ -145,6 +145,15 @@ class QoS(virtual.QoS):
         return []  # failures are logged: jobs left active come back through expiry/heartbeat
 
 
+def _running_tasks() -> frozenset[str]:
+    """Ids of the tasks this Celery worker process is running (none outside a worker)."""
+    try:
+        from celery.worker import state
+    except ImportError:  # Kombu without Celery
+        return frozenset()
+    return frozenset(str(request.id) for request in state.active_requests)
+
+
 class Channel(virtual.Channel):
     QoS = QoS
     supports_fanout = True
@@ -458,8 +467,13 @@ class Channel(virtual.Channel):
 
     def _restore_tags(self, tags: Iterable[str]) -> None:
         restored = 0
+        # A job whose task runs right now (the connection was lost, not the worker) is left to the
+        # result backend, still heartbeated: handed back, it would run a second time beside this run.
+        running = _running_tasks() if not self.settle_on_ack else frozenset()
         for tag in tags:
             held = self._held.pop(tag, None)
+            if isinstance(held, Held) and held.id in running:
+                continue
             if isinstance(held, Held):
                 self.connection.heartbeat.discard(held.id)
                 self.connection.settler.restore(held)
