@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.dbutil import admin_execute, with_database  # noqa: F401  (with_database re-exported)
+from tests.dbutil import admin_execute, own_database, with_database  # noqa: F401  (with_database re-exported)
 from tests.node_fixtures import node_boss, node_dir, scratch_db  # noqa: F401  (shared fixtures)
 from transport.db import Database
 from transport.manager import JobManager
@@ -23,8 +23,16 @@ def admin_url() -> str:
     return database_url()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "own_database(prefix): the module's db_url and database are a database of its own "
+        "(zeke_<prefix>_<random>, dropped after the module) instead of the session's",
+    )
+
+
 @pytest.fixture(scope="session")
-def db_url(admin_url: str) -> Iterator[str]:
+def session_db_url(admin_url: str) -> Iterator[str]:
     """A fresh database for this test session, dropped at the end."""
     admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
     admin_execute(admin_url, f'CREATE DATABASE "{TEST_DB}"')
@@ -36,7 +44,36 @@ def db_url(admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database(db_url: str) -> Iterator[Database]:
+def session_database(session_db_url: str) -> Iterator[Database]:
+    db = Database(session_db_url, max_connections=16, application_name="zeke-tests")
+    yield db
+    db.close()
+
+
+def _own_database_prefix(request: pytest.FixtureRequest) -> str | None:
+    """The prefix of a module marked ``own_database(prefix)``, else None."""
+    marker = request.node.get_closest_marker("own_database")
+    return None if marker is None else marker.args[0]
+
+
+@pytest.fixture(scope="module")
+def db_url(request: pytest.FixtureRequest, admin_url: str) -> Iterator[str]:
+    """The test database: the session's, or one of the module's own when the module is marked
+    ``pytest.mark.own_database(prefix)`` (its tests then never meet other modules' rows)."""
+    prefix = _own_database_prefix(request)
+    if prefix is None:
+        yield request.getfixturevalue("session_db_url")
+        return
+    with own_database(admin_url, prefix) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def database(request: pytest.FixtureRequest, db_url: str) -> Iterator[Database]:
+    """A connection pool on :func:`db_url` (the session's pool unless the module has its own database)."""
+    if _own_database_prefix(request) is None:
+        yield request.getfixturevalue("session_database")
+        return
     db = Database(db_url, max_connections=16, application_name="zeke-tests")
     yield db
     db.close()

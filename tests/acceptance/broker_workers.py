@@ -214,7 +214,10 @@ _shared: list[BrokerEnv] = []
 
 @pytest.fixture(scope="session")
 def broker_env(
-    request: pytest.FixtureRequest, db_url: str, database: Database, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    session_db_url: str,
+    session_database: Database,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> BrokerEnv:
     """One schema and two workers (w1, w2: prefork -c 2, task events on) for the whole session.
 
@@ -222,7 +225,7 @@ def broker_env(
     the environment (and stops it at the end of the session), the others share it.
     """
     if not _shared:
-        env = make_env(db_url, database, tmp_path_factory.mktemp("broker-workers"))
+        env = make_env(session_db_url, session_database, tmp_path_factory.mktemp("broker-workers"))
         request.addfinalizer(lambda: (drop_env(env), _shared.clear()))
         queues = ["celery", "fragile", "analyze-story", "story-routed"]
         workers = [env.worker(name, queues, args=["-E"]).start(wait=False) for name in ("w1", "w2")]

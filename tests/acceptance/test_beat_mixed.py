@@ -19,20 +19,19 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
 
-from tests.dbutil import own_database
 from transport import names
 from transport.beat import PgBossScheduleEntry
 from transport.db import Database, dsn_from_url
 from transport.manager import JobManager
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, pytest.mark.own_database("beat_mixed")]
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 24
@@ -46,12 +45,6 @@ pgboss_cron_monitor_interval = 0.2
 pgboss_cron_worker_interval = 0.2
 pgboss_schedules = [{{"name": "mixed-py", "cron": "* * * * *", "data": {{"from": "python"}}}}]
 """
-
-
-@pytest.fixture(scope="module")
-def db_url(admin_url: str) -> Iterator[str]:
-    with own_database(admin_url, "beat_mixed") as url:
-        yield url
 
 
 class Lines:

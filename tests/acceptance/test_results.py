@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from celery import Celery, chord, group, states
 
-from tests.dbutil import own_database
 from transport.backend import PgBossBackend
 from transport.db import Database
 from transport.manager import JobManager
+
+pytestmark = pytest.mark.own_database("results_e2e")
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = "tests.acceptance.test_results_tasks"
@@ -30,13 +31,6 @@ QUEUES: dict[str, dict[str, Any]] = {
     "zt-retry": {"retry_limit": 1, "retry_delay": 1, "retry_backoff": False},
     "celery": {"retry_limit": 0},
 }
-
-
-@pytest.fixture(scope="module")
-def db_url(admin_url: str) -> Iterator[str]:
-    """A database of this module's own: other sessions on the same server recreate zeke_test."""
-    with own_database(admin_url, "results_e2e") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -21,28 +21,14 @@ from celery.exceptions import ImproperlyConfigured, TaskRevokedError
 from celery.worker.request import Request
 from kombu import Message
 
-from tests.dbutil import own_database
 from transport import envelope
 from transport.backend import PgBossBackend, request_attempt, request_queue
-from transport.db import Database
 from transport.envelope import job_id_for
 from transport.manager import FetchedJob, JobManager
 
+pytestmark = pytest.mark.own_database("results")
+
 QUEUE = "results-q"
-
-
-@pytest.fixture(scope="module")
-def db_url(admin_url: str) -> Iterator[str]:
-    """A database of this module's own: other sessions on the same server recreate zeke_test."""
-    with own_database(admin_url, "results") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def database(db_url: str) -> Iterator[Database]:
-    database = Database(db_url, max_connections=16, application_name="zeke-tests")
-    yield database
-    database.close()
 
 
 @pytest.fixture

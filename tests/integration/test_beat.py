@@ -15,28 +15,15 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from tests.dbutil import own_database
 from transport import cron, names
 from transport.beat import PgBossScheduleEntry, PgBossScheduler, close_timekeepers
 from transport.db import Database
 from transport.exceptions import InvalidOption
 from transport.manager import JobManager
 
+pytestmark = pytest.mark.own_database("beat")
+
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture(scope="module")
-def db_url(admin_url: str) -> Iterator[str]:
-    """A database of this module's own: other sessions on the same server recreate zeke_test."""
-    with own_database(admin_url, "beat") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def database(db_url: str) -> Iterator[Database]:
-    database = Database(db_url, max_connections=16, application_name="zeke-tests")
-    yield database
-    database.close()
 
 
 @pytest.fixture

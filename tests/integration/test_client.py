@@ -20,31 +20,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from tests.dbutil import own_database
 from transport import outputs
 from transport.db import Database, dsn_from_url
 from transport.exceptions import InvalidJobId, InvalidOption, InvalidPayload, InvalidQueueName, QueueNotFound
 from transport.manager import JobManager
 from zeke import client
 
+pytestmark = pytest.mark.own_database("client")
+
 ROOT = Path(__file__).resolve().parents[2]
 TASK = "zeke.test-task"
-PREFIX = "client"
-
-
-@pytest.fixture(scope="module")
-def db_url(admin_url: str) -> Iterator[str]:
-    """A database of this module's own (overrides the shared one): other pytest sessions on the same
-    server drop and recreate the shared ``zeke_test`` database whenever they start."""
-    with own_database(admin_url, PREFIX) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def database(db_url: str) -> Iterator[Database]:
-    db = Database(db_url, max_connections=16, application_name="zeke-tests")
-    yield db
-    db.close()
 
 
 @pytest.fixture

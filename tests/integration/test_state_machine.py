@@ -29,33 +29,18 @@ from typing import Any
 import psycopg2
 import pytest
 
-from tests.dbutil import own_database
 from transport import names, outputs
 from transport.db import Database
 from transport.exceptions import InvalidJobId, InvalidOption, InvalidPayload, InvalidQueueName, QueueNotFound
 from transport.manager import FetchedJob, JobManager
+
+pytestmark = pytest.mark.own_database("sm")
 
 Q = "q"
 DLQ = "dlq"
 ERROR = outputs.error_output(ValueError("boom"), "ValueError: boom\n  at test")
 DAY = 24 * 3600
 DELETED = object()  # expectation: the row is gone
-PREFIX = "sm"
-
-
-@pytest.fixture(scope="module")
-def db_url(admin_url: str) -> Iterator[str]:
-    """A database of this module's own (overrides the shared one): other pytest sessions on the same
-    server drop and recreate the shared ``zeke_test`` database whenever they start."""
-    with own_database(admin_url, PREFIX) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def database(db_url: str) -> Iterator[Database]:
-    db = Database(db_url, max_connections=16, application_name="zeke-tests")
-    yield db
-    db.close()
 
 
 # --------------------------------------------------------------------------------------------------

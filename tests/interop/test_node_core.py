@@ -15,40 +15,23 @@ import datetime as dt
 import json
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.dbutil import own_database
 from transport import outputs
 from transport import schema as pgschema
-from transport.db import Database, dsn_from_url
+from transport.db import dsn_from_url
 from transport.manager import JobManager
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, pytest.mark.own_database("interop")]
 
 #: Release -> the schema version it runs on.
 RELEASES = {"12.38": 46, "12.5": 26}
 MS = dt.timedelta(milliseconds=1)  # Node's dates carry milliseconds only
-PREFIX = "interop"
-
-
-@pytest.fixture(scope="module")
-def db_url(admin_url: str) -> Iterator[str]:
-    """A database of this module's own (overrides the shared one): other pytest sessions on the same
-    server drop and recreate the shared ``zeke_test`` database whenever they start."""
-    with own_database(admin_url, PREFIX) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def database(db_url: str) -> Iterator[Database]:
-    db = Database(db_url, max_connections=16, application_name="zeke-tests")
-    yield db
-    db.close()
 
 
 class Node:
