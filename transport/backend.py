@@ -44,7 +44,6 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from celery import states
 from celery.backends.asynchronous import AsyncBackendMixin, BaseResultConsumer
@@ -82,15 +81,12 @@ RECONNECT_DELAY = 0.5
 #: Most task ids remembered as published by this process (older ones are simply re-read).
 PUBLISHED_MAX = 10_000
 #: Statements run prepared: planning them costs more than running them (see transport.prepared).
+#: Statements that look jobs up by id (get_job, get_task_results, set_result, fail_jobs, cancel_jobs)
+#: are planned per call instead: generic plans made while a queue was small kept scanning it as it grew.
 PREPARED_STATEMENTS = (
-    "get_task_results",
     "get_results",
-    "set_result",
     "incr_result",
     "complete_jobs",
-    "fail_jobs",
-    "cancel_jobs",
-    "get_job",
 )
 #: Expired values are swept at most this often per process.
 SWEEP_INTERVAL = 600.0
@@ -329,7 +325,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         options = {**(conf.broker_transport_options or {}), **(conf.result_backend_transport_options or {})}
         self.url = _database_url(url or conf.result_backend or "")
         self.database = PreparedDatabase(
-            _generic_plans(self.url),
+            self.url,
             max_connections=int(options.get("max_connections", 8)),
             application_name="zeke-results",
         )
@@ -744,14 +740,6 @@ def _database_url(url: str) -> str:
     if sep and ":" in scheme:
         return "postgresql://" + rest
     return url
-
-
-def _generic_plans(url: str) -> str:
-    """The URL with generic plans forced for prepared statements (re-planning is what preparing avoids)."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    query.setdefault("options", "-c plan_cache_mode=force_generic_plan")
-    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
 def _to_json_value(value: Any) -> Any:

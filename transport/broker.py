@@ -630,12 +630,8 @@ class Transport(virtual.Transport):
         query.setdefault("keepalives_idle", "30")
         query.setdefault("keepalives_interval", "10")
         query.setdefault("keepalives_count", "3")
-        if "options" not in query:
-            # Generic plans for the prepared statements: re-planning is what preparing avoids.
-            options = "-c plan_cache_mode=force_generic_plan"
-            if self.statement_timeout:
-                options += f" -c statement_timeout={int(self.statement_timeout * 1000)}"
-            query["options"] = options
+        if "options" not in query and self.statement_timeout:
+            query["options"] = f"-c statement_timeout={int(self.statement_timeout * 1000)}"
         return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
     def as_uri(self, uri: str, include_password: bool = False, mask: str = "**") -> str:

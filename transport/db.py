@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import threading
 from collections.abc import Iterator
@@ -53,6 +54,26 @@ def dsn_from_url(url: str) -> str:
     return "postgresql://" + rest
 
 
+#: Session settings of every connection, unless the URL's ``options`` sets them: pg-boss statements
+#: are short OLTP statements, and JIT compiling one (its cost estimate crosses ``jit_above_cost`` once
+#: a queue holds a backlog, as the fetch's per-row singleton check does) took 450 ms per fetch.
+SESSION_SETTINGS: dict[str, str] = {"jit": "off"}
+
+_SETTING = re.compile(r"-c\s*([\w.]+)=")
+
+
+def with_session_settings(dsn: str, settings: dict[str, str]) -> str:
+    """The DSN with ``-c name=value`` session settings added to its ``options`` (the caller's win).
+    Options given in the DSN replace libpq's ``PGOPTIONS``, so those are carried over first."""
+    params = psycopg2.extensions.parse_dsn(dsn)
+    options = params.get("options", os.environ.get("PGOPTIONS", ""))
+    present = set(_SETTING.findall(options))
+    added = " ".join(f"-c {name}={value}" for name, value in settings.items() if name not in present)
+    if added:
+        params["options"] = f"{options} {added}".strip()
+    return psycopg2.extensions.make_dsn(**params)
+
+
 def raw_connection(conn: Any) -> Connection:
     """The psycopg2 connection behind a psycopg2 connection, SQLAlchemy Connection or Session."""
     if isinstance(conn, Connection):
@@ -73,9 +94,11 @@ class Database:
 
     #: Cursor class of :meth:`cursor` (a subclass may prepare hot statements, see transport.prepared).
     cursor_factory: type[psycopg2.extras.RealDictCursor] = psycopg2.extras.RealDictCursor
+    #: Session settings of this pool's connections (see :data:`SESSION_SETTINGS`).
+    session_settings: dict[str, str] = SESSION_SETTINGS
 
     def __init__(self, url: str, *, max_connections: int = 8, application_name: str = "zeke") -> None:
-        self.dsn = dsn_from_url(url)
+        self.dsn = with_session_settings(dsn_from_url(url), self.session_settings)
         self.max_connections = max_connections
         self.application_name = application_name
         self._lock = threading.Lock()

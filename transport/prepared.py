@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg2.extras
 
-from transport.db import Database
+from transport.db import SESSION_SETTINGS, Database
 
 _PARAM = re.compile(r"%\((\w+)\)s")
 
@@ -64,16 +64,22 @@ class PreparingCursor(psycopg2.extras.RealDictCursor):
         entry = _registry.get(query) if isinstance(query, str) and isinstance(vars, Mapping) else None
         if entry is None:
             return super().execute(query, vars)
-        name, text, names = entry
+        name, text, _ = entry
         with _lock:
             done = _prepared.setdefault(self.connection, set())
         if name not in done:
             super().execute(f"PREPARE {name} AS {text}")
             done.add(name)
-        if not names:
-            return super().execute(f"EXECUTE {name}")
-        placeholders = ", ".join(["%s"] * len(names))
-        return super().execute(f"EXECUTE {name} ({placeholders})", [_argument(vars[n]) for n in names])
+        return super().execute(*execute_statement(query, vars))
+
+
+def execute_statement(sql: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """The ``EXECUTE`` of a registered statement (prepared on the connection), and its arguments."""
+    name, _, names = _registry[sql]
+    if not names:
+        return f"EXECUTE {name}", []
+    placeholders = ", ".join(["%s"] * len(names))
+    return f"EXECUTE {name} ({placeholders})", [_argument(params[n]) for n in names]
 
 
 def _argument(value: Any) -> Any:
@@ -93,6 +99,11 @@ def _element(value: str | int | float) -> str:
 
 
 class PreparedDatabase(Database):
-    """A :class:`~transport.db.Database` whose cursors prepare registered statements."""
+    """A :class:`~transport.db.Database` whose cursors prepare registered statements, planned once:
+    generic plans, since re-planning on every call is what preparing avoids (PostgreSQL's ``auto``
+    mode kept re-planning the fetch, whose generic cost estimate is the higher one). A registered
+    statement must have a generic plan that stays an index lookup however the table grows after it
+    was planned (tests/integration/test_generic_plans.py checks every one)."""
 
     cursor_factory = PreparingCursor
+    session_settings = {**SESSION_SETTINGS, "plan_cache_mode": "force_generic_plan"}

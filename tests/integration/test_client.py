@@ -369,7 +369,8 @@ def test_get_manager_is_built_once_from_the_environment(monkeypatch: pytest.Monk
         manager = client.get_manager()
         assert client.get_manager() is manager
         assert manager.schema == "zeke_client_probe"
-        assert manager.db.dsn == dsn_from_url(db_url)
+        expected = psycopg2.extensions.parse_dsn(dsn_from_url(db_url))
+        assert psycopg2.extensions.parse_dsn(manager.db.dsn) == {**expected, "options": "-c jit=off"}
     finally:
         client.set_manager(previous)
         get_settings.cache_clear()

@@ -444,7 +444,7 @@ def test_node_runs_on_python_schema(scratch_db, node_boss: NodeBoss) -> None:
 
 def test_lock_key_matches_node(scratch_db, node_boss: NodeBoss) -> None:
     url = scratch_db("zeke_schema_py")
-    dbname = url.rsplit("/", 1)[1]
+    dbname = psycopg2.extensions.parse_dsn(dsn_from_url(url))["dbname"]
     conn = connect(url)
     try:
         with conn.cursor() as cur:

@@ -69,14 +69,14 @@ WITH queues AS (
   FROM unnest(%(names)s::text[]) AS n(name)
 ),
 candidates AS (
-  SELECT c.name, c.id, c.priority, c.created_on,
+  SELECT c.tid, c.ctid, c.name, c.id, c.priority, c.created_on,
     -- singleton/stately: one active job per key, so at most one per key in a batch (pg-boss 12.38)
     CASE WHEN c.policy IN ('singleton', 'stately') THEN row_number() OVER (
       PARTITION BY c.name, c.policy, COALESCE(c.singleton_key, '') ORDER BY c.priority DESC, c.created_on)
     ELSE 1 END AS key_rank
   FROM queues q
   CROSS JOIN LATERAL (
-    SELECT j.name, j.id, j.priority, j.created_on, j.policy, j.singleton_key
+    SELECT j.tableoid AS tid, j.ctid, j.name, j.id, j.priority, j.created_on, j.policy, j.singleton_key
     FROM {schema}.job j
     WHERE j.name = q.name
       AND j.state < 'active'
@@ -93,7 +93,7 @@ candidates AS (
   ) c
 ),
 next AS (
-  SELECT name, id FROM candidates WHERE key_rank = 1 ORDER BY priority DESC, created_on LIMIT %(batch_size)s
+  SELECT tid, ctid FROM candidates WHERE key_rank = 1 ORDER BY priority DESC, created_on LIMIT %(batch_size)s
 ),
 updated AS (
 UPDATE {schema}.job j SET
@@ -102,7 +102,9 @@ UPDATE {schema}.job j SET
   /*if:heartbeat*/heartbeat_on = {now},/*end*/
   retry_count = CASE WHEN j.started_on IS NOT NULL THEN j.retry_count + 1 ELSE j.retry_count END
 FROM next
-WHERE j.name = next.name AND j.id = next.id
+-- The locked row itself (a TID scan), not a key lookup: a generic plan made while the table was
+-- empty looked (name, id) up through an index on name alone, scanning the whole queue per fetch.
+WHERE j.tableoid = next.tid AND j.ctid = next.ctid
 RETURNING j.id, j.name, j.data, j.priority, j.retry_count, j.retry_limit, j.expire_seconds,
   /*if:heartbeat*/j.heartbeat_seconds/*else*/NULL::int AS heartbeat_seconds/*end*/,
   j.created_on, j.start_after, j.keep_until, j.singleton_key
