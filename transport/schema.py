@@ -20,7 +20,7 @@ import psycopg2.extensions
 from transport.db import Connection, raw_connection
 from transport.exceptions import PgBossError, UnsupportedSchemaVersion
 from transport.names import validate_schema_name
-from transport.sql import schema_ddl
+from transport.sql import schema_ddl, statement
 
 #: The oldest schema zeke serves: pg-boss 12.0 (the same schema as 11.1).
 MIN_VERSION = 26
@@ -76,13 +76,6 @@ FEATURE_PROBES: dict[str, tuple[str | None, str]] = {
     "upsert": ("job", "upsert_by_key"),  # 45+
 }
 
-# pg-boss's advisory lock key: the first 64 bits of sha224('<database>.pgboss.<schema><key>').
-# The text after the database name is a bind parameter, so a key never needs quoting.
-_LOCK_KEY_SQL = (
-    "('x' || encode(sha224((current_database() || '.pgboss.' || %(lock_name)s)::bytea), 'hex'))"
-    "::bit(64)::bigint"
-)
-
 
 @dataclasses.dataclass(frozen=True)
 class SchemaInfo:
@@ -124,8 +117,10 @@ def quote_schema(schema: str) -> str:
 
 
 def lock_key_sql(schema: str, key: str = "") -> tuple[str, dict[str, str]]:
-    """SQL for pg-boss's advisory lock key of ``schema`` + ``key`` and its parameters."""
-    return _LOCK_KEY_SQL, {"lock_name": validate_schema_name(schema) + key}
+    """SQL for pg-boss's advisory lock key of ``schema`` + ``key`` and its parameters: the first 64 bits
+    of sha224('<database>.pgboss.<schema><key>'), with the text after the database name bound as a
+    parameter, so a key never needs quoting."""
+    return statement("_lock_key"), _lock_params(schema, key)
 
 
 def lock_sql(schema: str, key: str = "", *, wait: bool = True) -> tuple[str, dict[str, str]]:
@@ -135,9 +130,11 @@ def lock_sql(schema: str, key: str = "", *, wait: bool = True) -> tuple[str, dic
     "<table>deletion", "queue-stats", ... With ``wait=False`` the statement returns whether it got
     the lock (pg_try_advisory_xact_lock) instead of waiting.
     """
-    key_sql, params = lock_key_sql(schema, key)
-    function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
-    return f"SELECT {function}({key_sql})", params
+    return statement("schema_lock" if wait else "schema_try_lock"), _lock_params(schema, key)
+
+
+def _lock_params(schema: str, key: str) -> dict[str, str]:
+    return {"lock_name": validate_schema_name(schema) + key}
 
 
 def lock_key(database: str, schema: str, key: str = "") -> int:
@@ -160,7 +157,7 @@ def _reading(conn: Connection) -> Iterator[psycopg2.extensions.cursor]:
 
 
 def _version_table_exists(cur: psycopg2.extensions.cursor, schema: str) -> bool:
-    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (quote_schema(schema) + ".version",))
+    cur.execute(statement("schema_version_table_exists"), {"relation": quote_schema(schema) + ".version"})
     return bool(cur.fetchone()[0])
 
 
@@ -171,7 +168,7 @@ def detect(conn: Any, schema: str = DEFAULT_SCHEMA) -> SchemaInfo:
     with _reading(conn) as cur:
         if not _version_table_exists(cur, schema):
             return SchemaInfo(schema, None)
-        cur.execute(f"SELECT version FROM {quoted}.version")
+        cur.execute(statement("schema_version", {"schema": quoted}))
         rows = cur.fetchall()
         if len(rows) != 1:
             raise UnsupportedSchemaVersion(
@@ -179,27 +176,9 @@ def detect(conn: Any, schema: str = DEFAULT_SCHEMA) -> SchemaInfo:
                 "this is not a pg-boss schema zeke can serve"
             )
         version = int(rows[0][0])
-        # Catalog names are exact: the schema is always used as a quoted identifier.
-        cur.execute(
-            """
-            SELECT c.relname, a.attname
-            FROM pg_attribute a
-            JOIN pg_class c ON c.oid = a.attrelid
-            JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %(schema)s AND c.relname IN ('job', 'queue', 'schedule')
-              AND a.attnum > 0 AND NOT a.attisdropped
-            ORDER BY c.relname, a.attnum
-            """,
-            {"schema": schema},
-        )
+        cur.execute(statement("schema_columns"), {"schema": schema})
         columns = cur.fetchall()
-        cur.execute(
-            """
-            SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-            WHERE n.nspname = %(schema)s
-            """,
-            {"schema": schema},
-        )
+        cur.execute(statement("schema_functions"), {"schema": schema})
         functions = {row[0] for row in cur.fetchall()}
     present = set(columns)
     features = frozenset(
@@ -263,8 +242,7 @@ def install(conn: Any, schema: str = DEFAULT_SCHEMA) -> bool:
     conn.autocommit = False  # everything below is one transaction
     try:
         with conn.cursor() as cur:
-            cur.execute("SET LOCAL lock_timeout = 30000")
-            cur.execute("SET LOCAL idle_in_transaction_session_timeout = 30000")
+            cur.execute(statement("schema_install_timeouts"))
             cur.execute(*lock_sql(schema))
             if _version_table_exists(cur, schema):
                 conn.rollback()

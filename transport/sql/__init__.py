@@ -58,6 +58,17 @@ def render(template: str, features: Iterable[str], values: Mapping[str, str]) ->
     return _PLACEHOLDER.sub(fill, _PLACEHOLDER.sub(fill, text))
 
 
+def _inline_fragments(body: str) -> str:
+    """``body`` with each ``{_name}`` replaced by fragment ``_name``'s text (fragments may nest once)."""
+    raw = raw_queries()
+
+    def inline(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return raw[name] if name.startswith("_") and name in raw else match.group(0)
+
+    return _PLACEHOLDER.sub(inline, _PLACEHOLDER.sub(inline, body))
+
+
 def resolve(features: Iterable[str], values: Mapping[str, str]) -> dict[str, str]:
     """All statements rendered for one schema.
 
@@ -65,19 +76,20 @@ def resolve(features: Iterable[str], values: Mapping[str, str]) -> dict[str, str
     the fragment's text before anything else is resolved.
     """
     features = tuple(features)
-    raw = raw_queries()
-    fragments = {name: body for name, body in raw.items() if name.startswith("_")}
+    return {
+        name: render(_inline_fragments(body), features, values)
+        for name, body in raw_queries().items()
+        if not name.startswith("_")
+    }
 
-    def inline(match: re.Match[str]) -> str:
-        return fragments[match.group(1)] if match.group(1) in fragments else match.group(0)
 
-    resolved = {}
-    for name, body in raw.items():
-        if name.startswith("_"):
-            continue
-        expanded = _PLACEHOLDER.sub(inline, _PLACEHOLDER.sub(inline, body))
-        resolved[name] = render(expanded, features, values)
-    return resolved
+def statement(name: str, values: Mapping[str, str] | None = None, features: Iterable[str] = ()) -> str:
+    """One named statement (or fragment) rendered on its own, as :func:`resolve` renders it.
+
+    For code that runs before a schema's features are known (transport.schema reads them from the
+    catalog), where :func:`resolve` and the values it needs are not available yet.
+    """
+    return render(_inline_fragments(raw_queries()[name]), features, values or {})
 
 
 def schema_ddl(version: int) -> str:
