@@ -70,7 +70,7 @@ def declare(task_id: str) -> SchemaTask:
             ctx.logger.warning("job_retry_later", seconds=exc.seconds, error=str(exc))
             raise ctx.task.retry(countdown=exc.seconds, exc=exc, max_retries=RETRY_LATER_LIMIT) from None
         except PermanentError as exc:
-            ctx.task._fail_for_good(ctx.job_id, exc)
+            ctx.task.fail_for_good(ctx.job_id, exc)
             raise
 
     # One origin per task id for the registry's duplicate check, and readable tracebacks.
@@ -115,9 +115,9 @@ def schedules(tz: str | None = None) -> list[dict[str, Any]]:
 def install_schedules(celery_app: Any = app) -> None:
     """Add the seed's schedules to ``app.conf.pgboss_schedules`` (beat and ``zeke init`` install them);
     an entry the app already has for the same queue and key wins."""
-    from transport.beat import _schedule_list
+    from transport.beat import schedule_list
 
-    entries = _schedule_list(celery_app.conf.get("pgboss_schedules"))
+    entries = schedule_list(celery_app.conf.get("pgboss_schedules"))
     taken = {(e["name"], e.get("key") or "") for e in entries}
     entries += [e for e in schedules() if (e["name"], "") not in taken]
     celery_app.conf.pgboss_schedules = entries

@@ -76,7 +76,8 @@ def close_timekeepers() -> None:
             keeper.manager.db.close()
 
 
-def _queue_options(app: Celery) -> Mapping[str, Any]:
+def queue_options(app: Celery) -> Mapping[str, Any]:
+    """The app's ``broker_transport_options["queue_options"]``: ``{queue: create_queue kwargs}``."""
     return (app.conf.broker_transport_options or {}).get("queue_options") or {}
 
 
@@ -117,7 +118,7 @@ class PgBossScheduleEntry:
     def save(self) -> PgBossScheduleEntry:
         """Create or replace the row (and the queue if missing); running beats see it on their next pass."""
         keeper = timekeeper_for(self.app)
-        keeper.manager.create_queue(self.name, **dict(_queue_options(self.app).get(self.name) or {}))
+        keeper.manager.create_queue(self.name, **dict(queue_options(self.app).get(self.name) or {}))
         keeper.schedule(self.name, self.cron, self.data, self.options, key=self.key, tz=self.tz)
         return self
 
@@ -176,9 +177,7 @@ class PgBossScheduler(Scheduler):
         super().setup_schedule()  # Celery's default entries and beat_schedule, into self.data
         self.timekeeper.start()
         self._ensure_entry_store()
-        self.timekeeper.install(
-            _schedule_list(self.app.conf.get("pgboss_schedules")), _queue_options(self.app)
-        )
+        self.timekeeper.install(schedule_list(self.app.conf.get("pgboss_schedules")), queue_options(self.app))
         self._load_entries(self.schedule.values())
 
     def _ensure_entry_store(self) -> None:
@@ -256,7 +255,7 @@ class PgBossScheduler(Scheduler):
         self.manager.db.close()  # pid-guarded; reopened lazily if this process schedules again
 
 
-def _schedule_list(value: Any) -> list[dict[str, Any]]:
+def schedule_list(value: Any) -> list[dict[str, Any]]:
     """``pgboss_schedules`` as a list of dicts, accepting ``{queue: {...}}`` as well."""
     if not value:
         return []

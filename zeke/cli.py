@@ -139,10 +139,10 @@ def init(as_json: bool) -> None:
 
 def _install_schedules(tasks: Any) -> list[str]:
     """The app's ``pgboss_schedules`` as beat installs them, each payload checked against its task."""
-    from transport.beat import _queue_options, _schedule_list, timekeeper_for
+    from transport.beat import queue_options, schedule_list, timekeeper_for
     from zeke.app import app
 
-    entries = _schedule_list(app.conf.get("pgboss_schedules"))
+    entries = schedule_list(app.conf.get("pgboss_schedules"))
     from zeke.schema_task import PayloadInvalid
 
     for entry in entries:
@@ -152,7 +152,7 @@ def _install_schedules(tasks: Any) -> list[str]:
             except PayloadInvalid as exc:
                 fail(f"schedule {entry['name']} {entry.get('key') or ''}: {exc}: {exc.errors}")
     if entries:
-        timekeeper_for(app).install(entries, _queue_options(app))
+        timekeeper_for(app).install(entries, queue_options(app))
     return [f"{e['name']}{'/' + e['key'] if e.get('key') else ''} {e['cron']}" for e in entries]
 
 

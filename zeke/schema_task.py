@@ -228,7 +228,7 @@ class SchemaTask(Task):
             payload = self.validate(data)
         except PayloadInvalid as exc:
             log.error("job_invalid_payload", errors=exc.errors)
-            self._fail_for_good(job_id, exc)
+            self.fail_for_good(job_id, exc)
             raise
         log.info("job_started", payload=data)
         run = RunInfo(job_id, _attempt(self.request))
@@ -243,7 +243,7 @@ class SchemaTask(Task):
         log.info("job_completed", result="has_result" if result is not None else "no_result")
         return to_jsonable_python(result, by_alias=True)
 
-    def _fail_for_good(self, job_id: str, exc: PayloadInvalid) -> None:
+    def fail_for_good(self, job_id: str, exc: BaseException) -> None:
         """End this job ``failed`` now, retries or not: the same data would fail every attempt.
 
         The result backend's own FAILURE write that follows is then a no-op, because it only moves

@@ -58,7 +58,7 @@ def test_seed_schedules_in_the_cron_time_zone(monkeypatch: pytest.MonkeyPatch) -
 
 
 class FakeTask:
-    """What the wrapper uses of the Celery task: retry() and _fail_for_good()."""
+    """What the wrapper uses of the Celery task: retry() and fail_for_good()."""
 
     def __init__(self) -> None:
         self.retries: list[dict[str, Any]] = []
@@ -68,7 +68,7 @@ class FakeTask:
         self.retries.append(options)
         return Retry("retry", exc=options.get("exc"), when=options.get("countdown"))
 
-    def _fail_for_good(self, job_id: str, exc: BaseException) -> None:
+    def fail_for_good(self, job_id: str, exc: BaseException) -> None:
         self.failed.append((job_id, exc))
 
 
