@@ -45,7 +45,30 @@ def table(results: list[Result]) -> str:
             r.target.note,
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + TARGETS
+    return "\n".join(lines) + "\n\n" + TARGETS + verdicts(results)
+
+
+def verdicts(results: list[Result]) -> str:
+    """Each target, met or missed, for the ``pgboss://`` row (the configuration the targets are for)."""
+    ours = next((r for r in results if r.target.label == "pgboss://"), None)
+    redis_row = next((r for r in results if r.target.label.startswith("redis")), None)
+    sqla_row = next((r for r in results if r.target.label.startswith("sqla")), None)
+    if ours is None:
+        return ""
+    checks: list[tuple[str, float | None, float, bool]] = [("p99 ≤ 20 ms", ours.p99_ms, 20.0, False)]
+    if redis_row:
+        checks += [
+            ("drain ≥ 1.0× Redis", ours.drain_rate / redis_row.drain_rate, 1.0, True),
+            ("pickup p50 ≤ 1.2× Redis", ours.p50_ms / redis_row.p50_ms, 1.2, False),
+            ("enqueue ≥ 0.6× Redis", ours.enqueue_rate / redis_row.enqueue_rate, 0.6, True),
+        ]
+    if sqla_row:
+        checks.append(("drain ≥ 6× kombu-sqla", ours.drain_rate / sqla_row.drain_rate, 6.0, True))
+    lines = []
+    for name, value, bound, at_least in checks:
+        met = value >= bound if at_least else value <= bound
+        lines.append(f"- {name}: {value:.2f} — **{'met' if met else 'missed'}**")
+    return "\n\n`pgboss://` against the targets in this run:\n\n" + "\n".join(lines)
 
 
 def machine(pg_url: str) -> str:

@@ -221,7 +221,8 @@ class Bench:
     def _start_worker(self, env: dict[str, str], queue: str, label: str) -> subprocess.Popen:
         log = open(self.log_dir / f"{queue}.log", "w")  # noqa: SIM115  (owned by the process)
         argv = [
-            CELERY, "-A", "bench.tasks", "worker", "-P", "prefork", "-c", "2", "-Q", queue, "-l", "warning",
+            CELERY, "-A", env.get("BENCH_APP", "bench.tasks"), "worker", "-P", "prefork", "-c", "2",
+            "-Q", queue, "-l", "warning",
             "--without-mingle", "--without-gossip", "--without-heartbeat", "-n", f"bench-{queue}@%h",
         ]  # fmt: skip
         return subprocess.Popen(
