@@ -86,6 +86,9 @@ class Job:
     keep_until: dt.datetime | None
     #: The ``retries`` header of a Celery message (a republish with retries > 0 is a Task.retry()).
     retries: int
+    #: The pg-boss attempt (``retry_count``) of the delivery a republish comes from (Task.retry()
+    #: copies the request's headers), or None for a fresh message.
+    attempt: int | None = None
 
 
 def job_id_for(task_id: Any) -> str | None:
@@ -117,7 +120,8 @@ def parse_time(value: Any) -> dt.datetime | None:
 def to_job(message: Mapping[str, Any], *, native_eta: bool = True) -> Job:
     """The job for a Kombu message as ``Channel.basic_publish`` hands it to ``_put``."""
     headers = dict(message.get("headers") or {})
-    headers.pop(ATTEMPT_HEADER, None)  # a republish (Task.retry) copies it; each delivery stamps its own
+    # A republish (Task.retry) copies it: the attempt asking; each delivery stamps its own.
+    attempt = headers.pop(ATTEMPT_HEADER, None)
     properties = dict(message.get("properties") or {})
     content_type = message.get("content-type")
     content_encoding = message.get("content-encoding")
@@ -184,6 +188,7 @@ def to_job(message: Mapping[str, Any], *, native_eta: bool = True) -> Job:
         start_after=eta,
         keep_until=expires,
         retries=retries if isinstance(retries, int) else 0,
+        attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None,
     )
 
 

@@ -349,9 +349,20 @@ class JobManager:
         return [{**r, "id": str(r["id"]), "state": str(r["state"])} for r in rows]
 
     def retry_in_place(
-        self, name: str, job_id: str, *, start_after: dt.datetime, data: Any, output: Any = None
+        self,
+        name: str,
+        job_id: str,
+        *,
+        start_after: dt.datetime,
+        data: Any,
+        output: Any = None,
+        retry_count: int | None = None,
     ) -> bool:
-        """Move an active job back to ``retry`` at ``start_after`` with new ``data`` (Celery's retry())."""
+        """Move an active job back to ``retry`` at ``start_after`` with new ``data`` (Celery's retry()).
+
+        ``retry_count`` fences it on the attempt that asks: a late request from an attempt that was
+        expired meanwhile must not move the attempt running now.
+        """
         rows = self._run(
             "retry_in_place",
             {
@@ -360,6 +371,7 @@ class JobManager:
                 "start_after": start_after,
                 "data": outputs.to_json(data),
                 "output": outputs.to_json(output),
+                "retry_count": retry_count,
             },
         )
         return bool(rows)

@@ -194,7 +194,7 @@ class Settler:
             if held.attempt >= held.retry_limit:
                 self.manager.fail(held.queue, [held.id], REQUEUE_LIMIT, attempts={held.id: held.attempt})
             elif self.manager.retry_in_place(
-                held.queue, held.id, start_after=held.start_after, data=held.data
+                held.queue, held.id, start_after=held.start_after, data=held.data, retry_count=held.attempt
             ):
                 woken.add(held.queue)
         by_attempt: dict[tuple[str, int], list[str]] = defaultdict(list)

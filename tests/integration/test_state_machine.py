@@ -1312,3 +1312,24 @@ def test_invalid_queue_options(quiet_boss: JobManager, options: dict[str, Any]) 
 def test_unknown_job_reads_as_none(quiet_boss: JobManager) -> None:
     assert quiet_boss.get_job("00000000-0000-0000-0000-000000000000") is None
     assert quiet_boss.cancel(Q, ["00000000-0000-0000-0000-000000000000"]) == []
+
+
+def test_retry_in_place_is_fenced_on_the_attempt_that_asks(boss: JobManager) -> None:
+    """A Task.retry() (or a requeue) from an attempt that was failed or expired meanwhile leaves the
+    attempt running now alone."""
+    boss.create_queue("fenced", retry_limit=3, retry_delay=0, retry_backoff=False)
+    job_id = boss.send("fenced", {"n": 1})
+    [first] = boss.fetch(["fenced"])
+    assert first.retry_count == 0
+    boss.fail("fenced", [job_id], {"message": "lost"}, attempts={job_id: 0})
+    [second] = boss.fetch(["fenced"])
+    assert second.retry_count == 1
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+
+    assert not boss.retry_in_place("fenced", job_id, start_after=later, data={"n": 2}, retry_count=0)
+    job = boss.get_job(job_id)
+    assert (job["state"], job["retry_count"], job["data"]) == ("active", 1, {"n": 1})
+
+    assert boss.retry_in_place("fenced", job_id, start_after=later, data={"n": 2}, retry_count=1)
+    job = boss.get_job(job_id)
+    assert (job["state"], job["retry_count"], job["data"]) == ("retry", 1, {"n": 2})

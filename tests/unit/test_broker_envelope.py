@@ -92,10 +92,13 @@ def test_defaults_are_not_stored(app: Celery) -> None:
     assert job.data == {"__celery": stored}
 
 
-def test_a_republished_attempt_header_is_not_stored(app: Celery) -> None:
+def test_a_republished_attempt_header_is_not_stored_but_fences_the_retry(app: Celery) -> None:
     message = published(app, "proj.retry", retries=1)
     message["headers"]["pgboss_attempt"] = 3
-    assert "pgboss_attempt" not in envelope.to_job(message).data["__celery"].get("headers", {})
+    job = envelope.to_job(message)
+    assert "pgboss_attempt" not in job.data["__celery"].get("headers", {})
+    assert job.attempt == 3
+    assert envelope.to_job(published(app, "proj.fresh")).attempt is None
 
 
 def test_non_uuid_task_ids_map_to_a_stable_job_id(app: Celery) -> None:

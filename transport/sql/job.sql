@@ -244,7 +244,7 @@ WITH doomed AS (
 {_fail_body}
 
 -- name: retry_in_place
--- Move an active job back to retry at a chosen time with new data (Celery's Task.retry keeps the task id).
+-- Move an active job back to retry at a chosen time with new data (Celery's Task.retry keeps the task id), fenced on the attempt that asks when it is known.
 WITH results AS (
   UPDATE {schema}.job j SET
     state = 'retry',
@@ -254,6 +254,7 @@ WITH results AS (
     output = %(output)s::jsonb
     /*if:heartbeat*/, heartbeat_on = NULL/*end*/
   WHERE j.name = %(name)s AND j.id = %(id)s::uuid AND j.state = 'active'
+    AND (%(retry_count)s::int IS NULL OR j.retry_count = %(retry_count)s::int)
   RETURNING j.id, j.state, j.start_after
 ),
 {_notify_states}
