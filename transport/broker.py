@@ -40,9 +40,10 @@ Transport Options
 * ``concurrency_limits``: ``{queue: N}``: at most N active jobs of the queue across all workers.
 * ``task_for_queue``: ``{queue: task name}`` or a callable, for jobs Node sends (see
   :mod:`transport.queue_tasks`).
-* ``settle_on_ack``: for a result backend that is not pg-boss: ack completes the job,
-  ``reject(requeue=False)`` fails it, an ack of a revoked task cancels it (default False). Use it
-  with ``task_acks_late = True`` and ``task_acks_on_failure = False`` (so a failure rejects).
+* ``settle_on_ack``: ack completes the job, ``reject(requeue=False)`` fails it, an ack of a revoked
+  task cancels it. Default: on unless the Celery app's result backend is pg-boss's (which records
+  each job's end itself); with another backend or none, nothing else would end the job. Use it with
+  ``task_acks_late = True`` and ``task_acks_on_failure = False`` (so a failure rejects).
 * ``native_eta``: ETA as ``start_after`` (default True).
 * ``polling_interval``: seconds between safety polls (default 5).
 * ``fetch_batch_size``: most jobs per fetch (default 100; the prefetch budget is used when smaller).
@@ -167,8 +168,9 @@ class Channel(virtual.Channel):
     heartbeat_seconds: int | None = 30
     #: ``{queue: N}``: at most N active jobs of the queue across every worker.
     concurrency_limits: Mapping[str, int] = {}
-    #: Ack completes, reject(requeue=False) fails (for result backends that are not pg-boss).
-    settle_on_ack: bool = False
+    #: Ack completes, reject(requeue=False) fails. None (the default): unless the Celery app's result
+    #: backend is pg-boss's, which writes each job's end itself (see :func:`_acks_must_settle`).
+    settle_on_ack: bool | None = None
     #: ``eta`` becomes ``start_after`` and is dropped on delivery.
     native_eta: bool = True
     #: Most jobs one fetch claims.
@@ -194,6 +196,8 @@ class Channel(virtual.Channel):
 
     def __init__(self, connection: Transport, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
+        if self.settle_on_ack is None:
+            self.settle_on_ack = _acks_must_settle()
         self.manager = connection.manager
         self.owner_pid = os.getpid()
         self._held: dict[str, Held | _Local] = {}
@@ -718,7 +722,9 @@ class Transport(virtual.Transport):
             return
         # The id exists: Celery's Task.retry() republishes the same task id -> same row, back to retry.
         start_after = job.start_after or _utcnow()
-        if job.id and self.manager.retry_in_place(queue, job.id, start_after=start_after, data=job.data):
+        if job.id and self.manager.retry_in_place(
+            queue, job.id, start_after=start_after, data=job.data, retry_count=job.attempt
+        ):
             if future:
                 self.notify_timer(queue)
             else:
@@ -728,7 +734,10 @@ class Transport(virtual.Transport):
             logger.info("message to pg-boss queue %r deduplicated by the queue's policy", queue)
         else:
             logger.warning(
-                "job %s already exists in pg-boss queue %r and is not active; dropped", job.id, queue
+                "job %s already exists in pg-boss queue %r and is not active%s; dropped",
+                job.id,
+                queue,
+                "" if job.attempt is None else f" in attempt {job.attempt}",
             )
 
     def unroutable(self, job: Any) -> None:
@@ -1033,6 +1042,21 @@ class Transport(virtual.Transport):
             # Other tick callbacks (the prefork pool's, which writes tasks to its children) may have
             # run before ours in this iteration: make the loop go round again instead of sleeping.
             self._waker.wake()
+
+
+def _acks_must_settle() -> bool:
+    """Whether a consumer's acks must complete its jobs: yes, unless the current Celery app's result
+    backend is pg-boss's. With no result backend (or Redis's, or a plain Kombu consumer) nothing else
+    ever writes a job's end: it stayed ``active``, heartbeated, and ran again after its expiry."""
+    from celery import current_app
+
+    from transport.backend import PgBossBackend
+
+    try:
+        return not isinstance(current_app.backend, PgBossBackend)
+    except Exception:  # an app whose backend cannot be built: nothing will settle for us
+        logger.warning("could not tell the result backend; acks settle jobs", exc_info=True)
+        return True
 
 
 def _utcnow() -> dt.datetime:

@@ -20,7 +20,8 @@ from transport.db import dsn_from_url
 
 URL = os.environ.get("ZEKE_BROKER_TEST_URL", "pgboss://postgres@127.0.0.1:5432/zeke_test")
 SCHEMA = os.environ.get("ZEKE_BROKER_TEST_SCHEMA", "pgboss")
-#: "pgboss" (the result backend settles jobs) or "ack" (no backend: settle_on_ack).
+#: "pgboss" (the result backend settles jobs), "ack" (no backend: settle_on_ack) or "auto" (no
+#: backend, settle_on_ack left to the transport's default).
 SETTLE = os.environ.get("ZEKE_BROKER_TEST_SETTLE", "pgboss")
 EFFECTS = f'"{SCHEMA}_effects".effect'
 
@@ -33,14 +34,14 @@ app.conf.update(
     accept_content=["json"],
     task_acks_late=True,
     # With settle_on_ack a failure must reject (-> fail the job), not ack (-> complete it).
-    task_acks_on_failure=SETTLE == "pgboss",
+    task_acks_on_failure=SETTLE != "ack",
     worker_prefetch_multiplier=4,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     broker_transport_options={
         "schema": SCHEMA,
         "application_name": os.environ.get("ZEKE_BROKER_TEST_APPNAME", "zeke-broker"),
-        "settle_on_ack": SETTLE == "ack",
+        **({} if SETTLE == "auto" else {"settle_on_ack": SETTLE == "ack"}),
         "polling_interval": 2.0,
         "supervise_interval": 1.0,
         "monitor_interval": 1.0,

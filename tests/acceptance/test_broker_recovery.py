@@ -113,6 +113,21 @@ def test_settle_on_ack_without_a_result_backend(broker_env: BrokerEnv, app_modul
     worker.stop()
 
 
+def test_a_worker_without_a_result_backend_completes_its_jobs_by_default(
+    broker_env: BrokerEnv,  # noqa: F811
+    app_module,  # noqa: F811
+) -> None:
+    """Plain Celery with no result backend and no transport option: nothing but the ack can end a
+    job, so acks settle by default. (They did not: jobs stayed active, heartbeated, until expiry
+    retried them.)"""
+    key = f"auto-{uuid.uuid4().hex[:6]}"
+    worker = broker_env.worker("auto", ["ack-mode"], settle="auto").start()
+    done = app_module.stamp.apply_async((key,), queue="ack-mode")
+    job = broker_env.wait_state(done.id, "completed", timeout=20)
+    assert job["retry_count"] == 0 and len(broker_env.effects(key)) == 1
+    worker.stop()
+
+
 def test_worker_heartbeats_keep_a_long_task_alive(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
     """A task running longer than heartbeat_seconds (10 s) is touched by its worker's main process,
     so the supervisors (1 s passes in every worker) leave it alone."""
