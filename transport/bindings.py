@@ -18,7 +18,10 @@ Row = tuple[str, str, str]
 def install(manager: JobManager) -> None:
     """Create the transport's schema (``<schema>_zeke``) and tables if they are absent."""
     with manager.db.cursor() as cur:
-        cur.execute(manager.queries["broker_install"], {"aux": manager.schema + "_zeke"})
+        # The lock every creator of the <schema>_zeke schema takes (result store, beat store): two
+        # CREATE SCHEMA IF NOT EXISTS at once fail one of them (a worker died of it at start-up).
+        cur.execute(manager.queries["advisory_lock"], {"schema": manager.schema, "key": "zeke-aux"})
+        cur.execute(manager.queries["broker_install"])
 
 
 class Bindings:

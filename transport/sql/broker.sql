@@ -3,8 +3,7 @@
 -- events) and the bindings of durable queues to named exchanges.
 
 -- name: broker_install
--- Create the transport's schema and tables if absent (idempotent; serialised so racing workers cannot collide).
-SELECT pg_advisory_xact_lock(hashtextextended('zeke.broker.install.' || %(aux)s, 0));
+-- Create the transport's schema and tables if absent (idempotent; run under the zeke-aux advisory lock, as the result and beat stores are: CREATE SCHEMA IF NOT EXISTS races).
 CREATE SCHEMA IF NOT EXISTS {aux};
 -- Unlogged: broadcasts are ephemeral (a crash may lose them, like Redis pub/sub), so skip the WAL.
 CREATE UNLOGGED TABLE IF NOT EXISTS {aux}.broadcast (
