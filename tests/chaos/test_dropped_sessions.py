@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import psycopg2
 import psycopg2.extensions
-import pytest
 
 from tests.acceptance.broker_workers import BrokerEnv, broker_env, wait_for  # noqa: F401  (fixture)
 from tests.app.conftest import app_env
@@ -28,21 +27,13 @@ from tests.chaos.chaos import (
     HEARTBEAT_SECONDS,
     INCLUDE,
     create_queue,
-    create_runs_table,
     runs_of,
     tally,
     unique,
 )
-from tests.chaos.chaos import app_module as chaos_module
 from tests.chaos.test_pg_restart import API_KEY, Process, free_port, healthy
 from transport.backend import REREAD_INTERVAL
 from transport.db import dsn_from_url
-
-
-@pytest.fixture(scope="module")
-def chaos(broker_env: BrokerEnv):  # noqa: F811
-    create_runs_table(broker_env)
-    return chaos_module(broker_env)
 
 
 def terminate(env: BrokerEnv, *application_names: str) -> int:

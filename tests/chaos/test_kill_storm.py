@@ -19,19 +19,11 @@ from tests.chaos.chaos import (
     HEARTBEAT_SECONDS,
     Killer,
     create_queue,
-    create_runs_table,
     states_of,
     tally,
     unique,
     wait_all,
 )
-from tests.chaos.chaos import app_module as chaos_module
-
-
-@pytest.fixture(scope="module")
-def chaos(broker_env: BrokerEnv):  # noqa: F811
-    create_runs_table(broker_env)
-    return chaos_module(broker_env)
 
 
 def storm(env: BrokerEnv, chaos, *, jobs: int, sleep: float, storm_seconds: float, workers: int = 3) -> None:

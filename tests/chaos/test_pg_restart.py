@@ -36,8 +36,7 @@ import pytest
 
 from tests.acceptance.broker_workers import ROOT, BrokerEnv, broker_env, wait_for  # noqa: F401  (fixture)
 from tests.app.conftest import app_env
-from tests.chaos.chaos import INCLUDE, create_queue, create_runs_table, tally, unique
-from tests.chaos.chaos import app_module as chaos_module
+from tests.chaos.chaos import INCLUDE, create_queue, tally, unique
 from transport.db import dsn_from_url
 
 API_KEY = "chaos-" + os.urandom(6).hex()
@@ -71,12 +70,6 @@ def cluster(db_url: str) -> Iterator[tuple[str, str, str, int]]:
     yield found
     # Whatever happened, leave a server the next modules can use.
     wait_for(lambda: pg_ready(found[2], found[3]), 120, what="PostgreSQL to accept connections")
-
-
-@pytest.fixture(scope="module")
-def chaos(broker_env: BrokerEnv):  # noqa: F811
-    create_runs_table(broker_env)
-    return chaos_module(broker_env)
 
 
 class Process:

@@ -12,19 +12,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests.acceptance.broker_workers import BrokerEnv, broker_env, wait_for  # noqa: F401  (fixture)
-from tests.chaos.chaos import INCLUDE, create_queue, create_runs_table, runs_of, unique
-from tests.chaos.chaos import app_module as chaos_module
+from tests.chaos.chaos import INCLUDE, create_queue, runs_of, unique
 
 RETRY_LIMIT = 2
-
-
-@pytest.fixture(scope="module")
-def chaos(broker_env: BrokerEnv):  # noqa: F811
-    create_runs_table(broker_env)
-    return chaos_module(broker_env)
 
 
 def test_job_killing_its_pool_child_fails_after_the_retry_limit(broker_env: BrokerEnv, chaos) -> None:  # noqa: F811
