@@ -221,7 +221,7 @@ class JobManager:
         if len(rows) == 1 and rows[0].keys() <= _SEND_JOB_COLUMNS:  # one plain job: a lighter statement
             params = {column: rows[0].get(column) for column in _SEND_JOB_COLUMNS}
             # None stays SQL NULL, as the recordset of send_jobs reads it (not JSON null).
-            params["data"] = None if rows[0]["data"] is None else _rows_json(rows, single=True)
+            params["data"] = None if rows[0]["data"] is None else _data_json(rows[0]["data"])
             statement = "send_job"
         else:
             params, statement = {"jobs": _rows_json(rows)}, "send_jobs"
@@ -597,18 +597,22 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
 _SEND_JOB_COLUMNS = frozenset({"data", "id", "priority", "start_after_at", "keep_until"})
 
 
-def _rows_json(rows: Sequence[Mapping[str, Any]], *, single: bool = False) -> str:
-    """The batch (or, ``single``, the one job's data) as JSON text; data that is not storable JSON is
-    refused with the reason."""
+def _data_json(data: Any) -> str:
+    """One job's data as JSON text, or InvalidPayload saying why it cannot be stored."""
     try:
-        return outputs.to_json(rows[0]["data"] if single else rows)
+        return outputs.to_json(data)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"job data must be JSON: {exc}") from None
+
+
+def _rows_json(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The batch as one JSON text; a job whose data (or an option) is not storable JSON is named."""
+    try:
+        return outputs.to_json(rows)
     except (TypeError, ValueError):
         pass
     for row in rows:  # serialise again, row by row, to report the first bad one
-        try:
-            outputs.to_json(row.get("data"))
-        except (TypeError, ValueError) as exc:
-            raise InvalidPayload(f"job data must be JSON: {exc}") from None
+        _data_json(row.get("data"))
         try:
             outputs.to_json(row)
         except (TypeError, ValueError) as exc:
