@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,11 @@ SEED_QUEUE_DEFAULTS: dict[str, Any] = {
 }
 
 POLICIES = frozenset({"standard", "short", "singleton", "stately", "exclusive", "key_strict_fifo"})
+#: Policies whose fetch needs no per-key check: their queues are fetched by ``fetch_plain_jobs``.
+PLAIN_FETCH_POLICIES = frozenset({"standard", "short", "exclusive"})
+#: How long a process trusts the policies it read (a queue deleted and created again with another
+#: policy is seen after this; pg-boss's own queue cache refreshes every 60 s too).
+POLICY_CACHE_SECONDS = 60.0
 
 #: Python option name -> Node pg-boss createQueue option name.
 QUEUE_OPTION_KEYS: dict[str, str] = {
@@ -102,6 +108,27 @@ class FetchedJob:
     singleton_key: str | None
 
 
+def fetched_jobs(rows: Iterable[Mapping[str, Any]]) -> list[FetchedJob]:
+    """The jobs of a fetch statement's rows."""
+    return [
+        FetchedJob(
+            id=str(r["id"]),
+            name=r["name"],
+            data=r["data"],
+            priority=r["priority"],
+            retry_count=r["retry_count"],
+            retry_limit=r["retry_limit"],
+            expire_seconds=r["expire_seconds"],
+            heartbeat_seconds=r["heartbeat_seconds"],
+            created_on=r["created_on"],
+            start_after=r["start_after"],
+            keep_until=r["keep_until"],
+            singleton_key=r["singleton_key"],
+        )
+        for r in rows
+    ]
+
+
 class JobManager:
     """pg-boss jobs and queues in one schema of one database."""
 
@@ -117,6 +144,8 @@ class JobManager:
         self._lock = threading.Lock()
         self._info: schema.SchemaInfo | None = None
         self._queries: dict[str, str] | None = None
+        #: queue name -> (policy, monotonic time read); a policy cannot change after creation.
+        self._policies: dict[str, tuple[str | None, float]] = {}
 
     # -- schema ---------------------------------------------------------------------------------
 
@@ -199,6 +228,7 @@ class JobManager:
         with self.db.cursor() as cur:
             cur.execute(self.queries["advisory_lock"], {"schema": self.schema, "key": "delete-queue"})
             cur.execute(self.queries["delete_queue"], {"name": name})
+        self._policies.pop(name, None)
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -253,7 +283,13 @@ class JobManager:
         if batch_size <= 0 or not queue_names:
             return []
         limits = {k: int(v) for k, v in (concurrency_limits or {}).items() if k in queue_names}
-        params = {"names": list(queue_names), "batch_size": batch_size, "limits": outputs.to_json(limits)}
+        if limits:
+            statement = self.queries["fetch_jobs"]
+            params = self._params(
+                {"names": list(queue_names), "batch_size": batch_size, "limits": outputs.to_json(limits)}
+            )
+        else:
+            statement, params = self.fetch_statement(queue_names, batch_size, conn=conn)
         try:
             with self.db.cursor(conn) as cur:
                 if not synchronous_commit:
@@ -263,7 +299,7 @@ class JobManager:
                         self.queries["lock_concurrency_slots"],
                         {"lock_prefix": f"{self.schema}.concurrency.", "names": sorted(limits)},
                     )
-                cur.execute(self.queries["fetch_jobs"], self._params(params))
+                cur.execute(statement, params)
                 rows = cur.fetchall()
         except psycopg2.errors.UniqueViolation:
             # Another fetcher claimed the same singleton/stately key first (job_i2/job_i3): like
@@ -271,23 +307,32 @@ class JobManager:
             if conn is not None:
                 raise
             return []
-        return [
-            FetchedJob(
-                id=str(r["id"]),
-                name=r["name"],
-                data=r["data"],
-                priority=r["priority"],
-                retry_count=r["retry_count"],
-                retry_limit=r["retry_limit"],
-                expire_seconds=r["expire_seconds"],
-                heartbeat_seconds=r["heartbeat_seconds"],
-                created_on=r["created_on"],
-                start_after=r["start_after"],
-                keep_until=r["keep_until"],
-                singleton_key=r["singleton_key"],
-            )
-            for r in rows
-        ]
+        return fetched_jobs(rows)
+
+    def fetch_statement(
+        self, queue_names: Sequence[str], batch_size: int, *, conn: Any = None
+    ) -> tuple[str, dict[str, Any]]:
+        """The fetch of queues without a concurrency limit, as (statement, parameters), for callers
+        that run it themselves (the transport's non-blocking fetch); rows go to :func:`fetched_jobs`.
+        ``conn`` reads the policies of queues not seen before."""
+        params: dict[str, Any] = {"names": list(queue_names), "batch_size": batch_size}
+        if self._plain_fetch(queue_names, conn):
+            return self.queries["fetch_plain_jobs"], self._params(params)
+        return self.queries["fetch_jobs"], self._params({**params, "limits": "{}"})
+
+    def _plain_fetch(self, queue_names: Sequence[str], conn: Any) -> bool:
+        """Whether every queue's policy lets ``fetch_plain_jobs`` claim its jobs (pg-boss, too,
+        chooses its fetch statement by the queue's cached policy). New queues are read once."""
+        now = time.monotonic()
+        known = self._policies
+        missing = [q for q in queue_names if q not in known or now - known[q][1] > POLICY_CACHE_SECONDS]
+        if missing:
+            rows = self._run("get_queue_policies", {"names": missing}, conn=conn)
+            for row in rows:
+                self._policies[row["name"]] = (row["policy"], now)
+            if len(rows) < len(missing):
+                return False  # a queue that does not exist (yet): the full statement finds nothing anyway
+        return all(known[q][0] in PLAIN_FETCH_POLICIES for q in queue_names)
 
     def next_start_after(self, queue_names: Sequence[str]) -> dt.datetime | None:
         rows = self._run("next_start_after", {"names": list(queue_names)})

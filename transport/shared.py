@@ -24,6 +24,7 @@ PREPARED_STATEMENTS = (
     "send_job",
     "send_jobs",
     "fetch_jobs",
+    "fetch_plain_jobs",
     "complete_jobs",
     "next_start_after",
     "broadcast_publish",

@@ -57,6 +57,7 @@ def _params(boss: JobManager, job_ids: list[str]) -> dict[str, Callable[[], dict
             "channel": boss.channel,
         },
         "fetch_jobs": lambda: {"names": [QUEUE], "batch_size": 4, "limits": "{}"},
+        "fetch_plain_jobs": lambda: {"names": [QUEUE], "batch_size": 4},
         "complete_jobs": lambda: {
             "name": QUEUE,
             "jobs": to_json([{"id": i, "retry_count": 0, "output": None} for i in job_ids]),

@@ -981,6 +981,22 @@ def test_policy_singleton_concurrent_claims(boss: JobManager) -> None:
     assert states(boss) == {first: "active", second: "created"}
 
 
+def test_fetch_follows_each_queues_policy(boss: JobManager) -> None:
+    """A standard queue takes the plain fetch, a singleton queue fetched beside it keeps its per-key
+    rule, and a queue deleted and created again with another policy is fetched by its new one."""
+    boss.create_queue(Q)
+    boss.create_queue("q2", policy="singleton")
+    plain = boss.send_many(Q, [{"data": {"i": i}, "singleton_key": "a"} for i in range(3)])
+    single = boss.send_many("q2", [{"data": {"i": i}, "singleton_key": "a"} for i in range(3)])
+    fetched = {j.id for j in boss.fetch([Q, "q2"], 10)}
+    assert fetched == set(plain) | {single[0]}  # the standard queue ignores keys when fetching
+
+    boss.delete_queue(Q)
+    boss.create_queue(Q, policy="singleton")
+    again = boss.send_many(Q, [{"data": {"i": i}, "singleton_key": "a"} for i in range(3)])
+    assert [j.id for j in boss.fetch([Q], 10)] == [again[0]]
+
+
 def test_policy_stately(boss: JobManager) -> None:
     boss.create_queue(Q, policy="stately", retry_delay=60, retry_backoff=False)
     first = boss.send(Q, {}, singleton_key="k")

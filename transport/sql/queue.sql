@@ -16,6 +16,10 @@ SELECT * FROM {schema}.queue WHERE name = %(name)s
 -- Settings of several queues.
 SELECT * FROM {schema}.queue WHERE name = ANY(%(names)s::text[])
 
+-- name: get_queue_policies
+-- The policies of several queues (which fetch statement serves them).
+SELECT name, policy FROM {schema}.queue WHERE name = ANY(%(names)s::text[])
+
 -- name: list_queues
 -- Every queue, by name.
 SELECT * FROM {schema}.queue ORDER BY name
