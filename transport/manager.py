@@ -108,7 +108,7 @@ class FetchedJob:
     singleton_key: str | None
 
 
-def fetched_jobs(rows: Iterable[Mapping[str, Any]]) -> list[FetchedJob]:
+def _fetched_jobs(rows: Iterable[Mapping[str, Any]]) -> list[FetchedJob]:
     """The jobs of a fetch statement's rows."""
     return [
         FetchedJob(
@@ -289,7 +289,7 @@ class JobManager:
                 {"names": list(queue_names), "batch_size": batch_size, "limits": outputs.to_json(limits)}
             )
         else:
-            statement, params = self.fetch_statement(queue_names, batch_size, conn=conn)
+            statement, params = self._fetch_statement(queue_names, batch_size, conn=conn)
         try:
             with self.db.cursor(conn) as cur:
                 if not synchronous_commit:
@@ -307,14 +307,13 @@ class JobManager:
             if conn is not None:
                 raise
             return []
-        return fetched_jobs(rows)
+        return _fetched_jobs(rows)
 
-    def fetch_statement(
+    def _fetch_statement(
         self, queue_names: Sequence[str], batch_size: int, *, conn: Any = None
     ) -> tuple[str, dict[str, Any]]:
-        """The fetch of queues without a concurrency limit, as (statement, parameters), for callers
-        that run it themselves (the transport's non-blocking fetch); rows go to :func:`fetched_jobs`.
-        ``conn`` reads the policies of queues not seen before."""
+        """The fetch of queues without a concurrency limit, as (statement, parameters): the plain
+        statement when every queue's policy allows it. ``conn`` reads policies not seen before."""
         params: dict[str, Any] = {"names": list(queue_names), "batch_size": batch_size}
         if self._plain_fetch(queue_names, conn):
             return self.queries["fetch_plain_jobs"], self._params(params)
