@@ -94,6 +94,8 @@ class Database:
 
     #: Cursor class of :meth:`cursor` (a subclass may prepare hot statements, see transport.prepared).
     cursor_factory: type[psycopg2.extras.RealDictCursor] = psycopg2.extras.RealDictCursor
+    #: Cursor class of :meth:`cursor` with ``tuples=True`` (rows as tuples: the fetch's hot path).
+    tuple_cursor_factory: type[psycopg2.extensions.cursor] = psycopg2.extensions.cursor
     #: Session settings of this pool's connections (see :data:`SESSION_SETTINGS`).
     session_settings: dict[str, str] = SESSION_SETTINGS
 
@@ -181,15 +183,17 @@ class Database:
             slots.release()
 
     @contextlib.contextmanager
-    def cursor(self, conn: Any = None) -> Iterator[psycopg2.extras.RealDictCursor]:
-        """A dict cursor in a transaction: the caller's (never committed here) or our own (committed)."""
+    def cursor(self, conn: Any = None, *, tuples: bool = False) -> Iterator[Any]:
+        """A dict cursor (``tuples``: rows as tuples) in a transaction: the caller's (never committed
+        here) or our own (committed)."""
+        factory = self.tuple_cursor_factory if tuples else self.cursor_factory
         if conn is not None:
-            with raw_connection(conn).cursor(cursor_factory=self.cursor_factory) as cur:
+            with raw_connection(conn).cursor(cursor_factory=factory) as cur:
                 yield cur
             return
         with self.connection() as own:
             try:
-                with own.cursor(cursor_factory=self.cursor_factory) as cur:
+                with own.cursor(cursor_factory=factory) as cur:
                     yield cur
                 own.commit()
             except BaseException:

@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import psycopg2.extensions
 import psycopg2.extras
 
 from transport.db import SESSION_SETTINGS, Database
@@ -57,8 +58,10 @@ def positional(sql: str) -> tuple[str, tuple[str, ...]]:
     return _PARAM.sub(number, sql).replace("%%", "%"), tuple(names)
 
 
-class PreparingCursor(psycopg2.extras.RealDictCursor):
-    """A dict cursor that runs registered statements as prepared ones."""
+class _Preparing:
+    """Runs registered statements as prepared ones (mixed into a psycopg2 cursor class)."""
+
+    connection: Any
 
     def execute(self, query: Any, vars: Any = None) -> Any:
         entry = _registry.get(query) if isinstance(query, str) and isinstance(vars, Mapping) else None
@@ -71,6 +74,15 @@ class PreparingCursor(psycopg2.extras.RealDictCursor):
             super().execute(f"PREPARE {name} AS {text}")
             done.add(name)
         return super().execute(*execute_statement(query, vars))
+
+
+class PreparingCursor(_Preparing, psycopg2.extras.RealDictCursor):
+    """A dict cursor that runs registered statements as prepared ones."""
+
+
+class PreparingTupleCursor(_Preparing, psycopg2.extensions.cursor):
+    """The same with rows as tuples, for the hot path that reads many rows of one known shape (the
+    fetch): filling a dict row costs a Python call per column, about 0.1 ms per fetch of one job."""
 
 
 def execute_statement(sql: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
@@ -106,4 +118,5 @@ class PreparedDatabase(Database):
     was planned (tests/integration/test_generic_plans.py checks every one)."""
 
     cursor_factory = PreparingCursor
+    tuple_cursor_factory = PreparingTupleCursor
     session_settings = {**SESSION_SETTINGS, "plan_cache_mode": "force_generic_plan"}

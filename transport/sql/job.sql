@@ -149,6 +149,7 @@ FROM next
 -- The locked row itself (a TID scan), not a key lookup: a generic plan made while the table was
 -- empty looked (name, id) up through an index on name alone, scanning the whole queue per fetch.
 WHERE j.tableoid = next.tid AND j.ctid = next.ctid
+-- In transport.manager.FetchedJob's order: the fetch reads its rows as tuples.
 RETURNING j.id, j.name, j.data, j.priority, j.retry_count, j.retry_limit, j.expire_seconds,
   /*if:heartbeat*/j.heartbeat_seconds/*else*/NULL::int AS heartbeat_seconds/*end*/,
   j.created_on, j.start_after, j.keep_until, j.singleton_key
