@@ -42,6 +42,7 @@ api: install
 bench: install node
 	$(PY) -m bench
 	$(PY) -m bench.trace
+	$(PY) -m bench.floor
 	$(PY) -m bench.roundtrip
 	$(PY) -m bench.scale
 
