@@ -312,7 +312,7 @@ class JobManager:
         if missing:
             rows = self._run("get_queue_policies", {"names": missing}, conn=conn)
             for row in rows:
-                self._policies[row["name"]] = (row["policy"], now)
+                known[row["name"]] = (row["policy"], now)
             if len(rows) < len(missing):
                 return False  # a queue that does not exist (yet): the full statement finds nothing anyway
         return all(known[q][0] in PLAIN_FETCH_POLICIES for q in queue_names)
