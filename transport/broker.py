@@ -40,6 +40,9 @@ Transport Options
 * ``concurrency_limits``: ``{queue: N}``: at most N active jobs of the queue across all workers.
 * ``task_for_queue``: ``{queue: task name}`` or a callable, for jobs Node sends (see
   :mod:`transport.queue_tasks`).
+* ``notify_queues``: turn pg-boss's ``notify`` on for the queues a worker consumes, as Node's
+  ``updateQueue(name, {notify: true})`` would (default True), so jobs Node sends wake it; False
+  leaves queues as they are, and Node's jobs then wait for the safety poll.
 * ``settle_on_ack``: ack completes the job, ``reject(requeue=False)`` fails it, an ack of a revoked
   task cancels it. Default: on unless the Celery app's result backend is pg-boss's (which records
   each job's end itself); with another backend or none, nothing else would end the job. Use it with
@@ -62,9 +65,11 @@ Transport Options
   ``broadcast_gap_timeout``: seconds a reader waits for an id committed out of order (5);
   ``transient_queue_limit``: messages a transient queue buffers (10 000).
 
-Queues created elsewhere (Node ``createQueue``) should have ``notify: true``, or their jobs wait
-for the safety poll; a Node ``startAfter`` job also starts within ``polling_interval`` at worst
-(Python ETAs announce themselves and start on time). A task that runs longer than its queue's
+Node's ``createQueue`` leaves ``notify`` off; a worker turns it on for the queues it consumes
+(``notify_queues``), and a Node process sends with NOTIFY once it has refreshed its queue cache
+(every 60 s by default). Until then, and on pg-boss 12.5.4's schema (no notify), Node's jobs wait
+for the safety poll, as a Node ``startAfter`` job does (Python ETAs announce themselves and start
+on time). A task that runs longer than its queue's
 ``expire_in_seconds`` is expired by pg-boss whatever its heartbeat, as in Node.
 """
 
@@ -318,6 +323,7 @@ class Channel(virtual.Channel):
             self._no_ack.add(queue)
         if queue not in self.connection.transient and queue not in self._durable:
             self._durable.append(queue)
+            self.connection.enable_notify(queue)
             self.connection.consumers_changed()
             self.connection.mark_dirty([queue])
         elif queue in self.connection.transient:
@@ -541,6 +547,8 @@ class Transport(virtual.Transport):
     application_name: str = "zeke-broker"
     #: ``{queue: task name}`` or ``queue -> task name``, for jobs without an envelope.
     task_for_queue: Any = None
+    #: Turn pg-boss's ``notify`` on for queues this process consumes (so Node's sends wake it).
+    notify_queues: bool = True
     #: Run pg-boss's supervisor (expiry, heartbeats, deletion) in workers.
     supervise: bool = True
     supervise_interval: float = 60.0
@@ -561,6 +569,7 @@ class Transport(virtual.Transport):
         "max_connections",
         "application_name",
         "task_for_queue",
+        "notify_queues",
         "supervise",
         "supervise_interval",
         "monitor_interval",
@@ -609,6 +618,7 @@ class Transport(virtual.Transport):
         self._supervisor: Supervisor | None = None
         self._waker: Waker | None = None
         self._pid = os.getpid()
+        self._notify_checked: set[str] = set()
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -696,6 +706,16 @@ class Transport(virtual.Transport):
             return
         self.manager.create_queue(queue, **{k: v for k, v in options.items() if v is not None})
         declared.add(queue)
+
+    def enable_notify(self, queue: str) -> None:
+        """Make a queue this process consumes NOTIFY on every insert, Node's too. Node's
+        ``createQueue`` leaves pg-boss's ``notify`` off, and then its sends would wake no one: they
+        would wait for the safety poll."""
+        if not self.notify_queues or queue in self._notify_checked:
+            return
+        if self.manager.enable_notify(queue):
+            logger.info("pg-boss notify turned on for queue %r: jobs Node sends now wake this worker", queue)
+        self._notify_checked.add(queue)
 
     def forget_durable(self, queue: str) -> None:
         declared_queues(self.manager).discard(queue)

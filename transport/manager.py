@@ -204,6 +204,14 @@ class JobManager:
         rows = self._run("get_queue", {"name": name})
         return rows[0] if rows else None
 
+    def enable_notify(self, name: str) -> bool:
+        """Turn pg-boss's ``notify`` on for a queue (schema 32+), so Node's inserts into it NOTIFY
+        (once each Node process has refreshed its queue cache, every 60 s by default). True when it
+        was off; False when it was on already, the queue does not exist or the schema has no notify."""
+        if not self.info.has("notify"):
+            return False
+        return bool(self._run("enable_queue_notify", {"name": names.validate_queue_name(name)}))
+
     def list_queues(self) -> list[dict[str, Any]]:
         return self._run("list_queues", {})
 

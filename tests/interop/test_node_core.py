@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kombu
 import pytest
 
 from transport import outputs
@@ -213,3 +214,34 @@ def test_python_fail_dead_letters_a_node_job_like_node(pair: Pair) -> None:
         assert (dead["group_id"], dead["group_tier"]) == ("tenant-7", "gold")
     else:  # schema 26 (pg-boss 12.0-12.5): the copy holds the error as its output
         assert seen["output"] == error
+
+
+def test_a_python_consumer_turns_notify_on_so_node_sends_wake_it(pair: Pair, db_url: str) -> None:
+    """Node's createQueue leaves ``notify`` off: its sends then NOTIFY no one, and a Python consumer
+    would find them only at its safety poll. Consuming the queue turns it on (schema 32+)."""
+    node, boss = pair.node, pair.boss
+    node("create-queue", queue="node-made")
+    options = {
+        "schema": boss.schema,
+        "polling_interval": 60,  # far beyond this test: only a NOTIFY can wake the consumer
+        "task_for_queue": {"node-made": "stories.analyze"},
+        "supervise": False,
+    }
+    got: list[kombu.Message] = []
+
+    def keep(body: Any, message: kombu.Message) -> None:
+        got.append(message)
+        message.ack()
+
+    url = "pgboss://" + dsn_from_url(db_url).split("://", 1)[1]
+    with kombu.Connection(url, transport_options=options) as conn:
+        with conn.Consumer(kombu.Queue("node-made", routing_key="node-made"), callbacks=[keep]):
+            with pytest.raises(TimeoutError):
+                conn.drain_events(timeout=0.5)  # the first pass finds nothing; the next poll is in 60 s
+            if pair.release == "12.5":  # schema 26 has no notify: nothing to turn on
+                assert "notify" not in boss.get_queue("node-made")
+                return
+            assert boss.get_queue("node-made")["notify"] is True
+            job_id = node("send", queue="node-made", data={"storyId": "s1"})["id"]
+            conn.drain_events(timeout=10)
+    assert [(m.headers["id"], m.headers["task"]) for m in got] == [(job_id, "stories.analyze")]

@@ -20,6 +20,10 @@ SELECT * FROM {schema}.queue WHERE name = ANY(%(names)s::text[])
 -- The policies of several queues (which fetch statement serves them).
 SELECT name, policy FROM {schema}.queue WHERE name = ANY(%(names)s::text[])
 
+-- name: enable_queue_notify
+-- Turn a queue's notify on, as Node's updateQueue(name, {notify: true}) does: pg-boss then NOTIFYs on every runnable insert. The name back when it was off.
+UPDATE {schema}.queue SET notify = true, updated_on = {now} WHERE name = %(name)s AND NOT notify RETURNING name
+
 -- name: list_queues
 -- Every queue, by name.
 SELECT * FROM {schema}.queue ORDER BY name
