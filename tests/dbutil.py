@@ -38,3 +38,8 @@ def admin_execute(url: str, statement: str) -> None:
             cur.execute(statement)
     finally:
         conn.close()
+
+
+def pgboss_url(db_url: str) -> str:
+    """The ``pgboss://`` broker URL of a test database."""
+    return "pgboss://" + db_url.split("://", 1)[1]

@@ -456,9 +456,18 @@ class Channel(virtual.Channel):
 
     def _freed(self, held: Held) -> None:
         """A job of a capped queue is done here: its slot is free, so fetch that queue again now
-        rather than at the next safety poll (a fetch at the cap left the queue clean)."""
+        rather than at the next safety poll (a fetch at the cap left the queue clean), and so do
+        the other workers the cap held back, once the job's end is committed: written by the settle
+        that this ack queued, or already by the result backend."""
         if held.queue in self.concurrency_limits:
             self.connection.mark_dirty([held.queue])
+            if self.settle_on_ack:
+                self.connection.settler.wake_after(held.queue)
+                return
+            try:
+                self.connection.wake(held.queue)
+            except self.connection.connection_errors as exc:  # they find it at their safety poll
+                logger.warning("could not wake the consumers of %r after a slot freed: %r", held.queue, exc)
 
     def _on_reject(self, tag: str, requeue: bool) -> None:
         held = self._held.pop(tag, None)

@@ -95,6 +95,8 @@ class Settler:
         self._fail: list[Held] = []
         self._requeue: list[Held] = []
         self._restore: list[Held] = []
+        #: Queues to wake once the writes pending now are committed (capped queues' freed slots).
+        self._wake_after: set[str] = set()
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -151,9 +153,18 @@ class Settler:
     def restore(self, held: Held) -> None:
         self._add(self._restore, held)
 
+    def wake_after(self, queue: str) -> None:
+        """Wake ``queue``'s consumers everywhere once what is pending now is written: a job of a
+        capped queue ended, so a slot is free for whichever worker the cap held back."""
+        with self._ready:
+            self._wake_after.add(queue)
+            self._ready.notify()
+        if self._thread is None:
+            self.flush()
+
     @property
     def pending(self) -> bool:
-        return bool(self._complete or self._fail or self._requeue or self._restore)
+        return bool(self._complete or self._fail or self._requeue or self._restore or self._wake_after)
 
     def _add(self, bucket: list[Held], held: Held) -> None:
         with self._ready:
@@ -169,7 +180,8 @@ class Settler:
             fail, self._fail = self._fail, []
             requeue, self._requeue = self._requeue, []
             restore, self._restore = self._restore, []
-        if not (complete or fail or requeue or restore):
+            wake_after, self._wake_after = self._wake_after, set()
+        if not (complete or fail or requeue or restore or wake_after):
             return
         try:
             woken = self._write(complete, fail, requeue, restore)
@@ -177,8 +189,9 @@ class Settler:
             with self._lock:  # nothing of a failed statement was committed: keep it all
                 self._complete[:0], self._fail[:0] = complete, fail
                 self._requeue[:0], self._restore[:0] = requeue, restore
+                self._wake_after |= wake_after
             raise
-        for queue in woken:
+        for queue in woken | wake_after:
             self.wake(queue)
 
     def _write(

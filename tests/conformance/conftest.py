@@ -9,11 +9,8 @@ import kombu
 import pytest
 
 import transport  # noqa: F401  (registers pgboss://)
+from tests.dbutil import pgboss_url
 from transport.db import Database
-
-
-def pgboss_url(db_url: str) -> str:
-    return "pgboss://" + db_url.split("://", 1)[1]
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from typing import Any
 import kombu
 import pytest
 
+from tests.dbutil import pgboss_url
 from transport import outputs
 from transport import schema as pgschema
 from transport.db import dsn_from_url
@@ -233,8 +234,7 @@ def test_a_python_consumer_turns_notify_on_so_node_sends_wake_it(pair: Pair, db_
         got.append(message)
         message.ack()
 
-    url = "pgboss://" + dsn_from_url(db_url).split("://", 1)[1]
-    with kombu.Connection(url, transport_options=options) as conn:
+    with kombu.Connection(pgboss_url(db_url), transport_options=options) as conn:
         with conn.Consumer(kombu.Queue("node-made", routing_key="node-made"), callbacks=[keep]):
             with pytest.raises(TimeoutError):
                 conn.drain_events(timeout=0.5)  # the first pass finds nothing; the next poll is in 60 s
