@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.report import machine, table, write_section
-from bench.runner import ROOT, Bench, Result, Target
+from bench.report import record, table
+from bench.runner import Bench, Result, Target
 
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 
@@ -84,15 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(results)
     print(text)
     if not args.no_write:
-        command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_section(
-            ROOT / "BENCHMARKS.md",
-            "Transport",
-            machine(pg),
-            dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            command.strip(),
-            text,
-        )
+        record("Transport", pg, "python -m bench", argv, text)
     return 0
 
 

@@ -11,7 +11,6 @@ Every statement runs prepared on an autocommit connection, as the transport runs
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import statistics
@@ -24,8 +23,8 @@ import psycopg2
 import redis
 
 from bench.__main__ import REDIS
-from bench.report import machine, write_section
-from bench.runner import ROOT, Scratch
+from bench.report import record
+from bench.runner import Scratch
 from transport.db import dsn_from_url
 from transport.manager import JobManager
 from transport.prepared import PreparedDatabase
@@ -154,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
     pg = os.environ.get("DATABASE_PRIMARY_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-    scratch = Scratch(pg)
-    db_name = scratch.__enter__()
-    try:
+    with Scratch(pg) as db_name:
         params = psycopg2.extensions.parse_dsn(dsn_from_url(pg))
         params["dbname"] = db_name
         floor = Floor(psycopg2.extensions.make_dsn(**params))
@@ -164,19 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             rows = floor.measure(args.samples)
         finally:
             floor.close()
-    finally:
-        scratch.__exit__(None, None, None)
     text = render(rows, args.samples)
     print(text)
     if not args.no_write:
-        write_section(
-            ROOT / "BENCHMARKS.md",
-            "Round trips of a pickup",
-            machine(pg),
-            dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "python -m bench.floor " + " ".join(argv if argv is not None else sys.argv[1:]),
-            text,
-        )
+        record("Round trips of a pickup", pg, "python -m bench.floor", argv, text)
     return 0
 
 

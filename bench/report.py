@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import platform
 import re
+import sys
 from pathlib import Path
 
 import psycopg2
 import redis
 
-from bench.runner import Result
+from bench.runner import ROOT, Result
 from transport.db import dsn_from_url
 
 TARGETS = (
@@ -118,3 +120,10 @@ def write_section(path: Path, title: str, machine_text: str, date: str, command:
     else:
         text = text.rstrip() + "\n\n" + section
     path.write_text(text)
+
+
+def record(title: str, pg_url: str, prog: str, argv: list[str] | None, body: str) -> None:
+    """Write ``body`` as BENCHMARKS.md's ``## <title>``, with this machine, the time and the command."""
+    command = " ".join([prog, *(argv if argv is not None else sys.argv[1:])])
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    write_section(ROOT / "BENCHMARKS.md", title, machine(pg_url), now, command, body)

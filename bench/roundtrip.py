@@ -13,7 +13,6 @@ Environment: ``DATABASE_PRIMARY_URL`` (the server; a scratch database is made on
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import statistics
 import subprocess
@@ -28,7 +27,7 @@ import psycopg2
 from celery import Celery
 
 import transport  # noqa: F401  (registers pgboss://)
-from bench.report import machine, write_section
+from bench.report import record
 from transport.db import dsn_from_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,14 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(body)
     if not args.no_write and len(results) == 2:
-        write_section(
-            ROOT / "BENCHMARKS.md",
-            "Round trip and worker memory",
-            machine(pg),
-            dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "python -m bench.roundtrip",
-            body,
-        )
+        record("Round trip and worker memory", pg, "python -m bench.roundtrip", [], body)
     return 0
 
 

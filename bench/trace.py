@@ -9,7 +9,6 @@ its fetch started and returned; Celery received the task; the task started in a 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import statistics
@@ -19,8 +18,8 @@ import time
 from pathlib import Path
 
 from bench.__main__ import REDIS
-from bench.report import machine, write_section
-from bench.runner import ROOT, Bench, Target
+from bench.report import record
+from bench.runner import Bench, Target
 
 STAGES = (
     ("returned", "`send_task` returned"),
@@ -89,14 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + f"\n\n{args.samples} pings each, one at a time, 10 ms apart."
     print(text)
     if not args.no_write:
-        write_section(
-            ROOT / "BENCHMARKS.md",
-            "Pickup latency, stage by stage",
-            machine(pg),
-            dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "python -m bench.trace " + " ".join(argv if argv is not None else sys.argv[1:]),
-            text,
-        )
+        record("Pickup latency, stage by stage", pg, "python -m bench.trace", argv, text)
     return 0
 
 
