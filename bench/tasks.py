@@ -1,6 +1,7 @@
 """The Celery app the benchmark workers run: broker from ``BENCH_BROKER_URL``, tasks report to Redis.
 
-``BENCH_TRANSPORT_OPTIONS`` (JSON) and ``BENCH_RESULT_BACKEND`` configure the broker under test;
+``BENCH_TRANSPORT_OPTIONS`` (JSON) and ``BENCH_RESULT_BACKEND`` configure the broker under test,
+``BENCH_PREFETCH`` the worker's prefetch multiplier (default 4; larger for ceiling experiments);
 every task writes to the Redis side channel ``BENCH_SIDE_URL`` so all brokers pay the same for it.
 """
 
@@ -25,7 +26,7 @@ app.conf.update(
     accept_content=["json"],
     task_acks_late=True,
     task_ignore_result=not os.environ.get("BENCH_RESULT_BACKEND"),
-    worker_prefetch_multiplier=4,
+    worker_prefetch_multiplier=int(os.environ.get("BENCH_PREFETCH", "4")),
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
 )
