@@ -94,10 +94,11 @@ from transport import envelope
 from transport.bindings import Bindings
 from transport.db import dsn_from_url
 from transport.exceptions import PgBossError, QueueNotFound
-from transport.fanout import EXCHANGE_NOTICE, TIMER_NOTICE, BroadcastLog, Subscription
+from transport.fanout import EXCHANGE_NOTICE, BroadcastLog, Subscription
 from transport.heartbeat import Heartbeat
 from transport.listener import Listener
 from transport.maintenance import Supervisor
+from transport.names import TIMER_NOTICE
 from transport.queue_tasks import QueueTasks
 from transport.sessions import Sessions
 from transport.settle import Held, Settler
@@ -450,8 +451,7 @@ class Channel(virtual.Channel):
         if isinstance(held, Held):
             if self.settle_on_ack:
                 self.connection.settler.complete(held)
-            # The job may have been retried or failed: its start time may have moved.
-            self.connection.timers_stale = True
+            # A failure that scheduled a retry announces it itself (fail_jobs NOTIFYs), to every worker.
             self._freed(held)
 
     def _freed(self, held: Held) -> None:

@@ -13,7 +13,6 @@ reader remembers such gaps and asks for them again on its next reads for a few s
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from typing import Any
 
 from kombu.utils.json import dumps, loads
 
+from transport import names
 from transport.manager import JobManager
 
 logger = logging.getLogger(__name__)
@@ -34,14 +34,8 @@ MAX_GAPS = 1000
 GAP_RECHECK = 0.05
 
 
-def broker_channel(schema: str) -> str:
-    """The NOTIFY channel of the broadcast log and of ETA wake-ups for one pg-boss schema."""
-    return "zeke_kombu_" + hashlib.sha224(schema.encode()).hexdigest()[:24]
-
-
-#: Notice prefixes on the broker channel.
-EXCHANGE_NOTICE = "x:"  # + exchange: a broadcast row was appended
-TIMER_NOTICE = "t:"  # + queue: a job of the queue becomes runnable later than now
+#: Broker-channel notice prefix (beside names.TIMER_NOTICE): + exchange, a broadcast row was appended.
+EXCHANGE_NOTICE = "x:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +53,7 @@ class BroadcastLog:
 
     def __init__(self, manager: JobManager) -> None:
         self.manager = manager
-        self.channel = broker_channel(manager.schema)
+        self.channel = names.broker_channel(manager.schema)
 
     def publish(self, exchange: str, routing_key: str, message: dict[str, Any]) -> int:
         params = {

@@ -123,6 +123,8 @@ class JobManager:
         self.channel = names.notify_channel(self.schema)
         #: zeke's own channel: "<job id> <state>" on every transition made here (SSE, result waiters).
         self.state_channel = names.state_channel(self.schema)
+        #: The transport's channel: a failure that schedules a retry for later announces it there.
+        self.broker_channel = names.broker_channel(self.schema)
         #: Whether fetch also announces "active" (SSE wants it; a pure throughput run may not).
         self.notify_states = True
         self._lock = threading.Lock()
@@ -167,7 +169,14 @@ class JobManager:
 
     def _params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         # "retry": failures may retry unless a caller says otherwise (fail(..., retry=False)).
-        base = {"state_channel": self.state_channel, "notify_states": self.notify_states, "retry": True}
+        base = {
+            "state_channel": self.state_channel,
+            "notify_states": self.notify_states,
+            "retry": True,
+            "wake_channel": self.channel,
+            "timer_channel": self.broker_channel,
+            "timer_notice": names.TIMER_NOTICE,
+        }
         return {**base, **params}
 
     def _run(self, name: str, params: Mapping[str, Any], *, conn: Any = None) -> list[dict[str, Any]]:

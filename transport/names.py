@@ -43,6 +43,15 @@ def notify_channel(schema: str) -> str:
     return "pgboss_" + hashlib.sha224(schema.encode()).hexdigest()[:24]
 
 
+def broker_channel(schema: str) -> str:
+    """The transport's NOTIFY channel for one pg-boss schema: broadcast-log appends and timer notices."""
+    return "zeke_kombu_" + hashlib.sha224(schema.encode()).hexdigest()[:24]
+
+
+#: Broker-channel notice prefix: + queue, a job of the queue becomes runnable later than now.
+TIMER_NOTICE = "t:"
+
+
 def state_channel(schema: str) -> str:
     """zeke's channel for job state changes made through transport.manager ("<job id> <state>")."""
     return "zeke_state_" + hashlib.sha224(schema.encode()).hexdigest()[:24]

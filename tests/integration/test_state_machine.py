@@ -1178,6 +1178,30 @@ def test_notify_on_runnable_insert(boss: JobManager) -> None:
         conn.close()
 
 
+def test_a_failure_announces_its_retry_to_the_queues_consumers(boss: JobManager) -> None:
+    """A retry runnable now wakes the queue's consumers as an insert does; one due later is a timer
+    notice on the transport's channel; a job that fails for good announces nothing."""
+    boss.create_queue(Q, retry_limit=1, retry_delay=0, retry_backoff=False)
+    boss.create_queue("q2", retry_limit=1, retry_delay=60, retry_backoff=False)
+    wake = listen(boss, names.notify_channel(boss.schema))
+    timer = listen(boss, names.broker_channel(boss.schema))
+    try:
+        now = boss.send_many(Q, [{"data": {"i": i}} for i in range(2)])
+        later = boss.send("q2", {})
+        boss.fetch([Q, "q2"], 10)
+        drain(wake)
+        assert [r["state"] for r in boss.fail(Q, now, ERROR)] == ["retry", "retry"]
+        assert (drain(wake), drain(timer)) == ([Q], [])  # one per queue
+        assert [r["state"] for r in boss.fail("q2", [later], ERROR)] == ["retry"]
+        assert (drain(wake), drain(timer)) == ([], [names.TIMER_NOTICE + "q2"])
+        boss.fetch([Q], 10)
+        assert [r["state"] for r in boss.fail(Q, now, ERROR)] == ["failed", "failed"]
+        assert (drain(wake), drain(timer)) == ([], [])
+    finally:
+        wake.close()
+        timer.close()
+
+
 def test_state_channel(boss: JobManager) -> None:
     boss.create_queue(Q, retry_limit=1, retry_delay=0, retry_backoff=False)
     conn = listen(boss, boss.state_channel)

@@ -236,8 +236,17 @@ dead_lettered AS (
   JOIN {schema}.queue q ON q.name = r.dead_letter
   WHERE r.state = 'failed' AND r.dead_letter IS NOT NULL AND r.dead_letter <> r.name
 ),
+-- A retry is news to its queue's consumers (this worker's and every other): runnable now, on pg-boss's
+-- insert channel (they fetch); later, as a timer notice on the transport's channel (they set a timer).
+-- Identical notifications of one transaction are delivered once: one per queue.
+announced AS (
+  SELECT pg_notify(CASE WHEN start_after <= {now} THEN %(wake_channel)s ELSE %(timer_channel)s END,
+    CASE WHEN start_after <= {now} THEN name ELSE %(timer_notice)s || name END)
+  FROM retried WHERE state = 'retry'
+),
 {_notify_states}
-SELECT id, state, start_after, retry_count FROM results WHERE (SELECT count(*) FROM notified) >= 0
+SELECT id, state, start_after, retry_count FROM results
+WHERE (SELECT count(*) FROM notified) >= 0 AND (SELECT count(*) FROM announced) >= 0
 
 -- name: fail_jobs
 -- Fail jobs by id (any unfinished state), optionally fenced on the attempt that ran them.
