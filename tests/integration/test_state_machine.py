@@ -1180,7 +1180,8 @@ def test_notify_on_runnable_insert(boss: JobManager) -> None:
 
 def test_a_failure_announces_its_retry_to_the_queues_consumers(boss: JobManager) -> None:
     """A retry runnable now wakes the queue's consumers as an insert does; one due later is a timer
-    notice on the transport's channel; a job that fails for good announces nothing."""
+    notice on the transport's channel; a job that fails for good announces nothing; retry() and
+    resume() announce the jobs they make runnable."""
     boss.create_queue(Q, retry_limit=1, retry_delay=0, retry_backoff=False)
     boss.create_queue("q2", retry_limit=1, retry_delay=60, retry_backoff=False)
     wake = listen(boss, names.notify_channel(boss.schema))
@@ -1197,6 +1198,13 @@ def test_a_failure_announces_its_retry_to_the_queues_consumers(boss: JobManager)
         boss.fetch([Q], 10)
         assert [r["state"] for r in boss.fail(Q, now, ERROR)] == ["failed", "failed"]
         assert (drain(wake), drain(timer)) == ([], [])
+        # Made runnable by hand (pg-boss retry() and resume()): news too.
+        assert sorted(boss.retry(Q, now)) == sorted(now)
+        assert (drain(wake), drain(timer)) == ([Q], [])
+        assert boss.cancel(Q, now[:1]) == now[:1]
+        drain(wake)
+        assert boss.resume(Q, now[:1]) == now[:1]
+        assert (drain(wake), drain(timer)) == ([Q], [])
     finally:
         wake.close()
         timer.close()

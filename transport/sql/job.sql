@@ -179,6 +179,17 @@ results AS (
 {_notify_states}
 SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0
 
+-- name: _announce
+-- Shared CTE: the jobs of CTE made_runnable (name, start_after) are news to their queues' consumers in
+-- every worker. Runnable now: pg-boss's insert channel (they fetch); later: a timer notice on the
+-- transport's channel (they set a timer). Identical notifications of one transaction are delivered
+-- once, so a queue hears once per statement.
+announced AS (
+  SELECT pg_notify(CASE WHEN start_after <= {now} THEN %(wake_channel)s ELSE %(timer_channel)s END,
+    CASE WHEN start_after <= {now} THEN name ELSE %(timer_notice)s || name END)
+  FROM made_runnable
+),
+
 -- name: _notify_states
 -- Shared CTE: tell LISTENers of the zeke state channel (SSE streams, result waiters) which jobs moved.
 notified AS (
@@ -236,14 +247,10 @@ dead_lettered AS (
   JOIN {schema}.queue q ON q.name = r.dead_letter
   WHERE r.state = 'failed' AND r.dead_letter IS NOT NULL AND r.dead_letter <> r.name
 ),
--- A retry is news to its queue's consumers (this worker's and every other): runnable now, on pg-boss's
--- insert channel (they fetch); later, as a timer notice on the transport's channel (they set a timer).
--- Identical notifications of one transaction are delivered once: one per queue.
-announced AS (
-  SELECT pg_notify(CASE WHEN start_after <= {now} THEN %(wake_channel)s ELSE %(timer_channel)s END,
-    CASE WHEN start_after <= {now} THEN name ELSE %(timer_notice)s || name END)
-  FROM retried WHERE state = 'retry'
+made_runnable AS (
+  SELECT name, start_after FROM retried WHERE state = 'retry'
 ),
+{_announce}
 {_notify_states}
 SELECT id, state, start_after, retry_count FROM results
 WHERE (SELECT count(*) FROM notified) >= 0 AND (SELECT count(*) FROM announced) >= 0
@@ -317,10 +324,12 @@ WITH results AS (
   UPDATE {schema}.job SET completed_on = NULL, state = 'created', start_after = GREATEST(start_after, {now})
     /*if:upsert*/, upsert_by_key = NULL/*end*/
   WHERE name = %(name)s AND id = ANY(%(ids)s::uuid[]) AND state = 'cancelled'
-  RETURNING id, state
+  RETURNING id, state, name, start_after
 ),
+made_runnable AS (SELECT name, start_after FROM results),
+{_announce}
 {_notify_states}
-SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0
+SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0 AND (SELECT count(*) FROM announced) >= 0
 
 -- name: retry_jobs
 -- Give failed jobs one more attempt (pg-boss retry()).
@@ -328,10 +337,12 @@ WITH results AS (
   UPDATE {schema}.job SET state = 'retry', retry_limit = retry_limit + 1, completed_on = NULL,
     start_after = GREATEST(start_after, {now})
   WHERE name = %(name)s AND id = ANY(%(ids)s::uuid[]) AND state = 'failed'
-  RETURNING id, state
+  RETURNING id, state, name, start_after
 ),
+made_runnable AS (SELECT name, start_after FROM results),
+{_announce}
 {_notify_states}
-SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0
+SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0 AND (SELECT count(*) FROM announced) >= 0
 
 -- name: restore_jobs
 -- Hand active jobs back untouched (a worker's warm shutdown): created, as if never fetched.
