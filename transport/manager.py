@@ -284,13 +284,7 @@ class JobManager:
         if batch_size <= 0 or not queue_names:
             return []
         limits = {k: int(v) for k, v in (concurrency_limits or {}).items() if k in queue_names}
-        if limits:
-            statement = self.queries["fetch_jobs"]
-            params = self._params(
-                {"names": list(queue_names), "batch_size": batch_size, "limits": outputs.to_json(limits)}
-            )
-        else:
-            statement, params = self._fetch_statement(queue_names, batch_size, conn=conn)
+        statement, params = self._fetch_statement(queue_names, batch_size, limits, conn)
         try:
             with self.db.cursor(conn, tuples=True) as cur:
                 if not synchronous_commit:
@@ -311,14 +305,14 @@ class JobManager:
         return _fetched_jobs(rows)
 
     def _fetch_statement(
-        self, queue_names: Sequence[str], batch_size: int, *, conn: Any = None
+        self, queue_names: Sequence[str], batch_size: int, limits: Mapping[str, int], conn: Any
     ) -> tuple[str, dict[str, Any]]:
-        """The fetch of queues without a concurrency limit, as (statement, parameters): the plain
-        statement when every queue's policy allows it. ``conn`` reads policies not seen before."""
+        """The fetch as (statement, parameters): the plain statement when no queue has a concurrency
+        limit and every queue's policy allows it. ``conn`` reads policies not seen before."""
         params: dict[str, Any] = {"names": list(queue_names), "batch_size": batch_size}
-        if self._plain_fetch(queue_names, conn):
+        if not limits and self._plain_fetch(queue_names, conn):
             return self.queries["fetch_plain_jobs"], self._params(params)
-        return self.queries["fetch_jobs"], self._params({**params, "limits": "{}"})
+        return self.queries["fetch_jobs"], self._params({**params, "limits": outputs.to_json(limits)})
 
     def _plain_fetch(self, queue_names: Sequence[str], conn: Any) -> bool:
         """Whether every queue's policy lets ``fetch_plain_jobs`` claim its jobs (pg-boss, too,
