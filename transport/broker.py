@@ -754,11 +754,7 @@ class Transport(virtual.Transport):
         if job.id and self.manager.retry_in_place(
             queue, job.id, start_after=start_after, data=job.data, retry_count=job.attempt
         ):
-            if future:
-                self.notify_timer(queue)
-            else:
-                self.wake(queue)
-            return
+            return  # the statement announced the retry (now or later) to the queue's consumers
         if job.id is None:
             logger.info("message to pg-boss queue %r deduplicated by the queue's policy", queue)
         else:

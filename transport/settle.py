@@ -86,7 +86,8 @@ class Settler:
         self.manager = manager
         #: Autocommit connections for the one-statement writes (None: the manager's pool).
         self.session = session
-        #: Called with a queue name after jobs of it became runnable again.
+        #: Called with a queue name once a freed slot of it is committed (see :meth:`wake_after`);
+        #: the statements that make jobs runnable (retry, restore) announce them themselves.
         self.wake = wake
         self.revoked = revoked or Revoked()
         self._lock = threading.Lock()
@@ -96,7 +97,7 @@ class Settler:
         self._requeue: list[Held] = []
         self._restore: list[Held] = []
         #: Queues to wake once the writes pending now are committed (capped queues' freed slots).
-        self._wake_after: set[str] = set()
+        self._wake_after: list[str] = []
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -156,19 +157,15 @@ class Settler:
     def wake_after(self, queue: str) -> None:
         """Wake ``queue``'s consumers everywhere once what is pending now is written: a job of a
         capped queue ended, so a slot is free for whichever worker the cap held back."""
-        with self._ready:
-            self._wake_after.add(queue)
-            self._ready.notify()
-        if self._thread is None:
-            self.flush()
+        self._add(self._wake_after, queue)
 
     @property
     def pending(self) -> bool:
         return bool(self._complete or self._fail or self._requeue or self._restore or self._wake_after)
 
-    def _add(self, bucket: list[Held], held: Held) -> None:
+    def _add(self, bucket: list[Any], item: Any) -> None:
         with self._ready:
-            bucket.append(held)
+            bucket.append(item)
             self._ready.notify()
         if self._thread is None:
             self.flush()
@@ -180,24 +177,23 @@ class Settler:
             fail, self._fail = self._fail, []
             requeue, self._requeue = self._requeue, []
             restore, self._restore = self._restore, []
-            wake_after, self._wake_after = self._wake_after, set()
+            wake_after, self._wake_after = self._wake_after, []
         if not (complete or fail or requeue or restore or wake_after):
             return
         try:
-            woken = self._write(complete, fail, requeue, restore)
+            self._write(complete, fail, requeue, restore)
         except BaseException:
             with self._lock:  # nothing of a failed statement was committed: keep it all
                 self._complete[:0], self._fail[:0] = complete, fail
                 self._requeue[:0], self._restore[:0] = requeue, restore
-                self._wake_after |= wake_after
+                self._wake_after[:0] = wake_after
             raise
-        for queue in woken | wake_after:
+        for queue in dict.fromkeys(wake_after):
             self.wake(queue)
 
     def _write(
         self, complete: list[Held], fail: list[Held], requeue: list[Held], restore: list[Held]
-    ) -> set[str]:
-        woken: set[str] = set()
+    ) -> None:
         with self._connection() as conn:
             self._flush_complete(complete, conn)
             for queue, items in _by_queue(fail).items():
@@ -206,17 +202,19 @@ class Settler:
         for held in requeue:
             if held.attempt >= held.retry_limit:
                 self.manager.fail(held.queue, [held.id], REQUEUE_LIMIT, attempts={held.id: held.attempt})
-            elif self.manager.retry_in_place(
-                held.queue, held.id, start_after=held.start_after, data=held.data, retry_count=held.attempt
-            ):
-                woken.add(held.queue)
+            else:
+                self.manager.retry_in_place(
+                    held.queue,
+                    held.id,
+                    start_after=held.start_after,
+                    data=held.data,
+                    retry_count=held.attempt,
+                )
         by_attempt: dict[tuple[str, int], list[str]] = defaultdict(list)
         for held in restore:
             by_attempt[held.queue, held.attempt].append(held.id)
         for (queue, attempt), ids in by_attempt.items():
-            if self.manager.restore(queue, ids, retry_count=attempt):
-                woken.add(queue)
-        return woken
+            self.manager.restore(queue, ids, retry_count=attempt)
 
     def _connection(self) -> Any:
         if self.session is None:

@@ -1180,8 +1180,8 @@ def test_notify_on_runnable_insert(boss: JobManager) -> None:
 
 def test_a_failure_announces_its_retry_to_the_queues_consumers(boss: JobManager) -> None:
     """A retry runnable now wakes the queue's consumers as an insert does; one due later is a timer
-    notice on the transport's channel; a job that fails for good announces nothing; retry() and
-    resume() announce the jobs they make runnable."""
+    notice on the transport's channel; a job that fails for good announces nothing; retry(),
+    resume(), restore() and retry_in_place() announce the jobs they make runnable."""
     boss.create_queue(Q, retry_limit=1, retry_delay=0, retry_backoff=False)
     boss.create_queue("q2", retry_limit=1, retry_delay=60, retry_backoff=False)
     wake = listen(boss, names.notify_channel(boss.schema))
@@ -1205,6 +1205,15 @@ def test_a_failure_announces_its_retry_to_the_queues_consumers(boss: JobManager)
         drain(wake)
         assert boss.resume(Q, now[:1]) == now[:1]
         assert (drain(wake), drain(timer)) == ([Q], [])
+        # Handed back (restore) or moved in place (Celery's Task.retry): news as well.
+        boss.fetch([Q], 10)
+        drain(wake)
+        assert sorted(boss.restore(Q, now)) == sorted(now)
+        assert (drain(wake), drain(timer)) == ([Q], [])
+        [job] = boss.fetch([Q])
+        later_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)
+        assert boss.retry_in_place(Q, job.id, start_after=later_at, data={})
+        assert (drain(wake), drain(timer)) == ([], [names.TIMER_NOTICE + Q])
     finally:
         wake.close()
         timer.close()

@@ -297,10 +297,12 @@ WITH results AS (
     /*if:heartbeat*/, heartbeat_on = NULL/*end*/
   WHERE j.name = %(name)s AND j.id = %(id)s::uuid AND j.state = 'active'
     AND (%(retry_count)s::int IS NULL OR j.retry_count = %(retry_count)s::int)
-  RETURNING j.id, j.state, j.start_after
+  RETURNING j.id, j.state, j.name, j.start_after
 ),
+made_runnable AS (SELECT name, start_after FROM results),
+{_announce}
 {_notify_states}
-SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0
+SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0 AND (SELECT count(*) FROM announced) >= 0
 
 -- name: touch_jobs
 -- Refresh heartbeat_on of active jobs; returns the ids still active.
@@ -350,10 +352,12 @@ WITH results AS (
   UPDATE {schema}.job SET state = 'created', started_on = NULL/*if:heartbeat*/, heartbeat_on = NULL/*end*/
   WHERE name = %(name)s AND id = ANY(%(ids)s::uuid[]) AND state = 'active'
     AND (%(retry_count)s::int IS NULL OR retry_count = %(retry_count)s::int)
-  RETURNING id, state
+  RETURNING id, state, name, start_after
 ),
+made_runnable AS (SELECT name, start_after FROM results),
+{_announce}
 {_notify_states}
-SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0
+SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0 AND (SELECT count(*) FROM announced) >= 0
 
 -- name: delete_jobs
 -- Delete jobs by id.
