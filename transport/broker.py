@@ -94,11 +94,11 @@ from transport import envelope
 from transport.bindings import Bindings
 from transport.db import dsn_from_url
 from transport.exceptions import PgBossError, QueueNotFound
-from transport.fanout import EXCHANGE_NOTICE, BroadcastLog, Subscription
+from transport.fanout import BroadcastLog, Subscription
 from transport.heartbeat import Heartbeat
 from transport.listener import Listener
 from transport.maintenance import Supervisor
-from transport.names import TIMER_NOTICE
+from transport.names import EXCHANGE_NOTICE, TIMER_NOTICE
 from transport.queue_tasks import QueueTasks
 from transport.sessions import Sessions
 from transport.settle import Held, Settler

@@ -34,10 +34,6 @@ MAX_GAPS = 1000
 GAP_RECHECK = 0.05
 
 
-#: Broker-channel notice prefix (beside names.TIMER_NOTICE): + exchange, a broadcast row was appended.
-EXCHANGE_NOTICE = "x:"
-
-
 @dataclass(frozen=True, slots=True)
 class Broadcast:
     id: int
@@ -61,7 +57,7 @@ class BroadcastLog:
             "routing_key": routing_key or "",
             "payload": dumps(message),  # Kombu's JSON: bytes bodies, datetimes in headers survive
             "channel": self.channel,
-            "notice": EXCHANGE_NOTICE + exchange,
+            "notice": names.EXCHANGE_NOTICE + exchange,
         }
         with self.manager.db.cursor() as cur:
             cur.execute(self.manager.queries["broadcast_publish"], params)

@@ -48,7 +48,9 @@ def broker_channel(schema: str) -> str:
     return "zeke_kombu_" + hashlib.sha224(schema.encode()).hexdigest()[:24]
 
 
-#: Broker-channel notice prefix: + queue, a job of the queue becomes runnable later than now.
+#: Broker-channel notice prefixes. + exchange: a broadcast row was appended.
+EXCHANGE_NOTICE = "x:"
+#: + queue: a job of the queue becomes runnable later than now.
 TIMER_NOTICE = "t:"
 
 
