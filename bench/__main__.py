@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from bench.report import record, table
-from bench.runner import Bench, Result, Target
+from bench.runner import Bench, Result, Target, server_url
 
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
 
-    pg = os.environ.get("DATABASE_PRIMARY_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    pg = server_url()
     chosen = [t for t in targets(pg) if not args.only or any(t.label.startswith(o) for o in args.only)]
     bench = Bench(
         admin_url=pg,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -24,7 +23,7 @@ import redis
 
 from bench.__main__ import REDIS
 from bench.report import record
-from bench.runner import Scratch
+from bench.runner import Scratch, server_url
 from transport.db import dsn_from_url
 from transport.manager import JobManager
 from transport.prepared import PreparedDatabase
@@ -152,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
-    pg = os.environ.get("DATABASE_PRIMARY_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    pg = server_url()
     with Scratch(pg) as db_name:
         params = psycopg2.extensions.parse_dsn(dsn_from_url(pg))
         params["dbname"] = db_name

@@ -28,6 +28,7 @@ from celery import Celery
 
 import transport  # noqa: F401  (registers pgboss://)
 from bench.report import record
+from bench.runner import server_url
 from transport.db import dsn_from_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
 
-    pg = os.environ.get("DATABASE_PRIMARY_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    pg = server_url()
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/12"
     logs = Path(tempfile.mkdtemp(prefix="zeke-roundtrip-"))
     results: list[Latency] = []

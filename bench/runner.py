@@ -25,6 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CELERY = str(Path(sys.executable).with_name("celery"))
 
 
+def server_url() -> str:
+    """The PostgreSQL server the benchmarks make their scratch databases on."""
+    return os.environ.get("DATABASE_PRIMARY_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
 @dataclass
 class Target:
     """A broker configuration: ``broker_url`` (``{db}`` is replaced by a scratch database)."""

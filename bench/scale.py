@@ -45,6 +45,7 @@ from typing import Any
 
 import psycopg2
 
+from bench.runner import server_url
 from transport import sql as sqlmod
 from transport.db import Database, dsn_from_url
 from transport.manager import JobManager
@@ -522,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != "send" and args.queued < needed:
         parser.error(f"--queued must leave enough backlog for every phase: at least {needed}")
 
-    admin = os.environ.get("DATABASE_PRIMARY_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    admin = server_url()
     about = machine(admin)
     started = dt.datetime.now(dt.UTC)
     load_before = os.getloadavg()[0]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from bench.__main__ import REDIS
 from bench.report import record
-from bench.runner import Bench, Target
+from bench.runner import Bench, Target, server_url
 
 STAGES = (
     ("returned", "`send_task` returned"),
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
-    pg = os.environ.get("DATABASE_PRIMARY_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    pg = server_url()
     base = pg.rsplit("/", 1)[0]
     targets = [
         Target("redis://", f"{REDIS}/13"),
