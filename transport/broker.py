@@ -55,7 +55,7 @@ Transport Options
 * ``synchronous_commit``: wait for WAL flush on fetch and ack-settlement (default False: a lost
   claim or completion only means the job runs again, which at-least-once allows anyway).
 * ``settle_batch``: in workers, settle acks from a background thread, many per statement
-  (default True).
+  (default True), gathered for ``settle_window`` seconds after the first (default 0.002).
 * ``statement_timeout``, ``connect_timeout``: seconds (defaults 30 and 10).
 * ``max_connections``: pooled connections per process (default 8), ``application_name``
   (``zeke-broker``).
@@ -101,7 +101,7 @@ from transport.maintenance import Supervisor
 from transport.names import EXCHANGE_NOTICE, TIMER_NOTICE
 from transport.queue_tasks import QueueTasks
 from transport.sessions import Sessions
-from transport.settle import Held, Settler
+from transport.settle import SETTLE_WINDOW, Held, Settler
 from transport.shared import (
     DRIVER_TYPE,
     declared_queues,
@@ -546,6 +546,8 @@ class Transport(virtual.Transport):
     #: Settle acks from a background thread, many per statement, instead of one statement per ack
     #: on the event loop.
     settle_batch: bool = True
+    #: Seconds the settle thread gathers acks before writing them in one statement.
+    settle_window: float = SETTLE_WINDOW
     #: Per-statement limit, seconds (a stalled database must not freeze the worker's loop forever).
     statement_timeout: float = 30.0
     #: Seconds to wait for a connection.
@@ -573,6 +575,7 @@ class Transport(virtual.Transport):
         "polling_interval",
         "synchronous_commit",
         "settle_batch",
+        "settle_window",
         "statement_timeout",
         "connect_timeout",
         "max_connections",
@@ -606,7 +609,13 @@ class Transport(virtual.Transport):
         #: One-round-trip connections: durable publishes; fetches and settlements (async commit).
         self.publishing = Sessions(self.manager.db)
         self.consuming = Sessions(self.manager.db, setup=self._consuming_setup)
-        self.settler = Settler(self.manager, wake=self.wake, revoked=self.revoked, session=self.consuming)
+        self.settler = Settler(
+            self.manager,
+            wake=self.wake,
+            revoked=self.revoked,
+            session=self.consuming,
+            window=float(self.settle_window),
+        )
         self.queue_tasks = QueueTasks(self.task_for_queue)
         self.transient: dict[str, TransientQueue] = {}
         self.timers_stale = True

@@ -1,0 +1,90 @@
+"""The settle thread: acks that arrive together end their jobs in one statement, a little later.
+
+A worker's acks come about a millisecond apart during a drain; the settle thread gathers them for
+its window after the first one and completes the batch at once. Nothing waits on it but stop(),
+which writes whatever is gathering straight away (a warm shutdown must not lose completions).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from transport.manager import JobManager
+from transport.settle import Held, Settler
+
+QUEUE = "settled"
+
+
+def held_jobs(boss: JobManager, count: int) -> list[Held]:
+    boss.create_queue(QUEUE)
+    for n in range(count):
+        boss.send(QUEUE, {"n": n})
+    jobs = boss.fetch([QUEUE], count)
+    assert len(jobs) == count
+    return [Held(j.name, j.id, j.retry_count, j.retry_limit, j.start_after, j.data) for j in jobs]
+
+
+def states(boss: JobManager, held: list[Held]) -> list[str]:
+    return [boss.get_job(h.id)["state"] for h in held]
+
+
+def counting_completes(boss: JobManager) -> list[int]:
+    """Each manager.complete the settler runs, as the number of jobs it ends."""
+    calls: list[int] = []
+    complete = boss.complete
+
+    def spy(name: str, results: Any, **kwargs: Any) -> Any:
+        results = list(results)
+        calls.append(len(results))
+        return complete(name, results, **kwargs)
+
+    boss.complete = spy  # type: ignore[method-assign]
+    return calls
+
+
+def test_acks_arriving_together_end_their_jobs_in_one_statement(boss: JobManager) -> None:
+    held = held_jobs(boss, 5)
+    calls = counting_completes(boss)
+    settler = Settler(boss, wake=lambda queue: None, window=2.0)
+    settler.start()
+    try:
+        for h in held:
+            settler.complete(h)
+        assert states(boss, held) == ["active"] * 5  # the batch is still gathering
+        deadline = time.monotonic() + 10
+        while states(boss, held) != ["completed"] * 5:
+            assert time.monotonic() < deadline, states(boss, held)
+            time.sleep(0.05)
+    finally:
+        settler.stop()
+    assert calls == [5]
+
+
+def test_stop_writes_a_gathering_batch_at_once(boss: JobManager) -> None:
+    held = held_jobs(boss, 3)
+    settler = Settler(boss, wake=lambda queue: None, window=60)
+    settler.start()
+    for h in held:
+        settler.complete(h)
+    started = time.monotonic()
+    settler.stop()
+    assert time.monotonic() - started < 10  # not the 60 s window
+    assert states(boss, held) == ["completed"] * 3
+
+
+def test_a_write_after_a_batch_starts_the_next_one(boss: JobManager) -> None:
+    held = held_jobs(boss, 2)
+    calls = counting_completes(boss)
+    settler = Settler(boss, wake=lambda queue: None, window=0.05)
+    settler.start()
+    try:
+        for h in held:
+            settler.complete(h)
+            deadline = time.monotonic() + 10
+            while boss.get_job(h.id)["state"] != "completed":
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+    finally:
+        settler.stop()
+    assert calls == [1, 1]
