@@ -41,6 +41,7 @@ api: install
 
 bench: install node
 	$(PY) -m bench
+	$(PY) -m bench.budget
 	$(PY) -m bench.trace
 	$(PY) -m bench.floor
 	$(PY) -m bench.roundtrip

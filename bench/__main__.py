@@ -44,7 +44,9 @@ def targets(pg: str) -> list[Target]:
             "sqla+postgresql://",
             # psycopg2, named: SQLAlchemy 2.1 made psycopg 3 the default driver of postgresql://.
             "sqla+postgresql+psycopg2://" + base.split("://", 1)[1] + "/{db}",
-            max_jobs=2000,
+            # The same backlog as the others: kombu-sqla keeps consumed rows (visible=false) and each
+            # get steps past them, so its rate falls as a drain proceeds and a smaller backlog
+            # flatters it (BENCHMARKS.md, "Transport targets").
             max_samples=20,
             max_rounds=1,
             note="kombu's SQLAlchemy transport (1 s polling)",
