@@ -29,6 +29,13 @@ def states(boss: JobManager, held: list[Held]) -> list[str]:
     return [boss.get_job(h.id)["state"] for h in held]
 
 
+def wait_until_completed(boss: JobManager, held: list[Held], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while states(boss, held) != ["completed"] * len(held):
+        assert time.monotonic() < deadline, states(boss, held)
+        time.sleep(0.02)
+
+
 def counting_completes(boss: JobManager) -> list[int]:
     """Each manager.complete the settler runs, as the number of jobs it ends."""
     calls: list[int] = []
@@ -52,10 +59,7 @@ def test_acks_arriving_together_end_their_jobs_in_one_statement(boss: JobManager
         for h in held:
             settler.complete(h)
         assert states(boss, held) == ["active"] * 5  # the batch is still gathering
-        deadline = time.monotonic() + 10
-        while states(boss, held) != ["completed"] * 5:
-            assert time.monotonic() < deadline, states(boss, held)
-            time.sleep(0.05)
+        wait_until_completed(boss, held)
     finally:
         settler.stop()
     assert calls == [5]
@@ -81,10 +85,7 @@ def test_a_write_after_a_batch_starts_the_next_one(boss: JobManager) -> None:
     try:
         for h in held:
             settler.complete(h)
-            deadline = time.monotonic() + 10
-            while boss.get_job(h.id)["state"] != "completed":
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            wait_until_completed(boss, [h])
     finally:
         settler.stop()
     assert calls == [1, 1]
