@@ -95,6 +95,7 @@ from transport.bindings import Bindings
 from transport.db import dsn_from_url
 from transport.exceptions import PgBossError, QueueNotFound
 from transport.fanout import BroadcastLog, Subscription
+from transport.fetcher import Fetcher
 from transport.heartbeat import Heartbeat
 from transport.listener import Listener
 from transport.maintenance import Supervisor
@@ -371,7 +372,11 @@ class Channel(virtual.Channel):
         return message._raw
 
     def pump_durable(self, dirty: set[str]) -> int:
-        """Fetch and deliver durable jobs if a consumed queue is dirty and the prefetch budget allows."""
+        """Fetch and deliver durable jobs if a consumed queue is dirty and the prefetch budget allows:
+        at once when this worker holds nothing, else from the fetch thread (on an event loop)."""
+        fetcher = self.connection.fetcher
+        if fetcher is not None and fetcher.busy:
+            return 0  # stay dirty: the fetch that is out is delivered first
         queues = [q for q in self._durable if q in self.connection._callbacks]
         if not queues or dirty.isdisjoint(queues):
             return 0
@@ -379,12 +384,19 @@ class Channel(virtual.Channel):
             return 0  # stay dirty: the tick after the next ack fetches
         budget = self.qos.can_consume_max_estimate()
         prefetch = self.qos.prefetch_count
-        if budget and prefetch and len(self.qos._delivered) - len(self.qos._dirty) > 0:
+        holding = len(self.qos._delivered) - len(self.qos._dirty)
+        if budget and prefetch and holding > 0:
             if budget < max(1, int(prefetch * self.refill_fraction)):
                 return 0  # busy and well stocked: refill in fewer, larger fetches (stay dirty)
         limit = min(budget or self.fetch_batch_size, self.fetch_batch_size)
         limits = {q: n for q, n in self.concurrency_limits.items() if q in queues}
-        jobs = self.connection.fetch(queues, limit, limits)
+        if fetcher is not None and holding > 0:
+            fetcher.submit(self, queues, limit, limits)  # the loop keeps feeding the pool meanwhile
+            return 0
+        return self.deliver_jobs(queues, limit, self.connection.fetch(queues, limit, limits), dirty)
+
+    def deliver_jobs(self, queues: list[str], limit: int, jobs: list[Any], dirty: set[str]) -> int:
+        """Deliver what a fetch of ``queues`` (up to ``limit`` jobs) returned."""
         if len(jobs) < limit:
             dirty.difference_update(queues)
         delivered = 0
@@ -625,6 +637,8 @@ class Transport(virtual.Transport):
         self._broadcast_dirty = False
         self._subscription: Subscription | None = None
         self._listener: Listener | None = None
+        #: A busy worker's fetches, off its event loop (None outside an event loop).
+        self.fetcher: Fetcher | None = None
         self._binding_cache: dict[str, tuple[float, str | None, list[tuple[str, Any, str]]]] = {}
         self._exchange_types = {name: cls(None) for name, cls in STANDARD_EXCHANGE_TYPES.items()}
         self._loop: Any = None
@@ -926,6 +940,8 @@ class Transport(virtual.Transport):
         if self.settler.pending and not self.settler.batching:
             self.settler.flush()  # a write that failed earlier
         delivered = 0
+        if self.fetcher is not None and self.fetcher.done:
+            delivered += self._deliver_fetched()
         if self._broadcast_dirty or (self._subscription is not None and self._subscription.due):
             self.read_broadcasts()
         if self.transient:
@@ -939,6 +955,28 @@ class Transport(virtual.Transport):
         if delivered and len(self.heartbeat):
             self.heartbeat.start()
         return delivered
+
+    def _deliver_fetched(self) -> int:
+        assert self.fetcher is not None
+        fetched = self.fetcher.collect()
+        if fetched is None:
+            return 0
+        if fetched.error is not None:
+            raise fetched.error
+        if fetched.channel.closed:
+            self._hand_back(fetched.jobs)
+            return 0
+        return fetched.channel.deliver_jobs(fetched.queues, fetched.limit, fetched.jobs, self._dirty)
+
+    def _hand_back(self, jobs: Iterable[Any]) -> None:
+        """Jobs fetched for a consumer that is gone: back to ``created``, fenced on their attempt."""
+        for job in jobs:
+            held = Held(job.name, job.id, job.retry_count, job.retry_limit, job.start_after, job.data)
+            self.settler.restore(held)
+
+    def _wake_loop(self) -> None:
+        if self._waker is not None:
+            self._waker.wake()
 
     def _schedule_next_start(self) -> None:
         self.timers_stale = False
@@ -1014,6 +1052,8 @@ class Transport(virtual.Transport):
         if self._waker is None or not self._waker.owned:
             self._waker = Waker()
         loop.add_reader(self._waker.fileno(), self._waker.drain)
+        self.fetcher = Fetcher(self.fetch, self._wake_loop)
+        self.fetcher.start()
         loop.on_tick.add(self._on_tick)
         self._loop_entries = [loop.call_repeatedly(self.polling_interval, self._safety_poll)]
         if self.supervise and self._supervisor is None:
@@ -1045,6 +1085,11 @@ class Transport(virtual.Transport):
         if self._start_timer is not None:
             self._start_timer.cancel()
             self._start_timer = None
+        if self.fetcher is not None:
+            fetcher, self.fetcher = self.fetcher, None
+            leftover = fetcher.stop()
+            if leftover is not None:
+                self._hand_back(leftover.jobs)  # written by the settler's stop below
         self.settler.stop()
         self._loop = None
 

@@ -1,0 +1,107 @@
+"""A busy worker's fetches, run on a thread of their own so the event loop keeps feeding the pool.
+
+A loop that blocks in a fetch hands no task to a pool child meanwhile: during a drain that was
+about a quarter of its time. While the worker holds jobs (its children have work), the next fetch
+goes to this thread; the loop delivers what it returns once the transport's waker wakes it. An idle
+worker fetches inline: there the hand-off between threads would only add to a pickup's latency.
+
+One fetch is out at a time, from its request until the loop has collected its jobs, so nothing
+fetched here exceeds the prefetch budget the fetch was sized to. A fetch's error is handed to the
+loop with its result and raised there, as an inline fetch's would be. What the loop never collects
+(it stopped meanwhile) :meth:`Fetcher.stop` returns, for the transport to hand back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: (queues, limit, concurrency limits) -> fetched jobs
+FetchFunction = Callable[[list[str], int, Mapping[str, int]], list[Any]]
+
+
+@dataclass
+class Fetched:
+    """One fetch's outcome, for the channel that asked for it."""
+
+    channel: Any
+    queues: list[str]
+    limit: int
+    jobs: list[Any] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class Fetcher:
+    def __init__(self, fetch: FetchFunction, wake: Callable[[], None]) -> None:
+        self.fetch = fetch
+        #: Wakes the event loop (called from this thread once a result is ready).
+        self.wake = wake
+        self._ready = threading.Condition()
+        self._request: tuple[Any, list[str], int, Mapping[str, int]] | None = None
+        self._result: Fetched | None = None
+        self._out = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        """A fetch is requested, running, or done but not collected yet."""
+        return self._out
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="pgboss-fetch", daemon=True)
+            self._thread.start()
+
+    def submit(self, channel: Any, queues: list[str], limit: int, limits: Mapping[str, int]) -> None:
+        with self._ready:
+            assert not self._out, "one fetch at a time"
+            self._out = True
+            self._request = (channel, queues, limit, limits)
+            self._ready.notify()
+
+    def collect(self) -> Fetched | None:
+        """The finished fetch (the loop delivers it), freeing the way for the next one."""
+        with self._ready:
+            result, self._result = self._result, None
+            if result is not None:
+                self._out = False
+            return result
+
+    def stop(self, timeout: float = 60.0) -> Fetched | None:
+        """Stop once the fetch under way (if any) has returned; what it fetched, uncollected."""
+        thread, self._thread = self._thread, None
+        with self._ready:
+            self._stopping = True
+            self._request = None  # asked for but not started: nothing was fetched
+            self._ready.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        result = self.collect()
+        self._out = False
+        return result
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while self._request is None and not self._stopping:
+                    self._ready.wait()
+                if self._stopping:
+                    return
+                channel, queues, limit, limits = self._request
+                self._request = None
+            fetched = Fetched(channel, queues, limit)
+            try:
+                fetched.jobs = self.fetch(queues, limit, limits)
+            except BaseException as exc:  # raised on the loop, as an inline fetch's error would be
+                fetched.error = exc
+            with self._ready:
+                self._result = fetched
+            self.wake()
