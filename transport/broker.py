@@ -20,6 +20,8 @@ Features
   ETA messages in memory, and ``Task.retry()`` moves the same job row back to ``retry``.
 * Push, not polling: a LISTEN socket on the worker's event loop (pg-boss's own NOTIFY channel, so
   Node inserts wake Python workers), a timer for the next ``start_after``, and a slow safety poll.
+  A woken worker fetches up to its free prefetch budget in one statement: inline when it holds
+  nothing, else on its fetch thread (:mod:`transport.fetcher`) while the loop feeds the pool.
 * At-least-once across worker death: the worker's main process heartbeats every job it holds, and a
   supervisor (in every worker, sharing Node's claims) retries jobs whose heartbeat stopped.
 
