@@ -976,6 +976,10 @@ class Transport(virtual.Transport):
             held = Held(job.name, job.id, job.retry_count, job.retry_limit, job.start_after, job.data)
             self.settler.restore(held)
 
+    def _open_consuming(self) -> None:
+        with self.consuming.connection():
+            pass
+
     def _wake_loop(self) -> None:
         if self._waker is not None:
             self._waker.wake()
@@ -1054,7 +1058,7 @@ class Transport(virtual.Transport):
         if self._waker is None or not self._waker.owned:
             self._waker = Waker()
         loop.add_reader(self._waker.fileno(), self._waker.drain)
-        self.fetcher = Fetcher(self.fetch, self._wake_loop)
+        self.fetcher = Fetcher(self.fetch, self._wake_loop, prepare=self._open_consuming)
         self.fetcher.start()
         loop.on_tick.add(self._on_tick)
         self._loop_entries = [loop.call_repeatedly(self.polling_interval, self._safety_poll)]

@@ -13,10 +13,13 @@ loop with its result and raised there, as an inline fetch's would be. What the l
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 #: (queues, limit, concurrency limits) -> fetched jobs
 FetchFunction = Callable[[list[str], int, Mapping[str, int]], list[Any]]
@@ -34,10 +37,15 @@ class Fetched:
 
 
 class Fetcher:
-    def __init__(self, fetch: FetchFunction, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, fetch: FetchFunction, wake: Callable[[], None], prepare: Callable[[], None] | None = None
+    ) -> None:
         self.fetch = fetch
         #: Wakes the event loop (called from this thread once a result is ready).
         self.wake = wake
+        #: Run first on the thread (open its connection while the server takes new ones, so the
+        #: worker's fetches need no new connection later, as the loop's inline ones do not).
+        self.prepare = prepare
         self._ready = threading.Condition()
         self._request: tuple[Any, list[str], int, Mapping[str, int]] | None = None
         self._result: Fetched | None = None
@@ -89,6 +97,11 @@ class Fetcher:
         return result
 
     def _run(self) -> None:
+        if self.prepare is not None:
+            try:
+                self.prepare()
+            except Exception as exc:  # the first fetch tries again, and raises on the loop
+                logger.debug("fetch thread could not connect yet: %r", exc)
         while True:
             with self._ready:
                 while self._request is None and not self._stopping:
