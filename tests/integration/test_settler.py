@@ -7,7 +7,9 @@ which writes whatever is gathering straight away (a warm shutdown must not lose 
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from transport.manager import JobManager
@@ -50,18 +52,25 @@ def counting_completes(boss: JobManager) -> list[int]:
     return calls
 
 
+@contextlib.contextmanager
+def settling(boss: JobManager, window: float) -> Iterator[Settler]:
+    """A started settle thread with this window, stopped (writing what it holds) afterwards."""
+    settler = Settler(boss, wake=lambda queue: None, window=window)
+    settler.start()
+    try:
+        yield settler
+    finally:
+        settler.stop()
+
+
 def test_acks_arriving_together_end_their_jobs_in_one_statement(boss: JobManager) -> None:
     held = held_jobs(boss, 5)
     calls = counting_completes(boss)
-    settler = Settler(boss, wake=lambda queue: None, window=2.0)
-    settler.start()
-    try:
+    with settling(boss, window=2.0) as settler:
         for h in held:
             settler.complete(h)
         assert states(boss, held) == ["active"] * 5  # the batch is still gathering
         wait_until_completed(boss, held)
-    finally:
-        settler.stop()
     assert calls == [5]
 
 
@@ -80,12 +89,8 @@ def test_stop_writes_a_gathering_batch_at_once(boss: JobManager) -> None:
 def test_a_write_after_a_batch_starts_the_next_one(boss: JobManager) -> None:
     held = held_jobs(boss, 2)
     calls = counting_completes(boss)
-    settler = Settler(boss, wake=lambda queue: None, window=0.05)
-    settler.start()
-    try:
+    with settling(boss, window=0.05) as settler:
         for h in held:
             settler.complete(h)
             wait_until_completed(boss, [h])
-    finally:
-        settler.stop()
     assert calls == [1, 1]
