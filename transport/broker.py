@@ -450,7 +450,7 @@ class Channel(virtual.Channel):
             task_name=task_name,
             native_eta=self.native_eta,
         )
-        held = Held(job.name, job.id, job.retry_count, job.retry_limit, job.start_after, job.data)
+        held = Held.of(job)
         if no_ack:
             self.connection.settler.complete(held)
         else:
@@ -973,8 +973,7 @@ class Transport(virtual.Transport):
     def _hand_back(self, jobs: Iterable[Any]) -> None:
         """Jobs fetched for a consumer that is gone: back to ``created``, fenced on their attempt."""
         for job in jobs:
-            held = Held(job.name, job.id, job.retry_count, job.retry_limit, job.start_after, job.data)
-            self.settler.restore(held)
+            self.settler.restore(Held.of(job))
 
     def _open_consuming(self) -> None:
         with self.consuming.connection():

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from transport.manager import JobManager
+from transport.manager import FetchedJob, JobManager
 from transport.sessions import Sessions
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,11 @@ class Held:
     retry_limit: int
     start_after: dt.datetime
     data: Any
+
+    @classmethod
+    def of(cls, job: FetchedJob) -> Held:
+        """A fetched job, held in the attempt it was fetched with."""
+        return cls(job.name, job.id, job.retry_count, job.retry_limit, job.start_after, job.data)
 
 
 class Revoked:

@@ -24,7 +24,7 @@ def held_jobs(boss: JobManager, count: int) -> list[Held]:
         boss.send(QUEUE, {"n": n})
     jobs = boss.fetch([QUEUE], count)
     assert len(jobs) == count
-    return [Held(j.name, j.id, j.retry_count, j.retry_limit, j.start_after, j.data) for j in jobs]
+    return [Held.of(job) for job in jobs]
 
 
 def states(boss: JobManager, held: list[Held]) -> list[str]:
