@@ -250,10 +250,11 @@ class OpenAIProvider:
     def analyze(self, story: StoryText) -> Result[Analysis]:
         out, usage = self._parse(AnalysisOutput, ANALYSIS_INSTRUCTIONS, _article(story))
         citations = [
-            Citation(quote=truncate(c.quote, 500), url=c.url or story.url) for c in out.citations[:5]
+            Citation(quote=truncate(_clean(c.quote), 500), url=_clean(c.url or "") or story.url)
+            for c in out.citations[:5]
         ]
         analysis = Analysis(
-            why_it_matters=out.why_it_matters.strip(),
+            why_it_matters=_clean(out.why_it_matters).strip(),
             chili=max(0, min(5, int(round(out.chili)))),
             confidence=round(max(0.0, min(1.0, float(out.confidence))), 3),
             citations=[c for c in citations if c.quote],
@@ -268,20 +269,24 @@ class OpenAIProvider:
             prompt += f"\n\nWhy it matters (from an earlier analysis):\n{analysis.why_it_matters}"
         out, usage = self._parse(BriefOutput, BRIEF_INSTRUCTIONS, prompt)
         brief = Brief(
-            one_liner=truncate(out.one_liner, ONE_LINER_MAX),
-            two_liner=truncate(out.two_liner, TWO_LINER_MAX),
-            elevator=elevator_of(out.elevator, story),
+            one_liner=truncate(_clean(out.one_liner), ONE_LINER_MAX),
+            two_liner=truncate(_clean(out.two_liner), TWO_LINER_MAX),
+            elevator=elevator_of(_clean(out.elevator), story),
         )
         return Result(brief, self.name, self.model, usage)
 
     def _parse(self, schema: type[BaseModel], instructions: str, prompt: str) -> tuple[Any, Usage]:
-        completion = self._call(
-            lambda: self.client.chat.completions.parse(
+        raw = self._call(
+            lambda: self.client.chat.completions.with_raw_response.parse(
                 model=self.model,
                 messages=[{"role": "system", "content": instructions}, {"role": "user", "content": prompt}],
                 response_format=schema,
             )
         )
+        # The client trusts a 2xx body to be a chat completion; a proxy's HTML page or an error object
+        # would fail deep inside it with a bare TypeError, so look at the envelope first.
+        _check_envelope(raw.http_response)
+        completion = self._call(raw.parse)
         if not completion.choices:
             raise ProviderResponseInvalid("the model returned no choices")
         message = completion.choices[0].message
@@ -319,6 +324,30 @@ class OpenAIProvider:
             raise ProviderResponseInvalid(
                 f"the model's answer is not valid structured output: {exc}"
             ) from exc
+
+
+def _check_envelope(response: Any) -> None:
+    """Raise :class:`ProviderResponseInvalid` unless ``response``'s body is a JSON chat completion (an
+    object with a list of choices, each with a message object)."""
+    try:
+        body = response.json()
+    except ValueError:
+        media = response.headers.get("content-type") or "no content type"
+        raise ProviderResponseInvalid(
+            f"the AI provider answered {response.status_code} with {media}, not a JSON chat completion"
+        ) from None
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices
+    ):
+        error = body.get("error") if isinstance(body, dict) else None
+        detail = f": {truncate(str(error), 300)}" if error else ""
+        raise ProviderResponseInvalid(f"the AI provider's answer is not a chat completion{detail}")
+
+
+def _clean(text: str) -> str:
+    """Model text as PostgreSQL can store it (text and jsonb hold no NUL character)."""
+    return text.replace("\x00", "")
 
 
 def _retry_after(headers: Any, default: float) -> float:

@@ -236,7 +236,8 @@ class FakeOpenAI:
 
     ok: structured output for the requested schema; rate_limit: 429 with Retry-After; garbage: a
     completion whose content is not JSON; slow: sleeps longer than any client timeout in the tests;
-    server_error: 500; bad_request: 400.
+    server_error: 500; bad_request: 400; html: a 200 HTML page (a proxy, a wrong base URL);
+    not_a_completion: a 200 JSON error object instead of a completion.
     """
 
     def __init__(self) -> None:
@@ -259,10 +260,12 @@ class FakeOpenAI:
                 fake.requests.append(body)
                 fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                 status, payload, extra = fake.answer(self.path, body)
-                data = json.dumps(payload).encode()
+                raw = isinstance(payload, bytes)  # not JSON: a proxy's page, say
+                data = payload if raw else json.dumps(payload).encode()
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    media = "text/html; charset=utf-8" if raw else "application/json"
+                    self.send_header("Content-Type", media)
                     self.send_header("Content-Length", str(len(data)))
                     for key, value in extra.items():
                         self.send_header(key, value)
@@ -278,7 +281,7 @@ class FakeOpenAI:
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any] | bytes, dict[str, str]]:
         if path != "/v1/chat/completions":
             return 404, {"error": {"message": f"no route {path}", "type": "invalid_request_error"}}, {}
         if self.mode == "rate_limit":
@@ -292,6 +295,10 @@ class FakeOpenAI:
             return 500, {"error": {"message": "boom", "type": "server_error"}}, {}
         if self.mode == "bad_request":
             return 400, {"error": {"message": "model not found", "type": "invalid_request_error"}}, {}
+        if self.mode == "html":
+            return 200, b"<html><body>Welcome to the corporate proxy</body></html>", {}
+        if self.mode == "not_a_completion":
+            return 200, {"error": {"message": "upstream model overloaded"}}, {}
         if self.mode == "slow":
             time.sleep(3)
         schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("name", "")

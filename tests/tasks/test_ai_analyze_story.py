@@ -135,6 +135,52 @@ def test_garbage_json_is_a_clear_permanent_error(
     assert _analysis(openai_ctx, story_id) is None and openai_ctx.triggered == []
 
 
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("html", "answered 200 with text/html; charset=utf-8, not a JSON chat completion"),
+        ("not_a_completion", "not a chat completion: {'message': 'upstream model overloaded'}"),
+    ],
+)
+def test_a_reply_that_is_not_a_completion_is_a_clear_permanent_error(
+    openai_ctx: RecordingContext, fake_openai: FakeOpenAI, mode: str, message: str
+) -> None:
+    """A 200 whose body is no chat completion (a proxy's page, an error object) used to escape as a bare
+    TypeError/AttributeError ("'NoneType' object is not iterable"), retried by the queue's policy."""
+    fake_openai.mode = mode
+    story_id = make_story(openai_ctx.session_factory, ARTICLE)
+    for task_id in ("analyze-story", "generate-brief"):
+        with pytest.raises(ProviderResponseInvalid) as raised:
+            run_task(task_id, {"storyId": str(story_id)}, openai_ctx)
+        assert message in str(raised.value)
+    assert _analysis(openai_ctx, story_id) is None and openai_ctx.triggered == []
+
+
+def test_nul_characters_from_the_model_are_dropped(
+    openai_ctx: RecordingContext, fake_openai: FakeOpenAI
+) -> None:
+    """PostgreSQL text and jsonb hold no NUL: a model answer with one used to fail the job at the INSERT."""
+    fake_openai.replies["AnalysisOutput"] = {
+        "why_it_matters": "• Builds get \x00faster.",
+        "chili": 3,
+        "confidence": 0.7,
+        "citations": [{"quote": "38%\x00 faster", "url": "https://news.test/\x00a"}],
+    }
+    fake_openai.replies["BriefOutput"] = {
+        "one_liner": "One\x00 line.",
+        "two_liner": "Two\x00 lines. Really.",
+        "elevator": "First\x00 sentence. Second sentence. Third sentence.",
+    }
+    story_id = make_story(openai_ctx.session_factory, ARTICLE)
+    run_task("analyze-story", {"storyId": str(story_id)}, openai_ctx)
+    run_task("generate-brief", {"storyId": str(story_id)}, openai_ctx)
+    row = _analysis(openai_ctx, story_id)
+    assert row is not None and row.why_it_matters == "• Builds get faster."
+    assert row.citations == [{"quote": "38% faster", "url": "https://news.test/a"}]
+    assert (row.one_liner, row.two_liner) == ("One line.", "Two lines. Really.")
+    assert row.elevator.startswith("First sentence.")
+
+
 def test_rejected_request_is_permanent(openai_ctx: RecordingContext, fake_openai: FakeOpenAI) -> None:
     fake_openai.mode = "bad_request"
     story_id = make_story(openai_ctx.session_factory, ARTICLE)
