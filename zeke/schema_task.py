@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,8 @@ RETRY_OPTIONS = frozenset({"retry_limit", "retry_delay", "retry_backoff", "retry
 QUEUE_OPTIONS = frozenset(QUEUE_OPTION_KEYS) | {"concurrency_limit"}
 
 _log = logging.getLogger("zeke.tasks")
+#: pydantic's own message for a number that must be finite.
+NOT_FINITE = "Input should be a finite number"
 
 
 class PayloadInvalid(ValueError):
@@ -75,9 +78,10 @@ class PayloadInvalid(ValueError):
 
     @classmethod
     def from_validation_error(cls, task_id: str, exc: ValidationError) -> PayloadInvalid:
-        # exc.json() rather than exc.errors(): the latter may hold exception objects in "ctx".
+        # exc.json() rather than exc.errors(): the latter may hold exception objects in "ctx". It
+        # writes an input of NaN or Infinity as that bare word, which is no JSON: keep it as a string.
         try:
-            return cls(task_id, json.loads(exc.json(include_url=False)))
+            return cls(task_id, json.loads(exc.json(include_url=False), parse_constant=str))
         except ValueError:
             # Something pydantic cannot write as JSON (an unpaired surrogate the client sent): the
             # errors without the offending inputs and contexts.
@@ -202,8 +206,20 @@ class SchemaTask(Task):
             raise PayloadInvalid.from_validation_error(self.name, exc) from None
 
     def dump(self, payload: Any) -> dict[str, Any]:
-        """Validate; return the JSON job data (defaults applied, field aliases as the Node side sees them)."""
-        return self.validate(payload).model_dump(mode="json", by_alias=True)
+        """Validate; return the JSON job data (defaults applied, field aliases as the Node side sees them).
+
+        NaN and ±Infinity are refused (:class:`PayloadInvalid`, type ``finite_number``) wherever the
+        schema let them through: JSON cannot hold them, and pydantic would write a free-form field's
+        as null, storing something else than was sent.
+        """
+        model = self.validate(payload)
+        errors = [
+            {"type": "finite_number", "loc": loc, "msg": NOT_FINITE, "input": str(value)}
+            for loc, value in _non_finite(model.model_dump(mode="python", by_alias=True))
+        ]
+        if errors:
+            raise PayloadInvalid(self.name, errors)
+        return model.model_dump(mode="json", by_alias=True)
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         data = self.dump(_payload_of(self.name, args, kwargs))
@@ -262,6 +278,26 @@ class SchemaTask(Task):
             attempts={job_id: attempt} if attempt is not None else None,
             retry=False,
         )
+
+
+def _non_finite(value: Any) -> Iterator[tuple[list[str | int], float]]:
+    """``(loc, value)`` of every NaN or ±Infinity in a model's python dump. Iterative, since payloads
+    may nest deeper than Python's recursion limit; a path is a linked ``(parent, key)`` pair, spelled
+    out only for a hit."""
+    stack: list[tuple[Any, Any]] = [(None, value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                loc: list[str | int] = []
+                while path is not None:
+                    path, key = path
+                    loc.append(key if isinstance(key, str | int) else str(key))
+                yield loc[::-1], item
+        elif isinstance(item, dict):
+            stack.extend(((path, k), v) for k, v in reversed(item.items()))
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(((path, i), v) for i, v in reversed(list(enumerate(item))))
 
 
 def _attempt(request: Any) -> int | None:

@@ -329,6 +329,24 @@ def _post(api: ApiServer, auth: dict[str, str], body: Any, **kw: Any) -> httpx.R
     return httpx.post(api.url + "/api/jobs", content=content, headers=headers, timeout=60, **kw)
 
 
+def test_schema_task_refuses_non_finite_numbers() -> None:
+    """pydantic writes NaN and Infinity in free-form fields as null: refused instead of stored changed."""
+    from tests.hostile.hostile_tasks import Doc, doc
+    from zeke.schema_task import PayloadInvalid
+
+    for payload, loc in [
+        ({"body": float("nan")}, ["body"]),
+        ({"body": {"a": [1.5, float("inf")]}}, ["body", "a", 1]),
+        (Doc(body=float("-inf")), ["body"]),
+    ]:
+        with pytest.raises(PayloadInvalid) as refused:
+            doc.dump(payload)
+        assert [e["loc"] for e in refused.value.errors] == [loc]
+        assert refused.value.errors[0]["type"] == "finite_number"
+        json.dumps(refused.value.errors, allow_nan=False)  # the errors themselves are JSON
+    assert doc.dump({"body": {"a": [1.5, 10**30]}})["body"] == {"a": [1.5, 10**30]}
+
+
 def test_api_hostile_task_ids(
     api: ApiServer, auth: dict[str, str], counts: Callable[[], dict[str, int]], database: Database
 ) -> None:
@@ -362,6 +380,12 @@ def test_api_hostile_task_ids(
         (b"{not json", 422),
         (b'{"taskId": "hostile-doc", "payload": {"title": "\xff\xfe"}}', 400),
         (b"[" * 50_000 + b"]" * 50_000, 400),
+        # Python's JSON parser takes NaN, Infinity and overflowing numbers; JSON has no such values.
+        (b'{"taskId": NaN, "payload": {}}', 422),
+        (b'{"taskId": "hostile-echo", "payload": Infinity}', 422),
+        (b'{"taskId": "hostile-echo", "payload": {"message": "x", "count": NaN}}', 422),
+        (b'{"taskId": "hostile-doc", "payload": {"body": [1, -Infinity]}}', 422),
+        (b'{"taskId": "hostile-doc", "payload": {"body": {"n": 1e400}}}', 422),
     ],
     ids=lambda v: repr(v)[:40] if not isinstance(v, int) else str(v),
 )
@@ -379,8 +403,17 @@ def test_api_refuses_bad_bodies(
     before = counts()
     response = _post(api, auth, body)
     assert response.status_code == status, response.text
-    assert response.json()["detail"]
+    assert strict_json(response.text)["detail"]
     assert_consistent(database, before, counts())
+
+
+def strict_json(text: str) -> Any:
+    """``json.loads`` that refuses NaN and Infinity, as every JSON parser but Python's does."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 def test_api_gigantic_payload_is_stored_whole(
@@ -458,6 +491,12 @@ def test_cli_send_edges(
     assert not_json.returncode == 2 and "not JSON" in not_json.stderr, not_json.stderr
     nul = zeke(env, "send", "hostile-doc", "-", stdin='{"title": "a\\u0000b"}')
     assert nul.returncode == 1 and "NUL" in nul.stderr and "Traceback" not in nul.stderr, nul.stderr
+    # Not stored as null: refused, with where.
+    nan = zeke(env, "send", "hostile-doc", '{"body": {"n": NaN}}')
+    assert nan.returncode == 1 and "body.n" in nan.stderr and "Traceback" not in nan.stderr, nan.stderr
+    # --json stays JSON when the refused input is not.
+    inf = zeke(env, "send", "hostile-doc", "--json", '{"title": Infinity}')
+    assert inf.returncode == 1 and strict_json(inf.stdout)["errors"][0]["loc"] == ["title"], inf.stdout
     assert_consistent(database, before, counts())
 
     big = zeke(env, "send", "hostile-doc", "--json", "-", stdin=json.dumps({"body": "z" * TEN_MB}))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,11 +36,30 @@ log = logging.getLogger("zeke.api")
 class EchoSafeJSONResponse(JSONResponse):
     """JSON that always encodes. Error bodies echo what the client sent, and JSON lets a client send
     an unpaired surrogate ("\\ud800") that UTF-8 cannot carry: it goes back as that same escape
-    instead of the response failing with a 500."""
+    instead of the response failing with a 500. Python's parser also takes NaN and Infinity, which
+    JSON has no words for: an echoed one goes back as a string ("nan", "inf")."""
 
     def render(self, content: Any) -> bytes:
-        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        try:
+            text = _dumps(content)
+        except ValueError:  # a non-finite float: rare, so only then the walk
+            text = _dumps(_finite(content))
         return text.encode("utf-8", "backslashreplace")  # only ever inside a JSON string literal
+
+
+def _dumps(content: Any) -> str:
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN and ±Infinity as its string (error bodies: small, shallow)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
