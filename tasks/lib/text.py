@@ -131,14 +131,16 @@ def extract_plain(text: str) -> Extracted:
 def extract_pdf(data: bytes) -> Extracted:
     """Text of every page, and the document title when the PDF has one."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         pages = [page.extract_text() or "" for page in reader.pages]
         title = reader.metadata.title if reader.metadata is not None else None
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
-        raise ExtractionFailed(f"unreadable PDF: {exc}") from exc
+    except Exception as exc:
+        # Untrusted bytes: a broken PDF makes pypdf raise more than its own errors (AttributeError on
+        # a mangled trailer, LimitReachedError, RecursionError...). All of them mean "unreadable", and
+        # retrying the same bytes would fail the same way.
+        raise ExtractionFailed(f"unreadable PDF: {type(exc).__name__}: {exc}") from exc
     return Extracted(normalize_text("\n\n".join(pages)), str(title).strip() if title else None, None, "pdf")
 
 

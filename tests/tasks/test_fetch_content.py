@@ -174,3 +174,16 @@ def test_redirects_to_private_targets_are_refused(ctx: RecordingContext, web: We
     with ctx.session_factory() as session:
         story = session.scalars(select(Story)).one()
         assert story.content.html_url == web.url("/page.html")  # where the text really came from
+
+
+def test_a_broken_pdf_is_a_permanent_failure(ctx: RecordingContext, web: WebServer) -> None:
+    """pypdf raises AttributeError on a mangled trailer; it used to count as a transient failure, so the
+    same bytes were downloaded and parsed again until fetch_max_attempts."""
+    broken = make_pdf(["Benchmarks for the new tokenizer."] * 5).replace(b"trailer\n", b"trailer-")
+    item = _raw(ctx, web.route("/broken.pdf", broken, content_type="application/pdf"))
+    result = run_task("fetch-content", {"rawItemIds": [str(item.id)]}, ctx)
+    assert result["counts"] == {"failed": 1} and result["retrying"] == []
+    row = _get(ctx, item)
+    assert row.status == "failed" and row.fetch_attempts == 1
+    assert "unreadable PDF: AttributeError" in row.fetch_error
+    assert ctx.triggered == []
