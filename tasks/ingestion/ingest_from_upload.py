@@ -123,9 +123,13 @@ def run(payload: IngestFromUploadPayload, ctx: Context) -> dict:
     for index, item in enumerate(payload.items):
         try:
             result = _item(ctx, source_id, item, payload.uploaded_by)
-        except PermanentError as exc:
-            result = {"externalId": item.external_id, "status": "failed", "error": str(exc)}
-            ctx.logger.warning("ingest_upload_item_failed", index=index, error=str(exc))
+        except Exception as exc:
+            # The item boundary: items before this one are committed, and their new stories are only
+            # sent to analyze-story after the loop. Letting this escape would fail the job, and its
+            # retry would find those items "duplicate" and never analyse their stories.
+            error = str(exc) if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}"
+            result = {"externalId": _no_nul(item.external_id), "status": "failed", "error": error}
+            ctx.logger.warning("ingest_upload_item_failed", index=index, error=error)
         result["index"] = index
         results.append(result)
         if result["status"] == "pending_fetch":
@@ -157,19 +161,21 @@ def _item(ctx: Context, source_id: uuid.UUID, item: UploadItem, uploaded_by: str
             canonical = canonicalize_url(item.url)
         except ValueError as exc:
             raise PermanentError(f"bad url {item.url!r}: {exc}") from None
-    external_id = item.external_id or canonical or "sha256:" + hashlib.sha256(data).hexdigest()
+    external_id = _no_nul(item.external_id) or canonical or "sha256:" + hashlib.sha256(data).hexdigest()
     extracted = _extract(item, data) if data else None
     if extracted is not None and len(extracted.text) < ctx.settings.min_content_chars:
         raise ExtractionFailed(f"upload has only {len(extracted.text)} characters of text")
 
-    metadata = {**item.metadata, "src": "upload", "uploadedBy": uploaded_by, "filename": item.filename}
+    metadata = _no_nul(
+        {**item.metadata, "src": "upload", "uploadedBy": uploaded_by, "filename": item.filename}
+    )
     with ctx.session_factory.begin() as session:
         insert_raw_item(
             session,
             source_id=source_id,
             external_id=external_id,
             kind="article",
-            title=item.title or (extracted.title if extracted else None),
+            title=_no_nul(item.title) or (extracted.title if extracted else None),
             url=item.url,
             canonical_url=canonical,
             metadata_=metadata,
@@ -191,6 +197,18 @@ def _item(ctx: Context, source_id: uuid.UUID, item: UploadItem, uploaded_by: str
             session, raw, extracted, content_type=extracted.format, story_kind=kind, html_url=item.url
         )
     return {**base, "status": "stored", "storyId": str(stored.story_id), "newStory": stored.created}
+
+
+def _no_nul(value: Any) -> Any:
+    """``value`` without NUL characters in any string, keys included: PostgreSQL text and jsonb cannot
+    hold them (the document text loses them in normalisation; the title and metadata must too)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_no_nul(k): _no_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nul(v) for v in value]
+    return value
 
 
 def _bytes(item: UploadItem, limit: int) -> bytes:

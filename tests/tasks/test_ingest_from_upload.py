@@ -99,3 +99,40 @@ def test_format_detection() -> None:
     assert detect_format(UploadItem(text="hello"), b"hello") == "text"
     with pytest.raises(ValueError):
         UploadItem()
+
+
+def _broken_pdf() -> bytes:
+    """A PDF whose trailer is mangled: pypdf raises AttributeError on it, not one of its own errors."""
+    pdf = make_pdf(["Quarterly report on model serving costs."] * 5, "Q4").replace(b"trailer\n", b"trailer-")
+    assert pdf.count(b"trailer-") == 1
+    return pdf
+
+
+def test_an_item_that_breaks_the_parser_or_the_database_fails_alone(ctx: RecordingContext) -> None:
+    """A broken PDF (pypdf's AttributeError) or a NUL in a title or metadata (which PostgreSQL refuses)
+    used to escape the item loop: the job failed, and its retry found the good items "duplicate", so
+    their stories were never sent to analyze-story."""
+    items = [
+        {"externalId": "good", "text": NOTES},
+        {"externalId": "broken-pdf", "dataBase64": base64.b64encode(_broken_pdf()).decode()},
+        {"externalId": "nul-title", "title": "Release\x00 notes", "text": PAGE, "mediaType": "text/html"},
+        {
+            "externalId": "nul\x00-meta",
+            "text": "Plain notes about the rollout.\n\n" + "The rollout went fine. " * 8,
+            "metadata": {"tag": "a\x00b", "nested": [{"k\x00": "v\x00"}]},
+        },
+    ]
+    result = run_task("ingest-from-upload", {"items": items, "uploadedBy": "user\x00_7"}, ctx)
+
+    statuses = {r["externalId"]: r["status"] for r in result["items"]}
+    assert statuses == {"good": "stored", "broken-pdf": "failed", "nul-title": "stored", "nul-meta": "stored"}
+    failed = next(r for r in result["items"] if r["status"] == "failed")
+    assert "unreadable PDF: AttributeError" in failed["error"]
+    stories = [r["storyId"] for r in result["items"] if r["status"] == "stored"]
+    assert sorted(result["storiesCreated"]) == sorted(stories)
+    assert sorted(p["storyId"] for p in ctx.sent("analyze-story")) == sorted(stories)
+    with ctx.session_factory() as session:
+        raws = {r.external_id: r for r in session.scalars(select(RawItem))}
+    assert raws["nul-title"].title == "Release notes"
+    assert raws["nul-meta"].metadata_["tag"] == "ab" and raws["nul-meta"].metadata_["nested"] == [{"k": "v"}]
+    assert raws["good"].metadata_["uploadedBy"] == "user_7"
