@@ -42,6 +42,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from transport import outputs
+from transport.exceptions import InvalidPayload
 from transport.manager import QUEUE_OPTION_KEYS
 from zeke.registry import UnknownTask, origin_of, registry
 
@@ -211,6 +212,8 @@ class SchemaTask(Task):
         NaN and ±Infinity are refused (:class:`PayloadInvalid`, type ``finite_number``) wherever the
         schema let them through: JSON cannot hold them, and pydantic would write a free-form field's
         as null, storing something else than was sent.
+        Data pydantic cannot write as JSON (nested deeper than its serializer goes) is the
+        transport's :class:`~transport.exceptions.InvalidPayload`, as for data the database cannot store.
         """
         model = self.validate(payload)
         errors = [
@@ -219,7 +222,10 @@ class SchemaTask(Task):
         ]
         if errors:
             raise PayloadInvalid(self.name, errors)
-        return model.model_dump(mode="json", by_alias=True)
+        try:
+            return model.model_dump(mode="json", by_alias=True)
+        except ValueError as exc:  # valid, and still no JSON pydantic writes: nested past 254 levels
+            raise InvalidPayload(f"job data must be JSON: nested too deeply ({exc})") from None
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         data = self.dump(_payload_of(self.name, args, kwargs))

@@ -347,6 +347,15 @@ def test_schema_task_refuses_non_finite_numbers() -> None:
     assert doc.dump({"body": {"a": [1.5, 10**30]}})["body"] == {"a": [1.5, 10**30]}
 
 
+def test_schema_task_payload_nesting() -> None:
+    """As deep as pydantic writes is stored as sent; deeper is the transport's InvalidPayload."""
+    from tests.hostile.hostile_tasks import doc
+
+    assert doc.dump({"body": _deep(200)})["body"] == _deep(200)
+    with pytest.raises(InvalidPayload, match="too deeply"):
+        doc.dump({"body": _deep(300)})
+
+
 def test_api_hostile_task_ids(
     api: ApiServer, auth: dict[str, str], counts: Callable[[], dict[str, int]], database: Database
 ) -> None:
@@ -386,6 +395,8 @@ def test_api_hostile_task_ids(
         (b'{"taskId": "hostile-echo", "payload": {"message": "x", "count": NaN}}', 422),
         (b'{"taskId": "hostile-doc", "payload": {"body": [1, -Infinity]}}', 422),
         (b'{"taskId": "hostile-doc", "payload": {"body": {"n": 1e400}}}', 422),
+        # Valid JSON nested deeper than pydantic writes (254 levels): refused, not a 500.
+        (b'{"taskId": "hostile-doc", "payload": {"body": ' + b"[" * 300 + b"]" * 300 + b"}}", 422),
     ],
     ids=lambda v: repr(v)[:40] if not isinstance(v, int) else str(v),
 )
@@ -497,6 +508,8 @@ def test_cli_send_edges(
     # --json stays JSON when the refused input is not.
     inf = zeke(env, "send", "hostile-doc", "--json", '{"title": Infinity}')
     assert inf.returncode == 1 and strict_json(inf.stdout)["errors"][0]["loc"] == ["title"], inf.stdout
+    deep = zeke(env, "send", "hostile-doc", "-", stdin='{"body": ' + "[" * 300 + "]" * 300 + "}")
+    assert deep.returncode == 1 and "deep" in deep.stderr and "Traceback" not in deep.stderr, deep.stderr
     assert_consistent(database, before, counts())
 
     big = zeke(env, "send", "hostile-doc", "--json", "-", stdin=json.dumps({"body": "z" * TEN_MB}))
