@@ -39,8 +39,9 @@ def is_loopback(host: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Settings:
-    #: "development" or "production". Anonymous API access is only ever considered in development.
-    env: str = "development"
+    #: "development" or "production" (the default, as README promises). Anonymous API access is only
+    #: ever considered in development.
+    env: str = "production"
     #: Bearer tokens the HTTP API accepts (``ZEKE_API_KEYS``, comma-separated).
     api_keys: tuple[str, ...] = ()
     api_host: str = "127.0.0.1"
@@ -68,7 +69,7 @@ class Settings:
 
 def from_env() -> Settings:
     return Settings(
-        env=os.environ.get("ZEKE_ENV", "development").strip().lower() or "development",
+        env=os.environ.get("ZEKE_ENV", "production").strip().lower() or "production",
         api_keys=_split(os.environ.get("ZEKE_API_KEYS")),
         api_host=os.environ.get("ZEKE_API_HOST", "127.0.0.1").strip() or "127.0.0.1",
         api_port=int(os.environ.get("ZEKE_API_PORT", "8000") or 8000),

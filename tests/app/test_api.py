@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 
 from tests.app.conftest import ApiServer
 from transport.manager import JobManager
@@ -42,15 +43,27 @@ def test_401_without_or_with_a_wrong_token(api_server: ApiServer) -> None:
 
 def test_anonymous_only_in_development_on_loopback(make_api, manager: JobManager) -> None:
     job_id = _send(manager)
-    anonymous = make_api(api_keys=())
+    anonymous = make_api(api_keys=(), env="development")
     assert httpx.get(f"{anonymous.url}/api/jobs/{job_id}").status_code == 200
     # A wrong token is still refused where anonymous access would do.
     wrong = httpx.get(f"{anonymous.url}/api/jobs/{job_id}", headers={"Authorization": "Bearer x"})
     assert wrong.status_code == 401
     production = make_api(api_keys=(), env="production")
     assert httpx.get(f"{production.url}/api/jobs/{job_id}").status_code == 401
-    exposed = make_api(api_keys=(), api_host="0.0.0.0")
+    exposed = make_api(api_keys=(), env="development", api_host="0.0.0.0")
     assert httpx.get(f"{exposed.url}/api/jobs/{job_id}").status_code == 401
+
+
+def test_anonymous_access_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: ZEKE_ENV defaults to production; anonymous loopback access needs ZEKE_ENV=development."""
+    from zeke.settings import Settings, from_env
+
+    for name in ("ZEKE_ENV", "ZEKE_API_KEYS", "ZEKE_API_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    assert from_env().env == Settings().env == "production"
+    assert not from_env().anonymous_allowed and not Settings().anonymous_allowed
+    monkeypatch.setenv("ZEKE_ENV", "development")
+    assert from_env().anonymous_allowed
 
 
 def test_get_job(api_server: ApiServer, auth: dict, manager: JobManager) -> None:
