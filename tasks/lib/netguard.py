@@ -27,13 +27,29 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 
 
+#: IPv6 prefixes whose last 32 bits are an IPv4 address a gateway connects to: NAT64's well-known
+#: prefix (RFC 6052) and SIIT's IPv4-translated addresses (RFC 2765).
+_IPV4_IN_LOW_BITS = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::ffff:0:0:0/96"))
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    embedded = address.ipv4_mapped or address.sixtofour
+    if embedded is None and any(address in net for net in _IPV4_IN_LOW_BITS):
+        embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return embedded
+
+
 def is_public(address: IPAddress) -> bool:
-    """Globally routable unicast: not loopback, private, link-local, shared, reserved or multicast."""
+    """Globally routable unicast: not loopback, private, link-local, shared, reserved or multicast.
+
+    An IPv6 address that carries an IPv4 one (mapped, 6to4, NAT64, translated) is judged by that.
+    ``is_global`` alone is not enough on Python 3.11: it calls IPv4-compatible ``::127.0.0.1``,
+    the rest of the reserved ``::/8`` and the deprecated site-local ``fec0::/10`` global."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
+        embedded = _embedded_ipv4(address)
         if embedded is not None:
             return is_public(embedded)
-        if address.teredo is not None:
+        if address.teredo is not None or address.is_reserved or address.is_site_local:
             return False
     return address.is_global and not address.is_multicast
 

@@ -41,6 +41,8 @@ def test_canonicalize_relative_and_bad_urls() -> None:
     [
         "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
         "224.0.0.1", "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "2002:7f00:1::",
+        # IPv4-compatible, IPv4-translated, NAT64 (well-known and local-use) and site-local forms
+        "::127.0.0.1", "::ffff:0:7f00:1", "64:ff9b::a00:1", "64:ff9b::7f00:1", "64:ff9b:1::a00:1", "fec0::1",
     ],
 )  # fmt: skip
 def test_non_public_addresses(address: str) -> None:
@@ -53,6 +55,7 @@ def test_public_addresses_and_allowed_networks() -> None:
     assert is_public(ipaddress.ip_address("93.184.216.34")) and is_public(
         ipaddress.ip_address("2606:4700::1")
     )
+    assert is_public(ipaddress.ip_address("64:ff9b::5db8:d822"))  # NAT64 of 93.184.216.34
     policy = AddressPolicy(allowed_networks=(ipaddress.ip_network("10.20.0.0/16"),))
     assert policy.permits(ipaddress.ip_address("10.20.3.4")) and not policy.permits(
         ipaddress.ip_address("10.21.0.1")
