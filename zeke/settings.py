@@ -8,6 +8,7 @@ all of its children. Nothing here connects anywhere: the database URL itself com
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from dataclasses import dataclass, field
 from functools import cache
@@ -20,9 +21,31 @@ def _split(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
-def _float(name: str, default: float) -> float:
+def _seconds(name: str, default: float) -> float:
+    """A positive, finite number of seconds: 0 would make every SSE stream spin, NaN never wait."""
     raw = os.environ.get(name, "").strip()
-    return float(raw) if raw else default
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a number of seconds > 0, not {raw!r}")
+    return value
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:  # 0: any free port, as uvicorn takes it
+        raise ValueError(f"{name} must be a TCP port (0-65535), not {raw!r}")
+    return value
 
 
 def is_loopback(host: str | None) -> bool:
@@ -72,12 +95,12 @@ def from_env() -> Settings:
         env=os.environ.get("ZEKE_ENV", "production").strip().lower() or "production",
         api_keys=_split(os.environ.get("ZEKE_API_KEYS")),
         api_host=os.environ.get("ZEKE_API_HOST", "127.0.0.1").strip() or "127.0.0.1",
-        api_port=int(os.environ.get("ZEKE_API_PORT", "8000") or 8000),
+        api_port=_port("ZEKE_API_PORT", 8000),
         pgboss_schema=os.environ.get("ZEKE_PGBOSS_SCHEMA", "pgboss").strip() or "pgboss",
         task_modules=_split(os.environ.get("ZEKE_TASK_MODULES")) or DEFAULT_TASK_MODULES,
-        sse_keepalive_seconds=_float("ZEKE_SSE_KEEPALIVE_SECONDS", 15.0),
-        sse_reread_seconds=_float("ZEKE_SSE_REREAD_SECONDS", 15.0),
-        sse_max_seconds=_float("ZEKE_SSE_MAX_SECONDS", 300.0),
+        sse_keepalive_seconds=_seconds("ZEKE_SSE_KEEPALIVE_SECONDS", 15.0),
+        sse_reread_seconds=_seconds("ZEKE_SSE_REREAD_SECONDS", 15.0),
+        sse_max_seconds=_seconds("ZEKE_SSE_MAX_SECONDS", 300.0),
     )
 
 
