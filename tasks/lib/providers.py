@@ -235,11 +235,12 @@ class OpenAIProvider:
     def __init__(self, settings: Any, client: Any = None) -> None:
         self.model = settings.openai_model
         self.default_retry_after = float(settings.default_retry_after)
+        self._api_key = settings.openai_api_key.get_secret_value()
         if client is None:
             import openai
 
             client = openai.OpenAI(
-                api_key=settings.openai_api_key.get_secret_value(),
+                api_key=self._api_key,
                 base_url=settings.openai_base_url or None,
                 timeout=settings.openai_timeout,
                 # The queue retries (with Retry-After); retrying inside the client would hide that.
@@ -285,7 +286,7 @@ class OpenAIProvider:
         )
         # The client trusts a 2xx body to be a chat completion; a proxy's HTML page or an error object
         # would fail deep inside it with a bare TypeError, so look at the envelope first.
-        _check_envelope(raw.http_response)
+        _check_envelope(raw.http_response, self._redact)
         completion = self._call(raw.parse)
         if not completion.choices:
             raise ProviderResponseInvalid("the model returned no choices")
@@ -311,13 +312,17 @@ class OpenAIProvider:
         except openai.APIConnectionError as exc:
             raise RetryLater(self.default_retry_after, f"cannot reach OpenAI: {exc}") from exc
         except openai.APIStatusError as exc:
-            status = exc.status_code
+            # Not chained: the client's exception quotes the server's body, and a server or proxy
+            # may repeat the credentials it was sent; the job's output keeps every cause.
+            status, reason = exc.status_code, self._redact(exc.message)
             if status == 429 and exc.code == "insufficient_quota":
-                raise PermanentError("OpenAI quota exhausted (429 insufficient_quota)") from exc
+                raise PermanentError("OpenAI quota exhausted (429 insufficient_quota)") from None
             if status in (408, 409, 429) or status >= 500:
                 seconds = _retry_after(exc.response.headers, self.default_retry_after)
-                raise RetryLater(seconds, f"OpenAI answered {status}; retry after {seconds:g}s") from exc
-            raise PermanentError(f"OpenAI rejected the request ({status}): {exc.message}") from exc
+                raise RetryLater(
+                    seconds, f"OpenAI answered {status}; retry after {seconds:g}s: {reason}"
+                ) from None
+            raise PermanentError(f"OpenAI rejected the request ({status}): {reason}") from None
         except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as exc:
             raise ProviderResponseInvalid(f"the model stopped early: {type(exc).__name__}") from exc
         except (ValidationError, json.JSONDecodeError) as exc:
@@ -325,10 +330,13 @@ class OpenAIProvider:
                 f"the model's answer is not valid structured output: {exc}"
             ) from exc
 
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "[redacted]") if len(self._api_key) >= 8 else text
 
-def _check_envelope(response: Any) -> None:
+
+def _check_envelope(response: Any, redact: Callable[[str], str]) -> None:
     """Raise :class:`ProviderResponseInvalid` unless ``response``'s body is a JSON chat completion (an
-    object with a list of choices, each with a message object)."""
+    object with a list of choices, each with a message object). ``redact`` cleans the server's words."""
     try:
         body = response.json()
     except ValueError:
@@ -341,7 +349,7 @@ def _check_envelope(response: Any) -> None:
         isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices
     ):
         error = body.get("error") if isinstance(body, dict) else None
-        detail = f": {truncate(str(error), 300)}" if error else ""
+        detail = f": {truncate(redact(str(error)), 300)}" if error else ""
         raise ProviderResponseInvalid(f"the AI provider's answer is not a chat completion{detail}")
 
 

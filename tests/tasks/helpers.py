@@ -237,7 +237,8 @@ class FakeOpenAI:
     ok: structured output for the requested schema; rate_limit: 429 with Retry-After; garbage: a
     completion whose content is not JSON; slow: sleeps longer than any client timeout in the tests;
     server_error: 500; bad_request: 400; html: a 200 HTML page (a proxy, a wrong base URL);
-    not_a_completion: a 200 JSON error object instead of a completion.
+    not_a_completion: a 200 JSON error object instead of a completion; echo_key, echo_key_500,
+    echo_key_200: a 401, 502 or 200 whose error message repeats the Authorization header.
     """
 
     def __init__(self) -> None:
@@ -295,6 +296,11 @@ class FakeOpenAI:
             return 500, {"error": {"message": "boom", "type": "server_error"}}, {}
         if self.mode == "bad_request":
             return 400, {"error": {"message": "model not found", "type": "invalid_request_error"}}, {}
+        echo = {"echo_key": 401, "echo_key_500": 502, "echo_key_200": 200}
+        if self.mode in echo:  # a proxy that repeats the credentials it got
+            auth = self.headers[-1].get("authorization", "")
+            status = echo[self.mode]
+            return status, {"error": {"message": f"Incorrect API key provided: {auth}", "type": "auth"}}, {}
         if self.mode == "html":
             return 200, b"<html><body>Welcome to the corporate proxy</body></html>", {}
         if self.mode == "not_a_completion":

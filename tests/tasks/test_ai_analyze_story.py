@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import traceback
 import uuid
 
 import pytest
@@ -186,6 +187,20 @@ def test_rejected_request_is_permanent(openai_ctx: RecordingContext, fake_openai
     story_id = make_story(openai_ctx.session_factory, ARTICLE)
     with pytest.raises(PermanentError, match="400"):
         run_task("analyze-story", {"storyId": str(story_id)}, openai_ctx)
+
+
+@pytest.mark.parametrize("mode", ["echo_key", "echo_key_500", "echo_key_200"])
+def test_an_api_key_echoed_by_the_server_stays_out_of_the_error(
+    openai_ctx: RecordingContext, fake_openai: FakeOpenAI, mode: str
+) -> None:
+    fake_openai.mode = mode
+    story_id = make_story(openai_ctx.session_factory, ARTICLE)
+    with pytest.raises((PermanentError, RetryLater)) as caught:
+        run_task("analyze-story", {"storyId": str(story_id)}, openai_ctx)
+    # What a failed job's output keeps: the message and the whole traceback, causes included.
+    stored = "".join(traceback.format_exception(caught.value))
+    assert "sk-test-not-a-real-key" not in stored
+    assert "Incorrect API key provided" in stored  # the server's reason is still there, redacted
 
 
 def test_missing_story(ctx: RecordingContext) -> None:
