@@ -1,7 +1,8 @@
 """The ``zeke`` command: set up the database, send and inspect jobs, run worker, beat and API.
 
 Human output by default; ``--json`` on any command that prints data gives machine output instead.
-Exit status: 0 ok, 1 not found / refused / invalid payload, 2 usage errors (bad JSON, bad id).
+Exit status: 0 ok, 1 not found / refused / invalid payload, 2 usage errors (bad JSON, bad id),
+3 the database cannot be reached (or the connection failed).
 """
 
 from __future__ import annotations
@@ -477,7 +478,13 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]], tick: Callable[[], 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cli.main(args=list(argv) if argv is not None else None, prog_name="zeke")
+    from transport.db import CONNECTION_ERRORS
+
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="zeke")
+    except CONNECTION_ERRORS as exc:
+        # libpq's first line names the host and port (never the password); the rest is advice.
+        fail(f"cannot use the database: {str(exc).strip().splitlines()[0]}", 3)
 
 
 if __name__ == "__main__":

@@ -113,3 +113,12 @@ def test_tasks_and_help(env: dict[str, str]) -> None:
     helped = zeke(env, "--help")
     for command in ("init", "send", "status", "jobs", "cancel", "retry", "schedules", "worker", "api", "run"):
         assert command in helped.stdout
+
+
+def test_an_unreachable_database_is_one_line_and_exit_3(env: dict[str, str]) -> None:
+    env = {**env, "DATABASE_PRIMARY_URL": "postgresql://zeke:S3cretPW@127.0.0.1:1/zeke"}
+    for args in (("status", str(uuid.uuid4())), ("send", "t-echo", '{"message": "hi"}'), ("jobs",)):
+        done = zeke(env, *args)
+        assert done.returncode == 3, (args, done.stderr)
+        assert done.stderr.startswith("zeke: cannot use the database: ") and "port 1" in done.stderr
+        assert "Traceback" not in done.stderr and "S3cretPW" not in done.stderr + done.stdout
