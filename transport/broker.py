@@ -161,7 +161,8 @@ def _running_tasks() -> frozenset[str]:
         from celery.worker import state
     except ImportError:  # Kombu without Celery
         return frozenset()
-    return frozenset(str(request.id) for request in state.active_requests)
+    requests = tuple(state.active_requests)  # one C-level copy: the heartbeat thread asks too
+    return frozenset(str(request.id) for request in requests)
 
 
 class Channel(virtual.Channel):
@@ -719,7 +720,9 @@ class Transport(virtual.Transport):
             if self._supervisor is not None:
                 self._supervisor.stop()
                 self._supervisor = None
-            self.heartbeat.stop()
+            # Jobs whose tasks run on (the connection was lost, not the worker) stay heartbeated
+            # until their tasks end: the result backend settles them (see Channel._restore_tags).
+            self.heartbeat.retire(_running_tasks)
             if self._listener is not None:
                 self._listener.close()  # pid-guarded
                 self._listener = None

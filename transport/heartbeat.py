@@ -6,6 +6,10 @@ supervisor's "job heartbeat timeout"), and that is how a job held by a worker th
 stays active: prefetched, running in a pool child, or waiting for the result backend. A job is
 forgotten once a touch shows it is no longer active (completed, failed, retried, cancelled or
 restored), so the set tracks exactly what is still ours.
+
+A transport that closes while tasks of its jobs still run (the connection was lost, not the worker)
+leaves those jobs to the result backend: its heartbeat is retired, not stopped, and keeps touching
+them for as long as their tasks run, so that pg-boss does not retry a job whose task is running.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import threading
 import time
 import weakref
 from collections import defaultdict
+from collections.abc import Callable, Collection
 
 from transport.manager import JobManager
 
@@ -52,11 +57,14 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Once retired: the ids of the jobs whose tasks still run (the only ones still touched).
+        self._running: Callable[[], Collection[str]] | None = None
         self.pid = os.getpid()
         _instances.add(self)
 
     def start(self) -> None:
         if self._thread is None:
+            self._running = None
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="pgboss-heartbeat", daemon=True)
             self._thread.start()
@@ -65,9 +73,33 @@ class Heartbeat:
         self._stop.set()
         self._thread = None
 
+    def retire(self, running: Callable[[], Collection[str]]) -> None:
+        """Its transport closed: touch only the jobs whose ids ``running()`` still names (tasks that
+        outlived their connection, whose end the result backend writes), and stop once none is left.
+        Every other job is let go: pg-boss retries it once its heartbeat runs out."""
+        if self._thread is None or self._stop.is_set():
+            return
+        self._running = running
+        self._keep_running()
+        if not len(self):
+            self.stop()
+
+    def _keep_running(self) -> None:
+        running = self._running
+        if running is None:
+            return
+        ids = set(running())
+        with self._lock:
+            for job_id in [j for j in self._jobs if j not in ids]:
+                del self._jobs[job_id]
+
     def _run(self) -> None:
         last = time.monotonic()
         while not self._stop.wait(1.0):
+            if self._running is not None:
+                self._keep_running()
+                if not len(self):
+                    return  # retired, and every task it kept alive has ended
             interval = (self.shortest() or self.default_seconds) / 3.0
             if time.monotonic() - last < interval or not len(self):
                 continue

@@ -97,6 +97,30 @@ def test_worker_reconnects_after_its_connections_are_killed(broker_env: BrokerEn
     worker.stop()
 
 
+def test_a_task_running_through_a_reconnect_stays_heartbeated(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+    """The worker loses its connections while a task runs: the job is left to the result backend
+    and must stay heartbeated until the task ends. (Its heartbeat stopped with the old connection:
+    pg-boss retried the job 10 s later, the task ran a second time beside the first, and the first
+    run's result was dropped.)"""
+    name = f"runs-on-{uuid.uuid4().hex[:6]}"
+    worker = broker_env.worker("runs-on", ["runs-on"], extra_env={"ZEKE_BROKER_TEST_APPNAME": name}).start()
+    result = app_module.slow_record.apply_async((name, 16), queue="runs-on")
+    assert broker_env.wait_state(result.id, "active")["heartbeat_seconds"] == 10
+    time.sleep(1)  # in the pool child, sleeping
+    with broker_env.database.cursor() as cur:
+        cur.execute(
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE application_name = %s",
+            (name,),
+        )
+        assert cur.fetchone()["n"] >= 1
+    job = broker_env.wait_state(result.id, "completed", "failed", timeout=45)
+    assert "Connection to broker lost" in worker.log()
+    assert job["state"] == "completed" and job["retry_count"] == 0, job
+    assert job["output"] == {"value": name}
+    assert len(broker_env.effects(name)) == 1
+    worker.stop()
+
+
 def test_settle_on_ack_without_a_result_backend(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
     """A worker whose result backend is not pg-boss: acks complete, rejects fail, revokes cancel."""
     key = f"ack-{uuid.uuid4().hex[:6]}"
