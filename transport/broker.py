@@ -497,6 +497,12 @@ class Channel(virtual.Channel):
                 self.connection.settler.requeue(held)
             elif self.settle_on_ack:
                 self.connection.settler.fail(held)
+            else:
+                # Celery let the message go for good: the result backend wrote the job's end, or
+                # nothing will (a message Celery refused to run, e.g. content it does not accept).
+                # Still heartbeated, such a job stayed active until its expiry (an hour by default);
+                # let go, pg-boss retries or fails it once its heartbeat runs out.
+                self.connection.heartbeat.discard(held.id)
             self._freed(held)
 
     def _restore_tags(self, tags: Iterable[str]) -> None:

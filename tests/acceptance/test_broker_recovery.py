@@ -121,6 +121,20 @@ def test_a_task_running_through_a_reconnect_stays_heartbeated(broker_env: Broker
     worker.stop()
 
 
+def test_a_message_the_worker_refuses_goes_back_to_pg_boss(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+    """Celery rejects a message it will not run (pickle content; the worker accepts only JSON)
+    without writing any result. The job must come back to pg-boss once its heartbeat runs out
+    (here it has no retry left: failed). (The worker kept heartbeating it: it stayed active until
+    its expiry an hour later, then ran into the same refusal attempt after attempt.)"""
+    broker_env.manager.create_queue("refused", retry_limit=0, heartbeat_seconds=10)
+    worker = broker_env.worker("refuser", ["refused"]).start()
+    result = app_module.add.apply_async((1, 2), queue="refused", serializer="pickle")
+    job = broker_env.wait_state(result.id, "failed", timeout=40)
+    assert job["output"] == {"value": {"message": "job heartbeat timeout"}}
+    assert "Refusing to deserialize untrusted content" in worker.log()
+    worker.stop()
+
+
 def test_settle_on_ack_without_a_result_backend(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
     """A worker whose result backend is not pg-boss: acks complete, rejects fail, revokes cancel."""
     key = f"ack-{uuid.uuid4().hex[:6]}"
