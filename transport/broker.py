@@ -394,14 +394,18 @@ class Channel(virtual.Channel):
         limit = min(budget or self.fetch_batch_size, self.fetch_batch_size)
         limits = {q: n for q, n in self.concurrency_limits.items() if q in queues}
         if fetcher is not None and holding > 0:
+            # Clean from now on, not once the jobs are delivered: a job announced while the fetch
+            # is out (after its statement looked) makes the queue dirty again, and is fetched next.
+            dirty.difference_update(queues)
             fetcher.submit(self, queues, limit, limits)  # the loop keeps feeding the pool meanwhile
             return 0
-        return self.deliver_jobs(queues, limit, self.connection.fetch(queues, limit, limits), dirty)
-
-    def deliver_jobs(self, queues: list[str], limit: int, jobs: list[Any], dirty: set[str]) -> int:
-        """Deliver what a fetch of ``queues`` (up to ``limit`` jobs) returned."""
+        jobs = self.connection.fetch(queues, limit, limits)
         if len(jobs) < limit:
             dirty.difference_update(queues)
+        return self.deliver_jobs(jobs)
+
+    def deliver_jobs(self, jobs: list[Any]) -> int:
+        """Deliver what a fetch returned."""
         delivered = 0
         for job in jobs:
             payload = self._prepare(job, job.name in self._no_ack)
@@ -973,11 +977,14 @@ class Transport(virtual.Transport):
         if fetched is None:
             return 0
         if fetched.error is not None:
+            self._dirty.update(fetched.queues)  # marked clean when the fetch was asked for
             raise fetched.error
+        if len(fetched.jobs) >= fetched.limit:
+            self._dirty.update(fetched.queues)  # a full fetch may have left more
         if fetched.channel.closed:
             self._hand_back(fetched.jobs)
             return 0
-        return fetched.channel.deliver_jobs(fetched.queues, fetched.limit, fetched.jobs, self._dirty)
+        return fetched.channel.deliver_jobs(fetched.jobs)
 
     def _hand_back(self, jobs: Iterable[Any]) -> None:
         """Jobs fetched for a consumer that is gone: back to ``created``, fenced on their attempt."""
