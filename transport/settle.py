@@ -189,7 +189,7 @@ class Settler:
             self.flush()
 
     def flush(self) -> None:
-        """Write everything pending; on failure the writes are kept for the next flush."""
+        """Write everything pending; on failure what is still unwritten is kept for the next flush."""
         with self._lock:
             complete, self._complete = self._complete, []
             fail, self._fail = self._fail, []
@@ -201,7 +201,7 @@ class Settler:
         try:
             self._write(complete, fail, requeue, restore)
         except BaseException:
-            with self._lock:  # nothing of a failed statement was committed: keep it all
+            with self._lock:  # the lists hold only what no committed statement wrote (see _write)
                 self._complete[:0], self._fail[:0] = complete, fail
                 self._requeue[:0], self._restore[:0] = requeue, restore
                 self._wake_after[:0] = wake_after
@@ -212,12 +212,19 @@ class Settler:
     def _write(
         self, complete: list[Held], fail: list[Held], requeue: list[Held], restore: list[Held]
     ) -> None:
+        """Each statement commits as it ends, and what it wrote leaves its list then: a failure part
+        way leaves the lists holding only the unwritten rest. Written twice, a hand-back could pull a
+        job back to ``created`` from a worker that fetched it meanwhile (a restore clears
+        ``started_on``, so the refetch keeps the ``retry_count`` that fences the restore)."""
         with self._connection() as conn:
-            self._flush_complete(complete, conn)
-            for queue, items in _by_queue(fail).items():
-                attempts = {h.id: h.attempt for h in items}
+            for queue, held in _by_queue(complete).items():
+                self._complete_queue(queue, held, conn)
+                _drop(complete, held)
+            for queue, held in _by_queue(fail).items():
+                attempts = {h.id: h.attempt for h in held}
                 self.manager.fail(queue, list(attempts), REJECTED, attempts=attempts, conn=conn)
-        for held in requeue:
+                _drop(fail, held)
+        for held in list(requeue):
             if held.attempt >= held.retry_limit:
                 self.manager.fail(held.queue, [held.id], REQUEUE_LIMIT, attempts={held.id: held.attempt})
             else:
@@ -228,25 +235,38 @@ class Settler:
                     data=held.data,
                     retry_count=held.attempt,
                 )
-        by_attempt: dict[tuple[str, int], list[str]] = defaultdict(list)
+            _drop(requeue, [held])
+        by_attempt: dict[tuple[str, int], list[Held]] = defaultdict(list)
         for held in restore:
-            by_attempt[held.queue, held.attempt].append(held.id)
-        for (queue, attempt), ids in by_attempt.items():
-            self.manager.restore(queue, ids, retry_count=attempt)
+            by_attempt[held.queue, held.attempt].append(held)
+        for (queue, attempt), held in by_attempt.items():
+            self.manager.restore(queue, [h.id for h in held], retry_count=attempt)
+            _drop(restore, held)
 
     def _connection(self) -> Any:
         if self.session is None:
             return contextlib.nullcontext(None)
         return self.session.connection()
 
-    def _flush_complete(self, items: list[Held], conn: Any) -> None:
-        for queue, held in _by_queue(items).items():
-            cancel = [h.id for h in held if self.revoked.pop(h.id)]
+    def _complete_queue(self, queue: str, held: list[Held], conn: Any) -> None:
+        """Complete one queue's acked jobs; those Celery revoked are cancelled instead."""
+        cancel = [h.id for h in held if self.revoked.pop(h.id)]
+        try:
             if cancel:
                 self.manager.cancel(queue, cancel, conn=conn)
-            done = [(h.id, None, h.attempt) for h in held if h.id not in cancel]
-            if done:
-                self.manager.complete(queue, done, conn=conn)
+        except BaseException:
+            for task_id in cancel:  # still to do: the retry must cancel them too
+                self.revoked.add(task_id)
+            raise
+        done = [(h.id, None, h.attempt) for h in held if h.id not in cancel]
+        if done:
+            self.manager.complete(queue, done, conn=conn)
+
+
+def _drop(items: list[Held], written: list[Held]) -> None:
+    """Take the ``written`` entries (these very objects) out of ``items``."""
+    gone = {id(h) for h in written}
+    items[:] = [h for h in items if id(h) not in gone]
 
 
 def _by_queue(items: list[Held]) -> dict[str, list[Held]]:

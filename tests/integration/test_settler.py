@@ -8,9 +8,12 @@ which writes whatever is gathering straight away (a warm shutdown must not lose 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+
+import psycopg2
 
 from transport.manager import JobManager
 from transport.settle import Held, Settler
@@ -94,3 +97,36 @@ def test_a_write_after_a_batch_starts_the_next_one(boss: JobManager) -> None:
             settler.complete(h)
             wait_until_completed(boss, [h])
     assert calls == [1, 1]
+
+
+def test_a_write_failing_part_way_is_retried_without_what_it_already_wrote(boss: JobManager) -> None:
+    """Hand-backs of two queues in one batch; the second queue's statement fails once. The first
+    one committed: retrying it would pull its job back from a worker that fetched it meanwhile."""
+    other = QUEUE + "-other"
+    boss.create_queue(QUEUE)
+    boss.create_queue(other)
+    boss.send(QUEUE, {"n": 1})
+    boss.send(other, {"n": 2})
+    first, second = (Held.of(boss.fetch([name], 1)[0]) for name in (QUEUE, other))
+    failed = threading.Event()
+    restore = boss.restore
+
+    def restore_failing_once(name: str, ids: Any, **kwargs: Any) -> Any:
+        if name == other and not failed.is_set():
+            failed.set()
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+        return restore(name, ids, **kwargs)
+
+    boss.restore = restore_failing_once  # type: ignore[method-assign]
+    with settling(boss, window=0.2) as settler:
+        settler.restore(first)
+        settler.restore(second)
+        assert failed.wait(5)
+        # The settle thread waits a second before it tries again; another worker fetches meanwhile.
+        refetched = boss.fetch([QUEUE], 1)
+        assert [job.id for job in refetched] == [first.id]
+        deadline = time.monotonic() + 10
+        while boss.get_job(second.id)["state"] != "created":
+            assert time.monotonic() < deadline, "the failed hand-back was never retried"
+            time.sleep(0.05)
+    assert boss.get_job(first.id)["state"] == "active"  # still the other worker's
