@@ -1111,7 +1111,14 @@ class Transport(virtual.Transport):
             leftover = fetcher.stop()
             if leftover is not None:
                 self._hand_back(leftover.jobs)  # written by the settler's stop below
-        self.settler.stop()
+        try:
+            self.settler.stop()
+        except Exception as exc:  # the database is unreachable: the rest of closing must still run
+            logger.warning(
+                "pg-boss: acks and hand-backs not written on close (%r); their jobs are retried "
+                "once their heartbeat or expiry runs out",
+                exc,
+            )
         self._loop = None
 
     def _on_readable(self) -> None:
