@@ -45,7 +45,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from celery import states
+from celery import signals, states
 from celery.backends.asynchronous import AsyncBackendMixin, BaseResultConsumer
 from celery.backends.base import BaseKeyValueStoreBackend, _is_request_ignore_result
 from celery.exceptions import ImproperlyConfigured
@@ -481,6 +481,16 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         # STARTED and RETRY: the row already says so (fetched active; the broker moved it to retry).
         return result
 
+    def settle_ignored(self, task_id: str, request: Any) -> None:
+        """A task raised Ignore (Celery's ``Task.replace`` among others): Celery writes nothing, but
+        the job must not stay active (heartbeated, then run again). It completes with no output. A
+        replacement sent with the same id to the same queue has already moved this row back to retry
+        for its own run, and the attempt fence leaves it alone. Only a worker's request names the
+        row (queue and attempt): looked up by id, a replaced task's id finds its replacement."""
+        job_id, queue, attempt = job_id_for(task_id), request_queue(request), request_attempt(request)
+        if job_id is not None and queue is not None and attempt is not None:
+            self._complete(JobRef(queue, job_id, attempt), None, request, None)
+
     def _complete(
         self, ref: JobRef, value: Any, request: Any, chord_key: str | None
     ) -> tuple[bool, int | None]:
@@ -538,7 +548,12 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             "get_task_results",
             {"ids": [j for j in job_ids.values() if j], "keys": keys, "extended": self.extended},
         )
-        jobs = {r["id"]: r for r in rows if r["source"] == "job"}
+        jobs: dict[str, dict[str, Any]] = {}
+        for row in rows:  # two rows share an id when a task was replaced on another queue: the newer
+            if row["source"] == "job" and (
+                row["id"] not in jobs or row["created_on"] > jobs[row["id"]]["created_on"]
+            ):
+                jobs[row["id"]] = row
         stored = {
             r["id"][len(self.task_keyprefix) :]: self.decode(r["value"])
             for r in rows
@@ -794,3 +809,11 @@ def _extended_fields(job: Mapping[str, Any]) -> dict[str, Any]:
     if headers.get("parent_id"):
         fields["parent_id"] = headers["parent_id"]
     return fields
+
+
+@signals.task_postrun.connect(weak=False)
+def _settle_ignored(task: Any = None, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
+    if state == states.IGNORED and task is not None and task_id is not None:
+        backend = task.backend
+        if isinstance(backend, PgBossBackend):
+            backend.settle_ignored(task_id, task.request)

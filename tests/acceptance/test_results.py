@@ -224,3 +224,39 @@ def test_forget(app: Celery, manager: JobManager) -> None:
     result.forget()
     assert manager.get_job(result.id) is None
     assert app.AsyncResult(result.id).state == states.PENDING
+
+
+def test_a_replaced_task_gives_its_id_and_result_to_the_replacement_on_the_same_queue(
+    app: Celery, manager: JobManager
+) -> None:
+    result = send(app, "zt.replaced", 2, 3, "zt-results")
+    assert result.get(timeout=30) == 5
+    # One row: the replacement's publish moved it back to retry, and its run completed it.
+    rows = manager.get_jobs([result.id])
+    assert [(r["name"], r["state"], r["retry_count"]) for r in rows] == [("zt-results", "completed", 1)]
+
+
+def test_a_task_replaced_on_another_queue_ends_and_its_id_reads_as_the_replacement(
+    app: Celery, manager: JobManager
+) -> None:
+    result = send(app, "zt.replaced", 2, 3, "celery")
+    assert result.get(timeout=30) == 5
+    # Two rows share the id; the replaced one must not stay active (heartbeated, then run again).
+    rows = wait_for(
+        lambda: (
+            (rows := manager.get_jobs([result.id])) and all(r["state"] == "completed" for r in rows) and rows
+        ),
+        30,
+    )
+    assert sorted(r["name"] for r in rows) == ["celery", "zt-results"]
+    assert manager.get_job(result.id)["name"] == "celery"  # the newer row answers for the id
+    fresh = app.AsyncResult(result.id)
+    assert (fresh.state, fresh.result) == ("SUCCESS", 5)
+
+
+def test_a_task_raising_ignore_still_ends_its_job(app: Celery, manager: JobManager) -> None:
+    result = send(app, "zt.ignored")
+    job = wait_for(
+        lambda: (j := manager.get_job(result.id)) and j["state"] not in ("created", "active") and j, 30
+    )
+    assert (job["state"], job["output"]) == ("completed", None)

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import Ignore
 
 
 @shared_task(name="zt.add")
@@ -51,3 +52,14 @@ def progress(self: Any, seconds: float) -> str:
     self.update_state(state="PROGRESS", meta={"done": 1, "total": 2})
     time.sleep(seconds)
     return "finished"
+
+
+@shared_task(name="zt.replaced", bind=True)
+def replaced(self: Any, x: int, y: int, queue: str) -> None:
+    """Replaces itself with zt.add on ``queue`` (Celery's Task.replace: the new task inherits this id)."""
+    raise self.replace(add.s(x, y).set(queue=queue))
+
+
+@shared_task(name="zt.ignored")
+def ignored() -> None:
+    raise Ignore("nothing to record")

@@ -364,9 +364,10 @@ SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0 AND (SELECT co
 DELETE FROM {schema}.job WHERE name = %(name)s AND id = ANY(%(ids)s::uuid[]) RETURNING id
 
 -- name: get_job
--- One job by id; the queue is found through the primary key (name, id) of every queue.
+-- One job by id; the queue is found through the primary key (name, id) of every queue. Newest first: a Celery task replaced (Task.replace) on another queue leaves two rows with its id.
 SELECT j.* FROM {schema}.queue q
 JOIN {schema}.job j ON j.name = q.name AND j.id = %(id)s::uuid
+ORDER BY j.created_on DESC
 
 -- name: get_jobs
 -- Several jobs by id, in any queues.
