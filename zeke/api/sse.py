@@ -25,6 +25,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 
+from transport.db import CONNECTION_ERRORS
 from transport.manager import JobManager
 
 log = logging.getLogger("zeke.api.sse")
@@ -198,7 +199,16 @@ async def job_events(
             continue
 
         # A notified state, a resync, or the safety re-read: read the row for output and timestamps.
-        current = await read_job(job_id)
+        try:
+            current = await read_job(job_id)
+        except CONNECTION_ERRORS as exc:
+            # The database is away (a restart, a failover): the stream lives on, a notified state is
+            # still reported, and the next re-read tries again.
+            log.warning("SSE re-read of job %s failed (will retry): %s", job_id, exc)
+            next_reread = loop.time() + reread_seconds
+            if message is None or message == RESYNC:
+                continue
+            current = {"id": job_id, "status": message, "taskId": task_id}
         next_reread = loop.time() + reread_seconds
         if message is not None and message != RESYNC:
             if current is None or current["status"] != message:
