@@ -24,7 +24,7 @@ from tasks.ingestion.fetch_content import FetchContentPayload
 from tasks.lib.context import Context, Payload, chunked, send
 from tasks.lib.errors import ExtractionFailed, NotFound, PermanentError
 from tasks.lib.store import get_or_create_source, insert_raw_item, store_document
-from tasks.lib.text import Extracted, extract_html, extract_markdown, extract_pdf, extract_plain
+from tasks.lib.text import Extracted, drop_nul, extract_html, extract_markdown, extract_pdf, extract_plain
 from tasks.lib.urls import canonicalize_url
 
 TASK_ID = "ingest-from-upload"
@@ -128,7 +128,7 @@ def run(payload: IngestFromUploadPayload, ctx: Context) -> dict:
             # sent to analyze-story after the loop. Letting this escape would fail the job, and its
             # retry would find those items "duplicate" and never analyse their stories.
             error = str(exc) if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}"
-            result = {"externalId": _no_nul(item.external_id), "status": "failed", "error": error}
+            result = {"externalId": drop_nul(item.external_id), "status": "failed", "error": error}
             ctx.logger.warning("ingest_upload_item_failed", index=index, error=error)
         result["index"] = index
         results.append(result)
@@ -161,12 +161,12 @@ def _item(ctx: Context, source_id: uuid.UUID, item: UploadItem, uploaded_by: str
             canonical = canonicalize_url(item.url)
         except ValueError as exc:
             raise PermanentError(f"bad url {item.url!r}: {exc}") from None
-    external_id = _no_nul(item.external_id) or canonical or "sha256:" + hashlib.sha256(data).hexdigest()
+    external_id = drop_nul(item.external_id) or canonical or "sha256:" + hashlib.sha256(data).hexdigest()
     extracted = _extract(item, data) if data else None
     if extracted is not None and len(extracted.text) < ctx.settings.min_content_chars:
         raise ExtractionFailed(f"upload has only {len(extracted.text)} characters of text")
 
-    metadata = _no_nul(
+    metadata = drop_nul(
         {**item.metadata, "src": "upload", "uploadedBy": uploaded_by, "filename": item.filename}
     )
     with ctx.session_factory.begin() as session:
@@ -175,7 +175,7 @@ def _item(ctx: Context, source_id: uuid.UUID, item: UploadItem, uploaded_by: str
             source_id=source_id,
             external_id=external_id,
             kind="article",
-            title=_no_nul(item.title) or (extracted.title if extracted else None),
+            title=drop_nul(item.title) or (extracted.title if extracted else None),
             url=item.url,
             canonical_url=canonical,
             metadata_=metadata,
@@ -197,18 +197,6 @@ def _item(ctx: Context, source_id: uuid.UUID, item: UploadItem, uploaded_by: str
             session, raw, extracted, content_type=extracted.format, story_kind=kind, html_url=item.url
         )
     return {**base, "status": "stored", "storyId": str(stored.story_id), "newStory": stored.created}
-
-
-def _no_nul(value: Any) -> Any:
-    """``value`` without NUL characters in any string, keys included: PostgreSQL text and jsonb cannot
-    hold them (the document text loses them in normalisation; the title and metadata must too)."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {_no_nul(k): _no_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_no_nul(v) for v in value]
-    return value
 
 
 def _bytes(item: UploadItem, limit: int) -> bytes:

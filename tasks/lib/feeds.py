@@ -13,7 +13,7 @@ from urllib.parse import urljoin
 import feedparser
 
 from tasks.lib.errors import PermanentError
-from tasks.lib.text import strip_html, truncate
+from tasks.lib.text import drop_nul, strip_html, truncate
 from tasks.lib.urls import canonicalize_url
 
 #: External ids longer than this are stored as a hash (some feeds put whole URLs with tokens in guid).
@@ -93,7 +93,7 @@ def normalize_entry(raw: Any, feed_url: str) -> FeedEntry | None:
             link = urljoin(feed_url, link)
         except ValueError:
             link = None
-    guid = (raw.get("id") or "").replace("\x00", "").strip() or None  # PostgreSQL text holds no NUL
+    guid = drop_nul(raw.get("id") or "").strip() or None
     external_id = guid or canonical
     if not external_id:
         return None

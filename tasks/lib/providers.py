@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from tasks.lib.errors import PermanentError, ProviderResponseInvalid, RetryLater, retry_after_seconds
 from tasks.lib.extractive import content_words, rank_sentences, top_sentences
-from tasks.lib.text import sentences, truncate
+from tasks.lib.text import drop_nul, sentences, truncate
 
 T = TypeVar("T")
 
@@ -251,11 +251,11 @@ class OpenAIProvider:
     def analyze(self, story: StoryText) -> Result[Analysis]:
         out, usage = self._parse(AnalysisOutput, ANALYSIS_INSTRUCTIONS, _article(story))
         citations = [
-            Citation(quote=truncate(_clean(c.quote), 500), url=_clean(c.url or "") or story.url)
+            Citation(quote=truncate(drop_nul(c.quote), 500), url=drop_nul(c.url or "") or story.url)
             for c in out.citations[:5]
         ]
         analysis = Analysis(
-            why_it_matters=_clean(out.why_it_matters).strip(),
+            why_it_matters=drop_nul(out.why_it_matters).strip(),
             chili=max(0, min(5, int(round(out.chili)))),
             confidence=round(max(0.0, min(1.0, float(out.confidence))), 3),
             citations=[c for c in citations if c.quote],
@@ -270,9 +270,9 @@ class OpenAIProvider:
             prompt += f"\n\nWhy it matters (from an earlier analysis):\n{analysis.why_it_matters}"
         out, usage = self._parse(BriefOutput, BRIEF_INSTRUCTIONS, prompt)
         brief = Brief(
-            one_liner=truncate(_clean(out.one_liner), ONE_LINER_MAX),
-            two_liner=truncate(_clean(out.two_liner), TWO_LINER_MAX),
-            elevator=elevator_of(_clean(out.elevator), story),
+            one_liner=truncate(drop_nul(out.one_liner), ONE_LINER_MAX),
+            two_liner=truncate(drop_nul(out.two_liner), TWO_LINER_MAX),
+            elevator=elevator_of(drop_nul(out.elevator), story),
         )
         return Result(brief, self.name, self.model, usage)
 
@@ -351,11 +351,6 @@ def _check_envelope(response: Any, redact: Callable[[str], str]) -> None:
         error = body.get("error") if isinstance(body, dict) else None
         detail = f": {truncate(redact(str(error)), 300)}" if error else ""
         raise ProviderResponseInvalid(f"the AI provider's answer is not a chat completion{detail}")
-
-
-def _clean(text: str) -> str:
-    """Model text as PostgreSQL can store it (text and jsonb hold no NUL character)."""
-    return text.replace("\x00", "")
 
 
 def _retry_after(headers: Any, default: float) -> float:

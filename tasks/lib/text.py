@@ -8,6 +8,7 @@ import io
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 from tasks.lib.errors import ExtractionFailed
 
@@ -23,6 +24,18 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "Mr.", "Ms.", "Dr.", "Inc.", "approx.", "U.S.")
 
 
+def drop_nul(value: Any) -> Any:
+    """``value`` without NUL characters in any string, dict keys included: PostgreSQL text and jsonb
+    cannot hold them, and one in a page, a feed or a model's answer must not fail the write."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {drop_nul(k): drop_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [drop_nul(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class Extracted:
     text: str
@@ -36,7 +49,7 @@ class Extracted:
         for name in ("text", "title"):
             value = getattr(self, name)
             if value and "\x00" in value:
-                object.__setattr__(self, name, value.replace("\x00", ""))
+                object.__setattr__(self, name, drop_nul(value))
 
 
 def normalize_text(text: str) -> str:
