@@ -127,6 +127,14 @@ def request_queue(request: Any) -> str | None:
     return delivery_info.get("routing_key") or None
 
 
+def request_job_ref(task_id: str, request: Any) -> JobRef | None:
+    """The job row a worker's request names (queue and attempt from the broker's delivery), or None."""
+    job_id, queue, attempt = job_id_for(task_id), request_queue(request), request_attempt(request)
+    if job_id is None or queue is None or attempt is None:
+        return None
+    return JobRef(queue, job_id, attempt)
+
+
 class PgBossResultConsumer(BaseResultConsumer):
     """Wakes ``AsyncResult.get()`` from NOTIFYs on the state channel ("<job id> <state>").
 
@@ -366,12 +374,12 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
 
     def job_ref(self, task_id: str, request: Any = None) -> JobRef | None:
         """The job behind a task id, or None when the task is not (or no longer) a pg-boss job."""
+        ref = request_job_ref(task_id, request)
+        if ref is not None:
+            return ref
         job_id = job_id_for(task_id)
         if job_id is None:
             return None
-        queue, attempt = request_queue(request), request_attempt(request)
-        if queue is not None and attempt is not None:
-            return JobRef(queue, job_id, attempt)
         # No broker headers (parent-process failures, a Celery call outside a worker): look it up.
         row = self.manager.get_job(job_id)
         if row is None:
@@ -487,9 +495,9 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         replacement sent with the same id to the same queue has already moved this row back to retry
         for its own run, and the attempt fence leaves it alone. Only a worker's request names the
         row (queue and attempt): looked up by id, a replaced task's id finds its replacement."""
-        job_id, queue, attempt = job_id_for(task_id), request_queue(request), request_attempt(request)
-        if job_id is not None and queue is not None and attempt is not None:
-            self._complete(JobRef(queue, job_id, attempt), None, request, None)
+        ref = request_job_ref(task_id, request)
+        if ref is not None:
+            self._complete(ref, None, request, None)
 
     def _complete(
         self, ref: JobRef, value: Any, request: Any, chord_key: str | None
@@ -548,12 +556,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             "get_task_results",
             {"ids": [j for j in job_ids.values() if j], "keys": keys, "extended": self.extended},
         )
-        jobs: dict[str, dict[str, Any]] = {}
-        for row in rows:  # two rows share an id when a task was replaced on another queue: the newer
-            if row["source"] == "job" and (
-                row["id"] not in jobs or row["created_on"] > jobs[row["id"]]["created_on"]
-            ):
-                jobs[row["id"]] = row
+        jobs = {r["id"]: r for r in rows if r["source"] == "job"}
         stored = {
             r["id"][len(self.task_keyprefix) :]: self.decode(r["value"])
             for r in rows

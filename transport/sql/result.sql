@@ -16,13 +16,14 @@ CREATE TABLE IF NOT EXISTS {aux}.result (
 CREATE INDEX IF NOT EXISTS result_expires_at ON {aux}.result (expires_at) WHERE expires_at IS NOT NULL
 
 -- name: get_task_results
--- Task results by id: the job rows (found through every queue's primary key; a task replaced on another queue has two, the newer is its) and any stored values, in one round trip.
-SELECT 'job' AS source, j.id::text AS id, j.name, j.state::text AS state, j.output, j.retry_count,
-  j.completed_on, j.created_on, CASE WHEN %(extended)s THEN j.data END AS data, NULL::text AS value
+-- Task results by id: the job rows (found through every queue's primary key; a task replaced on another queue has two: the newer, as get_job picks) and any stored values, in one round trip.
+(SELECT DISTINCT ON (j.id) 'job' AS source, j.id::text AS id, j.name, j.state::text AS state, j.output,
+  j.retry_count, j.completed_on, CASE WHEN %(extended)s THEN j.data END AS data, NULL::text AS value
 FROM {schema}.queue q
 JOIN {schema}.job j ON j.name = q.name AND j.id = ANY(%(ids)s::uuid[])
+ORDER BY j.id, j.created_on DESC)
 UNION ALL
-SELECT 'store', r.key, NULL, NULL, NULL, NULL, NULL, NULL, NULL, r.value
+SELECT 'store', r.key, NULL, NULL, NULL, NULL, NULL, NULL, r.value
 FROM {aux}.result r
 WHERE r.key = ANY(%(keys)s::text[]) AND (r.expires_at IS NULL OR r.expires_at > now())
 
