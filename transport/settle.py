@@ -224,7 +224,8 @@ class Settler:
                 attempts = {h.id: h.attempt for h in held}
                 self.manager.fail(queue, list(attempts), REJECTED, attempts=attempts, conn=conn)
                 _drop(fail, held)
-        for held in list(requeue):
+        while requeue:
+            held = requeue[0]
             if held.attempt >= held.retry_limit:
                 self.manager.fail(held.queue, [held.id], REQUEUE_LIMIT, attempts={held.id: held.attempt})
             else:
@@ -235,7 +236,7 @@ class Settler:
                     data=held.data,
                     retry_count=held.attempt,
                 )
-            _drop(requeue, [held])
+            del requeue[0]
         by_attempt: dict[tuple[str, int], list[Held]] = defaultdict(list)
         for held in restore:
             by_attempt[held.queue, held.attempt].append(held)

@@ -205,11 +205,11 @@ async def job_events(
             # The database is away (a restart, a failover): the stream lives on, a notified state is
             # still reported, and the next re-read tries again.
             log.warning("SSE re-read of job %s failed (will retry): %s", job_id, exc)
-            next_reread = loop.time() + reread_seconds
             if message is None or message == RESYNC:
                 continue
             current = {"id": job_id, "status": message, "taskId": task_id}
-        next_reread = loop.time() + reread_seconds
+        finally:
+            next_reread = loop.time() + reread_seconds
         if message is not None and message != RESYNC:
             if current is None or current["status"] != message:
                 # The job moved on (or was deleted) already: report the state we were told about, in
