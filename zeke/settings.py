@@ -10,8 +10,10 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TypeVar
 
 #: Modules imported to fill the task registry when none are configured: the Zeke task suite.
 DEFAULT_TASK_MODULES = ("tasks",)
@@ -21,31 +23,31 @@ def _split(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
-def _seconds(name: str, default: float) -> float:
-    """A positive, finite number of seconds: 0 would make every SSE stream spin, NaN never wait."""
+T = TypeVar("T", int, float)
+
+
+def _number(name: str, default: T, parse: Callable[[str], T], valid: Callable[[T], bool], what: str) -> T:
+    """``name`` from the environment, parsed and checked; unset or blank gives ``default``."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a number of seconds > 0, not {raw!r}")
+        value = None
+    if value is None or not valid(value):
+        raise ValueError(f"{name} must be {what}, not {raw!r}")
     return value
+
+
+def _seconds(name: str, default: float) -> float:
+    """A positive, finite number of seconds: 0 would make every SSE stream spin, NaN never wait."""
+    return _number(name, default, float, lambda v: math.isfinite(v) and v > 0, "a number of seconds > 0")
 
 
 def _port(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:  # 0: any free port, as uvicorn takes it
-        raise ValueError(f"{name} must be a TCP port (0-65535), not {raw!r}")
-    return value
+    # 0: any free port, as uvicorn takes it
+    return _number(name, default, int, lambda v: 0 <= v <= 65535, "a TCP port (0-65535)")
 
 
 def is_loopback(host: str | None) -> bool:
