@@ -51,4 +51,4 @@ chaos: install
 	$(PY) -m pytest -q -m slow tests
 
 clean:
-	rm -rf $(VENV) tests/node/node_modules .zeke
+	rm -rf $(VENV) tests/node/node_modules

@@ -1,7 +1,9 @@
 """Celery settings for ``celery -A zeke``. The broker, result backend and beat scheduler are pg-boss.
 
-URLs are filled in by :mod:`zeke.app` from ``DATABASE_PRIMARY_URL`` (or the embedded database);
-anything set here or in the environment (``CELERY_BROKER_URL``...) wins.
+:mod:`zeke.app` reads this file from beside the ``zeke`` package (installed with it), whatever the
+working directory; ``celery --config MODULE`` (``CELERY_CONFIG_MODULE``) uses another module instead.
+URLs are filled in by :mod:`zeke.app` from ``DATABASE_PRIMARY_URL`` (or, in development, the embedded
+database) when first needed; anything set here or in the environment (``CELERY_BROKER_URL``...) wins.
 """
 
 # pg-boss holds the truth about every job, so Celery's own bookkeeping stays JSON and small.

@@ -15,8 +15,13 @@ configured (``imports``, ``-A`` autodiscovery) are still seen.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from celery import Celery
@@ -28,24 +33,70 @@ from zeke.database import broker_url
 from zeke.registry import registry, route
 from zeke.settings import get_settings
 
+#: zeke's Celery settings: the top-level ``celeryconfig.py`` beside the ``zeke`` package (the checkout's
+#: root, or site-packages once installed), read from its file so that a ``celeryconfig`` module in the
+#: working directory never stands in for it. ``CELERY_CONFIG_MODULE`` (``celery --config``) names another.
+CONFIG_FILE = Path(__file__).resolve().parent.parent / "celeryconfig.py"
+
+
+def load_config() -> ModuleType:
+    name = os.environ.get("CELERY_CONFIG_MODULE", "").strip()
+    if name:
+        return importlib.import_module(name)
+    spec = importlib.util.spec_from_file_location("celeryconfig", CONFIG_FILE)
+    if spec is None or spec.loader is None or not CONFIG_FILE.is_file():
+        raise ImportError(f"zeke's celeryconfig.py is missing beside the zeke package ({CONFIG_FILE})")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 def create_app(name: str = "zeke") -> Celery:
+    """The app, configured without touching the database: the URL is only resolved when Celery first
+    reads its configuration (a worker starting, a task sent), so importing zeke opens nothing."""
     settings = get_settings()
+    config = load_config()
     app = Celery(name)
-    app.config_from_object("celeryconfig")
-    url = broker_url()
-    app.conf.broker_url = os.environ.get("CELERY_BROKER_URL") or url
-    app.conf.result_backend = os.environ.get("CELERY_RESULT_BACKEND") or url
-    options = dict(app.conf.broker_transport_options or {})
+    app.config_from_object(config)
+    app.add_defaults(DatabaseDefaults())
+    # Writes only: app.conf is read (and so loaded) later, on first use.
+    options = dict(getattr(config, "broker_transport_options", None) or {})
     options.setdefault("schema", settings.pgboss_schema)
     options["concurrency_limits"] = registry.concurrency_limits
     options["queue_options"] = registry.queue_options
     app.conf.broker_transport_options = options
     # Schema tasks go to the pg-boss queue named like the task, even when sent by name (beat, send_task).
-    app.conf.task_routes = (route, *(_as_tuple(app.conf.task_routes)))
+    app.conf.task_routes = (route, *(_as_tuple(getattr(config, "task_routes", None))))
     # The worker imports the task modules before it sets up its queues, so it consumes them all.
-    app.conf.imports = tuple(dict.fromkeys((*(app.conf.imports or ()), *settings.task_modules)))
+    imports = _as_tuple(getattr(config, "imports", None))
+    app.conf.imports = tuple(dict.fromkeys((*imports, *settings.task_modules)))
     return app
+
+
+class DatabaseDefaults(Mapping[str, str]):
+    """``broker_url`` and ``result_backend`` on the zeke database, resolved each time they are read.
+
+    Celery reads its configuration as soon as a task is declared, so a value computed then would
+    resolve the database at import; a lookup in this mapping happens only when a connection or the
+    result backend is wanted. Anything configured wins: ``CELERY_BROKER_URL`` /
+    ``CELERY_RESULT_BACKEND``, the config module, ``app.conf`` (all looked up before these defaults).
+    """
+
+    KEYS = ("broker_url", "result_backend")
+
+    def __getitem__(self, key: str) -> str:
+        if key not in self.KEYS:
+            raise KeyError(key)
+        return broker_url()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.KEYS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.KEYS)
+
+    def __len__(self) -> int:
+        return len(self.KEYS)
 
 
 def _as_tuple(value: Any) -> tuple[Any, ...]:

@@ -293,6 +293,58 @@ def list_tasks(as_json: bool) -> None:
     emit(rows, as_json, lambda r: table(r, ("id", "concurrency_limit", "queue_options")))
 
 
+# -- the embedded database ------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The embedded development database (pgserver): its data is in ZEKE_DATA_DIR, else the user's data
+    directory (~/.local/share/zeke on Linux). A server started here runs until `zeke db stop`."""
+
+
+@db.command(name="start")
+def db_start() -> None:
+    """Start the embedded database (if it is not running) and print its URL."""
+    from zeke import embedded
+
+    url, started = embedded.start()
+    state = "started" if started else "already running"
+    click.echo(f"zeke: embedded database {state} in {embedded.pgdata()}", err=True)
+    click.echo(url)
+
+
+@db.command(name="stop")
+def db_stop() -> None:
+    """Stop the embedded database."""
+    from zeke import embedded
+
+    stopped = embedded.stop()
+    click.echo(f"zeke: embedded database {'stopped' if stopped else 'was not running'}", err=True)
+
+
+@db.command(name="status")
+@json_option
+def db_status(as_json: bool) -> None:
+    """Whether the embedded database runs (exit status 1 when it does not), its URL and data directory."""
+    from zeke import embedded
+
+    url = embedded.running_url()
+    emit({"running": url is not None, "url": url, "data": str(embedded.pgdata())}, as_json, _fields)
+    if url is None:
+        sys.exit(1)
+
+
+@db.command(name="url")
+def db_url() -> None:
+    """Print the running embedded database's URL (e.g. for DATABASE_PRIMARY_URL)."""
+    from zeke import embedded
+
+    url = embedded.running_url()
+    if url is None:
+        fail("the embedded database is not running (`zeke db start` starts it)")
+    click.echo(url)
+
+
 # -- processes -------------------------------------------------------------------------------------
 
 
@@ -370,11 +422,27 @@ def run(host: str, port: int, demo: bool | None) -> None:
     :mod:`tasks.demo`): its environment goes to the children, the pipeline is kicked once the API is
     up, and a table of what it produced is printed when it settles.
     """
-    from zeke.database import database_url
+    from zeke import embedded
+    from zeke.database import configured_url
+
+    url = configured_url()
+    started = False
+    if url is None:  # the embedded database, started once for all children and stopped at the end
+        url, started = embedded.start()
+        click.echo(f"zeke: embedded database {'started' if started else 'running'} in {embedded.pgdata()}")
+    try:
+        _run(url, host, port, demo)
+    finally:
+        if started:
+            embedded.stop()
+            click.echo("zeke: embedded database stopped")
+
+
+def _run(url: str, host: str, port: int, demo: bool | None) -> None:
     from zeke.settings import get_settings
 
     env = dict(os.environ)
-    env["DATABASE_PRIMARY_URL"] = database_url()  # start the embedded database once, for all children
+    env["DATABASE_PRIMARY_URL"] = url
     keys = get_settings().api_keys
     token = keys[0] if keys else secrets.token_urlsafe(24)
     env["ZEKE_API_KEYS"] = ",".join(keys) if keys else token

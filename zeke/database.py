@@ -1,47 +1,59 @@
-"""Where the database is: ``DATABASE_PRIMARY_URL``, or an embedded PostgreSQL from ``pgserver``.
+"""Where the database is: ``DATABASE_PRIMARY_URL``, or in development the embedded PostgreSQL.
 
-Every component (worker, beat, API, CLI, tests) asks :func:`database_url` and nothing else. With no
-URL set, the first process starts a PostgreSQL server from the ``pgserver`` wheel with its data under
-the project's ``.zeke/pgdata`` (or ``ZEKE_DATA_DIR``) and leaves it running; later processes attach
-to the same server through its Unix socket, so worker, beat and API share one database.
+Every component (worker, beat, API, CLI, client) asks :func:`database_url` when it needs the
+database, never at import:
+
+* ``DATABASE_PRIMARY_URL`` when it is set;
+* else, with ``ZEKE_ENV=development``, the embedded server of :mod:`zeke.embedded` (started if it is
+  not running, and then stopped when the process that started it exits);
+* else :class:`DatabaseNotConfigured`: a production process without a URL refuses to run instead of
+  quietly using an empty local database.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from functools import cache
-from pathlib import Path
+
+import click
+
+from zeke.settings import get_settings
 
 _lock = threading.Lock()
+_embedded: str | None = None
 
 
-def data_dir() -> Path:
-    configured = os.environ.get("ZEKE_DATA_DIR")
-    if configured:
-        return Path(configured).expanduser().resolve()
-    return Path(__file__).resolve().parent.parent / ".zeke"
+class DatabaseNotConfigured(click.ClickException, RuntimeError):
+    """No ``DATABASE_PRIMARY_URL`` outside development. A click error, so that any click command line
+    (``zeke``, ``celery -A zeke worker|beat|inspect``) prints it as one line and exits with status 3."""
+
+    exit_code = 3
+
+
+NOT_CONFIGURED = (
+    "DATABASE_PRIMARY_URL is not set; set it to your PostgreSQL URL "
+    "(for development: ZEKE_ENV=development uses the embedded database, see `zeke db --help`)"
+)
+
+
+def configured_url() -> str | None:
+    return os.environ.get("DATABASE_PRIMARY_URL", "").strip() or None
 
 
 def database_url() -> str:
     """The PostgreSQL URL every part of zeke connects to."""
-    url = os.environ.get("DATABASE_PRIMARY_URL", "").strip()
+    global _embedded
+    url = configured_url()
     if url:
         return url
-    return embedded_url()
-
-
-@cache
-def embedded_url() -> str:
-    """Start (or attach to) the embedded PostgreSQL and return its URL."""
-    import pgserver  # imported lazily: only needed on machines without a database
-
+    if not get_settings().development:
+        raise DatabaseNotConfigured(NOT_CONFIGURED)
     with _lock:
-        pgdata = data_dir() / "pgdata"
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
-        # cleanup_mode=None leaves the server running for the other processes of the app.
-        server = pgserver.get_server(pgdata, cleanup_mode=None)
-        return server.get_uri()
+        if _embedded is None:
+            from zeke import embedded
+
+            _embedded = embedded.attach()
+        return _embedded
 
 
 def broker_url(url: str | None = None) -> str:
