@@ -51,13 +51,13 @@ from celery.backends.base import BaseKeyValueStoreBackend, _is_request_ignore_re
 from celery.exceptions import ImproperlyConfigured
 from celery.result import task_join_will_block
 from kombu.utils import json as kombu_json
-from kombu.utils.url import maybe_sanitize_url
 
 from transport import heartbeat, outputs
 from transport.db import CONNECTION_ERRORS, Connection
 from transport.envelope import RESERVED_KEY, job_id_for
 from transport.manager import JobManager
 from transport.prepared import PreparedDatabase, register
+from transport.redact import redact_url
 from transport.sessions import Sessions
 
 logger = logging.getLogger("transport.backend")
@@ -355,7 +355,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         self.database.close()
 
     def as_uri(self, include_password: bool = False) -> str:
-        return self.url if include_password else maybe_sanitize_url(self.url)
+        return self.url if include_password else redact_url(self.url)
 
     def __reduce__(self, args: tuple = (), kwargs: dict | None = None) -> Any:
         return super().__reduce__(args, {**(kwargs or {}), "url": self.url})

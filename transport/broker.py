@@ -103,6 +103,7 @@ from transport.listener import Listener
 from transport.maintenance import Supervisor
 from transport.names import EXCHANGE_NOTICE, TIMER_NOTICE
 from transport.queue_tasks import QueueTasks
+from transport.redact import redact_url, split_password
 from transport.sessions import Sessions
 from transport.settle import SETTLE_WINDOW, Held, Settler
 from transport.shared import (
@@ -621,6 +622,11 @@ class Transport(virtual.Transport):
         for name in self.from_transport_options:
             if name in options:
                 setattr(self, name, options[name])
+        # kombu hands a pgboss:// URL over whole as the hostname (can_parse_url), and reports the
+        # hostname in `inspect stats`, Flower and clones; the password moves to the Connection's own
+        # field, which Celery leaves out of what it reports.
+        client.hostname, password = split_password(client.hostname or "")
+        client.password = password or client.password
         self.url = self._url()
         self.manager = shared_manager(self.url, self.schema, self.max_connections, self.application_name)
         self._released = False
@@ -684,6 +690,8 @@ class Transport(virtual.Transport):
             base = f"postgresql://{auth}{hostname}{port}/{vhost}"
         parts = urlsplit(base)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if "://" in hostname and client.password:
+            query["password"] = client.password
         query.setdefault("connect_timeout", str(max(1, int(self.connect_timeout))))
         query.setdefault("keepalives", "1")
         query.setdefault("keepalives_idle", "30")
@@ -694,11 +702,8 @@ class Transport(virtual.Transport):
         return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
     def as_uri(self, uri: str, include_password: bool = False, mask: str = "**") -> str:
-        parts = urlsplit(uri if "://" in uri else self.url)
-        if parts.password and not include_password:
-            netloc = parts.netloc.replace(":" + parts.password + "@", ":" + mask + "@", 1)
-            parts = parts._replace(netloc=netloc)
-        return urlunsplit(parts._replace(scheme="pgboss"))
+        uri = self.url if include_password or "://" not in uri else uri
+        return "pgboss://" + (uri if include_password else redact_url(uri, mask)).split("://", 1)[1]
 
     def driver_version(self) -> str:
         return psycopg2.__version__.split()[0]

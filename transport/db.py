@@ -20,6 +20,8 @@ import psycopg2.extensions
 import psycopg2.extras
 import psycopg2.pool
 
+from transport.redact import redact
+
 Connection = psycopg2.extensions.connection
 
 #: Idle connections a pool keeps open for reuse (more are opened when needed, closed when returned).
@@ -100,7 +102,10 @@ class Database:
     session_settings: dict[str, str] = SESSION_SETTINGS
 
     def __init__(self, url: str, *, max_connections: int = 8, application_name: str = "zeke") -> None:
-        self.dsn = with_session_settings(dsn_from_url(url), self.session_settings)
+        try:
+            self.dsn = with_session_settings(dsn_from_url(url), self.session_settings)
+        except psycopg2.Error as exc:  # libpq quotes the malformed part of a DSN, the password among it
+            raise type(exc)(redact(str(exc), url)) from None
         self.max_connections = max_connections
         self.application_name = application_name
         self._lock = threading.Lock()

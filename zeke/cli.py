@@ -547,12 +547,14 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]], tick: Callable[[], 
 
 def main(argv: Sequence[str] | None = None) -> None:
     from transport.db import CONNECTION_ERRORS
+    from transport.redact import redact
+    from zeke.database import configured_url
 
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="zeke")
     except CONNECTION_ERRORS as exc:
-        # libpq's first line names the host and port (never the password); the rest is advice.
-        fail(f"cannot use the database: {str(exc).strip().splitlines()[0]}", 3)
+        # libpq's first line names the host and port; the rest is advice.
+        fail(f"cannot use the database: {redact(str(exc).strip().splitlines()[0], configured_url())}", 3)
 
 
 if __name__ == "__main__":

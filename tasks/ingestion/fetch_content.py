@@ -22,6 +22,7 @@ from tasks.lib.errors import ExtractionFailed, PermanentError, RetryLater
 from tasks.lib.fetching import PAGE_TYPES, Fetcher, FetchResult
 from tasks.lib.store import store_document
 from tasks.lib.text import Extracted, extract_html, extract_markdown, extract_pdf, extract_plain, truncate
+from transport.redact import redact_url
 
 TASK_ID = "fetch-content"
 
@@ -147,7 +148,8 @@ def extract(result: FetchResult, min_chars: int) -> Extracted:
     else:
         extracted = extract_html(result.text(), url=result.url)
     if len(extracted.text) < min_chars:
-        raise ExtractionFailed(f"no text extracted from {result.url} ({len(extracted.text)} characters)")
+        shown = redact_url(result.url)
+        raise ExtractionFailed(f"no text extracted from {shown} ({len(extracted.text)} characters)")
     return extracted
 
 

@@ -26,6 +26,7 @@ from tasks.lib.errors import ExtractionFailed, NotFound, PermanentError
 from tasks.lib.store import get_or_create_source, insert_raw_item, store_document
 from tasks.lib.text import Extracted, drop_nul, extract_html, extract_markdown, extract_pdf, extract_plain
 from tasks.lib.urls import canonicalize_url
+from transport.redact import redact_url
 
 TASK_ID = "ingest-from-upload"
 DEFAULT_SOURCE_URL = "upload://default"
@@ -160,7 +161,7 @@ def _item(ctx: Context, source_id: uuid.UUID, item: UploadItem, uploaded_by: str
         try:
             canonical = canonicalize_url(item.url)
         except ValueError as exc:
-            raise PermanentError(f"bad url {item.url!r}: {exc}") from None
+            raise PermanentError(f"bad url {redact_url(item.url)!r}: {exc}") from None
     external_id = drop_nul(item.external_id) or canonical or "sha256:" + hashlib.sha256(data).hexdigest()
     extracted = _extract(item, data) if data else None
     if extracted is not None and len(extracted.text) < ctx.settings.min_content_chars:
@@ -177,7 +178,7 @@ def _item(ctx: Context, source_id: uuid.UUID, item: UploadItem, uploaded_by: str
             kind="article",
             title=drop_nul(item.title) or (extracted.title if extracted else None),
             url=item.url,
-            canonical_url=canonical,
+            canonical_url=redact_url(canonical),
             metadata_=metadata,
         )
         raw = session.scalars(

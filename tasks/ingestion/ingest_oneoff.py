@@ -20,6 +20,7 @@ from tasks.lib.errors import UnsafeURL
 from tasks.lib.netguard import AddressPolicy, check_url
 from tasks.lib.store import get_or_create_source, insert_raw_item
 from tasks.lib.urls import canonicalize_url, hostname
+from transport.redact import redact_url
 
 TASK_ID = "ingest-oneoff"
 
@@ -41,7 +42,7 @@ def run(payload: IngestOneOffPayload, ctx: Context) -> dict:
     try:
         canonical = canonicalize_url(payload.url)
     except ValueError as exc:
-        raise UnsafeURL(f"refusing {payload.url!r}: {exc}") from None
+        raise UnsafeURL(f"refusing {redact_url(payload.url)!r}: {exc}") from None
     check_url(canonical, AddressPolicy.from_settings(ctx.settings))
     host = hostname(canonical)
 
@@ -74,7 +75,7 @@ def run(payload: IngestOneOffPayload, ctx: Context) -> dict:
             external_id=canonical,
             kind="article",
             url=canonical,
-            canonical_url=canonical,
+            canonical_url=redact_url(canonical),
             metadata_={
                 "src": "manual",
                 "submittedUrl": payload.url.strip(),
@@ -85,5 +86,5 @@ def run(payload: IngestOneOffPayload, ctx: Context) -> dict:
     if raw_item_id is None:  # a concurrent request for the same URL won the insert
         return {"status": "duplicate", "canonicalUrl": canonical, "rawItemId": None, "storyId": None}
     send(ctx, FetchContentPayload(raw_item_ids=[raw_item_id]))
-    ctx.logger.info("ingest_oneoff_queued", raw_item_id=str(raw_item_id), canonical_url=canonical)
+    ctx.logger.info("ingest_oneoff_queued", raw_item_id=str(raw_item_id), canonical_url=redact_url(canonical))
     return {"status": "queued", "canonicalUrl": canonical, "rawItemId": str(raw_item_id)}

@@ -23,6 +23,7 @@ from tasks.lib.fetching import Fetcher
 from tasks.lib.sources import FeedCheck, SourceRef, check_feed, claim_due_sources, save_check
 from tasks.lib.store import insert_raw_item, record_health, store_document, utcnow
 from tasks.lib.text import extract_plain
+from transport.redact import redact_url
 
 TASK_ID = "ingest-pull-youtube"
 
@@ -94,7 +95,8 @@ def _channel(ctx: Context, fetcher: Fetcher, ref: SourceRef, force: bool) -> tup
     channel_id = channel_id_of(ref.url, ref.metadata)
     if channel_id is None:
         error = (
-            f"no channel id in {ref.url!r}: use https://www.youtube.com/channel/UC… (handles need the API)"
+            f"no channel id in {redact_url(ref.url)!r}: "
+            "use https://www.youtube.com/channel/UC… (handles need the API)"
         )
         with ctx.session_factory.begin() as session:
             source = session.get(Source, ref.id, with_for_update=True)

@@ -15,6 +15,7 @@ import httpx
 
 from tasks.lib.errors import FetchFailed, RetryLater, retry_after_seconds
 from tasks.lib.netguard import AddressPolicy, GuardedBackend, check_url
+from transport.redact import redact_url
 
 #: Media types fetch-content accepts for pages.
 PAGE_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/pdf")
@@ -138,22 +139,24 @@ class Fetcher:
                         current, response.status_code, dict(response.headers), body, tuple(redirects)
                     )
             except httpx.TimeoutException as exc:
-                raise RetryLater(self.default_retry_after, f"timed out fetching {current}") from exc
+                shown = redact_url(current)
+                raise RetryLater(self.default_retry_after, f"timed out fetching {shown}") from exc
             except httpx.TransportError as exc:
-                raise RetryLater(self.default_retry_after, f"cannot reach {current}: {exc}") from exc
+                shown = redact_url(current)
+                raise RetryLater(self.default_retry_after, f"cannot reach {shown}: {exc}") from exc
             except httpx.InvalidURL as exc:
-                raise FetchFailed(f"invalid URL {current!r}: {exc}") from exc
-        raise FetchFailed(f"more than {self.max_redirects} redirects from {url}")
+                raise FetchFailed(f"invalid URL {redact_url(current)!r}: {exc}") from exc
+        raise FetchFailed(f"more than {self.max_redirects} redirects from {redact_url(url)}")
 
     def _check_status(self, url: str, response: httpx.Response) -> None:
         status = response.status_code
         if status in (429, 503):
             seconds = retry_after_seconds(response.headers.get("retry-after"), self.default_retry_after)
-            raise RetryLater(seconds, f"HTTP {status} from {url}; retry after {seconds:g}s")
+            raise RetryLater(seconds, f"HTTP {status} from {redact_url(url)}; retry after {seconds:g}s")
         if status >= 500:
-            raise RetryLater(self.default_retry_after, f"HTTP {status} from {url}")
+            raise RetryLater(self.default_retry_after, f"HTTP {status} from {redact_url(url)}")
         if status >= 400 or (status >= 300 and status != 304):
-            raise FetchFailed(f"HTTP {status} from {url}", status)
+            raise FetchFailed(f"HTTP {status} from {redact_url(url)}", status)
 
     def _check_type(self, url: str, response: httpx.Response, accept: Collection[str] | None) -> None:
         if not accept:
@@ -162,20 +165,22 @@ class Fetcher:
         if not media:
             return  # unlabelled: let the parser decide
         if not any(media == a or (a.endswith("/") and media.startswith(a)) for a in accept):
-            raise FetchFailed(f"unsupported content type {media!r} from {url}", response.status_code)
+            shown = redact_url(url)
+            raise FetchFailed(f"unsupported content type {media!r} from {shown}", response.status_code)
 
     def _read(self, url: str, response: httpx.Response, deadline: float) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise FetchFailed(
-                f"{url} is {declared} bytes; the limit is {self.max_bytes}", response.status_code
+                f"{redact_url(url)} is {declared} bytes; the limit is {self.max_bytes}", response.status_code
             )
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > self.max_bytes:
-                raise FetchFailed(f"{url} is larger than {self.max_bytes} bytes", response.status_code)
+                shown = redact_url(url)
+                raise FetchFailed(f"{shown} is larger than {self.max_bytes} bytes", response.status_code)
             if time.monotonic() > deadline:
                 raise RetryLater(
                     self.default_retry_after, f"download of {url} took longer than {self.timeout:g}s"

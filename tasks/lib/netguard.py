@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpcore
 
 from tasks.lib.errors import FetchFailed, RetryLater, UnsafeURL
+from transport.redact import redact_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -106,14 +107,14 @@ def check_url(url: str, policy: AddressPolicy) -> list[str]:
     """
     parts = urlsplit(url)
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
-        raise UnsafeURL(f"refusing to fetch {url!r}: only http and https are allowed")
+        raise UnsafeURL(f"refusing to fetch {redact_url(url)!r}: only http and https are allowed")
     host = parts.hostname
     if not host:
-        raise UnsafeURL(f"refusing to fetch {url!r}: no host")
+        raise UnsafeURL(f"refusing to fetch {redact_url(url)!r}: no host")
     try:
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     except ValueError as exc:
-        raise UnsafeURL(f"refusing to fetch {url!r}: bad port") from exc
+        raise UnsafeURL(f"refusing to fetch {redact_url(url)!r}: bad port") from exc
     return policy.check_addresses(host, resolve(host, port))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
+from transport.redact import redact_url
+
 #: Query parameters that only track the click; exact names (lower case).
 TRACKING_PARAMS = frozenset(
     {
@@ -34,23 +36,23 @@ def canonicalize_url(url: str, base: str | None = None) -> str:
     url = (url or "").strip()
     # A NUL, say (tab and newlines are dropped by urlsplit, as browsers do): no real link has one.
     if any((ord(c) < 0x20 and c not in "\t\n\r") or c == "\x7f" for c in url):
-        raise ValueError(f"control character in URL: {url!r}")
+        raise ValueError(f"control character in URL: {redact_url(url)!r}")
     if base:
         url = urljoin(base, url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
-        raise ValueError(f"not an http(s) URL: {url!r}")
+        raise ValueError(f"not an http(s) URL: {redact_url(url)!r}")
     host = (parts.hostname or "").rstrip(".")
     if not host:
-        raise ValueError(f"URL has no host: {url!r}")
+        raise ValueError(f"URL has no host: {redact_url(url)!r}")
     host = _idna(host)
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     try:
         port = parts.port
     except ValueError as exc:
-        raise ValueError(f"bad port in URL: {url!r}") from exc
+        raise ValueError(f"bad port in URL: {redact_url(url)!r}") from exc
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     if parts.username is not None:
         auth = parts.username + (f":{parts.password}" if parts.password is not None else "")
