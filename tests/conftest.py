@@ -1,4 +1,5 @@
-"""Shared fixtures: a real PostgreSQL (DATABASE_PRIMARY_URL, else the embedded pgserver one)."""
+"""Shared fixtures: a real PostgreSQL (DATABASE_PRIMARY_URL, else the embedded pgserver one, started for
+the session and stopped after it when the session started it)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,28 @@ from tests.dbutil import admin_execute, own_database, with_database  # noqa: F40
 from tests.node_fixtures import node_boss, node_dir, scratch_db  # noqa: F401  (shared fixtures)
 from transport.db import Database
 from transport.manager import JobManager
-from zeke.database import database_url
+from zeke import embedded
+from zeke.database import configured_url
 
 #: One database per pytest session, so sessions sharing a server never drop each other's database.
 TEST_DB = os.environ.get("ZEKE_TEST_DB") or f"zeke_test_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
-def admin_url() -> str:
-    return database_url()
+def admin_url() -> Iterator[str]:
+    url = configured_url()
+    if url is not None:
+        yield url
+        return
+    url, started = embedded.start()
+    # Worker, beat and CLI processes of the tests inherit it.
+    os.environ["DATABASE_PRIMARY_URL"] = url
+    try:
+        yield url
+    finally:
+        os.environ.pop("DATABASE_PRIMARY_URL", None)
+        if started:
+            embedded.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:

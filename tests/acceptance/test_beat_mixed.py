@@ -38,7 +38,7 @@ STEPS = 24
 STEP_SECONDS = 20
 RUNTIME_SAVE_STEP = 8
 
-#: A celeryconfig that is zeke's plus the beat settings of this test (found first on PYTHONPATH).
+#: A celeryconfig that is zeke's plus the beat settings of this test (CELERY_CONFIG_MODULE names it).
 CONFIG = """\
 exec(compile(open({root!r}).read(), {root!r}, "exec"))
 pgboss_cron_monitor_interval = 0.2
@@ -111,6 +111,7 @@ def test_two_beats_and_node_send_each_occurrence_once(db_url: str, node_dir: Pat
         ZEKE_PGBOSS_SCHEMA="pgboss",
         ZEKE_TASK_MODULES="tests.acceptance.test_results_tasks",
         PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}",
+        CELERY_CONFIG_MODULE="celeryconfig",  # the test's (zeke reads its own file otherwise)
         PYTHONUNBUFFERED="1",
         PGOPTIONS="-c pgboss.test_clock=on",  # every beat session reads the TestClock's job_now()
     )

@@ -133,6 +133,7 @@ def test_killed_beat_neither_misses_nor_doubles_an_occurrence(
         ZEKE_PGBOSS_SCHEMA=manager.schema,
         ZEKE_TASK_MODULES="tests.acceptance.test_results_tasks",
         PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}",
+        CELERY_CONFIG_MODULE="celeryconfig",  # the test's (zeke reads its own file otherwise)
         PYTHONUNBUFFERED="1",
         PGOPTIONS="-c pgboss.test_clock=on",  # every beat session reads the test clock's job_now()
     )

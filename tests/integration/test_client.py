@@ -392,24 +392,25 @@ print(json.dumps({"url": database_url(), "sent": sent, "status": client.get_job_
 
 @pytest.fixture
 def embedded_data_dir(tmp_path: Path) -> Iterator[Path]:
-    """ZEKE_DATA_DIR for a subprocess; the embedded server it starts is stopped afterwards."""
+    """ZEKE_DATA_DIR for a subprocess; a server left running (a failed test) is stopped afterwards."""
     data = tmp_path / "zeke-data"
     yield data
-    pgdata = data / "pgdata"
-    if (pgdata / "postmaster.pid").exists():
+    if (data / "pgdata" / "postmaster.pid").exists():
         import pgserver
 
         user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs postgres as this user under root
-        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
-        assert not (pgdata / "postmaster.pid").exists(), "the embedded server is still running"
+        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data / "pgdata", user=user, timeout=60)
 
 
-def test_embedded_database_without_a_url(embedded_data_dir: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_"))}
-    env.pop("ZEKE_TEST_DATABASE_URL", None)
-    env.pop("ZEKE_PGBOSS_SCHEMA", None)
-    env["ZEKE_DATA_DIR"] = str(embedded_data_dir)
-    env["PYTHONPATH"] = str(ROOT)
+def _embedded_env(data: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_", "ZEKE_"))}
+    env.update(ZEKE_DATA_DIR=str(data), PYTHONPATH=str(ROOT), **extra)
+    return env
+
+
+def test_embedded_database_in_development_without_a_url(embedded_data_dir: Path) -> None:
+    """With no URL, a development process starts the embedded server, uses it, and stops it on exit."""
+    env = _embedded_env(embedded_data_dir, ZEKE_ENV="development")
     argv = [sys.executable, "-c", EMBEDDED_SCRIPT]
     done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
@@ -424,3 +425,57 @@ def test_embedded_database_without_a_url(embedded_data_dir: Path) -> None:
         "embedded-task",
         {"hello": "embedded"},
     )
+    # The process that started the server stopped it: nothing outlives the command.
+    assert not (embedded_data_dir / "pgdata" / "postmaster.pid").exists()
+
+
+def test_without_a_url_production_refuses_in_one_line(embedded_data_dir: Path) -> None:
+    env = _embedded_env(embedded_data_dir)  # ZEKE_ENV unset: production
+    argv = [sys.executable, "-c", EMBEDDED_SCRIPT]
+    done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "DATABASE_PRIMARY_URL is not set" in done.stderr
+    assert not embedded_data_dir.exists()  # no server, no data directory
+    for argv in (
+        [sys.executable, "-m", "zeke.cli", "jobs"],
+        [sys.executable, "-m", "celery", "-A", "zeke", "inspect", "ping"],
+        [sys.executable, "-m", "celery", "-A", "zeke", "worker"],
+    ):
+        done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 3, (argv, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith("Error: DATABASE_PRIMARY_URL is not set"), argv
+    assert not embedded_data_dir.exists()
+
+
+def test_zeke_db_commands_manage_the_embedded_server(embedded_data_dir: Path) -> None:
+    env = _embedded_env(embedded_data_dir)
+
+    def zeke_db(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "zeke.cli", "db", *args]
+        return subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    assert zeke_db("status").returncode == 1
+    assert zeke_db("url").returncode == 1
+    started = zeke_db("start")
+    assert started.returncode == 0, started.stderr
+    url = started.stdout.strip()
+    assert str(embedded_data_dir / "pgdata") in url  # its socket lives in the data directory
+    # It outlives `zeke db start` (that is what it is for) and serves other processes.
+    assert zeke_db("url").stdout.strip() == url
+    status = json.loads(zeke_db("status", "--json").stdout)
+    assert status == {"running": True, "url": url, "data": str(embedded_data_dir / "pgdata")}
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+    conn.close()
+    # A development process attaches to it and leaves it running: it did not start it.
+    dev = _embedded_env(embedded_data_dir, ZEKE_ENV="development")
+    argv = [sys.executable, "-c", EMBEDDED_SCRIPT]
+    done = subprocess.run(argv, env=dev, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["url"] == url
+    assert zeke_db("status").returncode == 0
+    assert zeke_db("stop").returncode == 0
+    assert zeke_db("status").returncode == 1
+    assert not (embedded_data_dir / "pgdata" / "postmaster.pid").exists()
