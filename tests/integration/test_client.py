@@ -8,8 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -391,15 +393,21 @@ print(json.dumps({"url": database_url(), "sent": sent, "status": client.get_job_
 
 
 @pytest.fixture
-def embedded_data_dir(tmp_path: Path) -> Iterator[Path]:
-    """ZEKE_DATA_DIR for a subprocess; a server left running (a failed test) is stopped afterwards."""
-    data = tmp_path / "zeke-data"
+def embedded_data_dir() -> Iterator[Path]:
+    """ZEKE_DATA_DIR for a subprocess; a server left running (a failed test) is stopped afterwards.
+
+    Not under pytest's tmp_path: under root, postgres runs as the ``pgserver`` user and needs the
+    directory's parents open to it, and every pytest session closes /tmp/pytest-of-root again.
+    """
+    base = Path(tempfile.mkdtemp(prefix="zeke-embedded-"))
+    data = base / "zeke-data"
     yield data
     if (data / "pgdata" / "postmaster.pid").exists():
         import pgserver
 
         user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs postgres as this user under root
         pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data / "pgdata", user=user, timeout=60)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _embedded_env(data: Path, **extra: str) -> dict[str, str]:
@@ -476,6 +484,7 @@ def test_zeke_db_commands_manage_the_embedded_server(embedded_data_dir: Path) ->
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["url"] == url
     assert zeke_db("status").returncode == 0
-    assert zeke_db("stop").returncode == 0
+    stopped = zeke_db("stop")
+    assert stopped.returncode == 0, stopped.stderr
     assert zeke_db("status").returncode == 1
     assert not (embedded_data_dir / "pgdata" / "postmaster.pid").exists()
