@@ -441,8 +441,8 @@ def run(host: str, port: int, demo: bool | None) -> None:
 def _run(url: str, host: str, port: int, demo: bool | None) -> None:
     from zeke.settings import get_settings
 
+    os.environ["DATABASE_PRIMARY_URL"] = url  # this process sends the demo's first jobs there too
     env = dict(os.environ)
-    env["DATABASE_PRIMARY_URL"] = url
     keys = get_settings().api_keys
     token = keys[0] if keys else secrets.token_urlsafe(24)
     env["ZEKE_API_KEYS"] = ",".join(keys) if keys else token
@@ -462,16 +462,17 @@ def _run(url: str, host: str, port: int, demo: bool | None) -> None:
         "api": subprocess.Popen([*me, "api"], env=env),
     }
     url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}"
-    _wait_for_api(url, children["api"])
-    click.echo(f"zeke: API   {url}  (OpenAPI: {url}/docs)")
-    click.echo(f"zeke: token {token}")
-    click.echo(f"zeke: try   curl -H 'Authorization: Bearer {token}' {url}/api/tasks")
     try:
+        _wait_for_api(url, children["api"])
+        click.echo(f"zeke: API   {url}  (OpenAPI: {url}/docs)")
+        click.echo(f"zeke: token {token}")
+        click.echo(f"zeke: try   curl -H 'Authorization: Bearer {token}' {url}/api/tasks")
         for hook in hooks:
             hook.kick(lambda task_id, payload: _jobs().send(task_id, payload))
         click.echo("zeke: pulling the sources now; stories follow when the pipeline settles")
         _supervise(children, tick=lambda: _report(hooks))
     finally:
+        _stop(children)  # also when something here failed first: nothing outlives `zeke run`
         for hook in hooks:
             hook.close()
 
@@ -533,6 +534,12 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]], tick: Callable[[], 
                     click.echo(f"zeke: cannot report on the pipeline: {type(exc).__name__}: {exc}", err=True)
                 tick_failed = True
         time.sleep(0.2)
+    _stop(children)
+    sys.exit(code)
+
+
+def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """TERM the children still running; KILL those still running 20 s later."""
     for proc in children.values():
         if proc.poll() is None:
             proc.terminate()
@@ -542,7 +549,6 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]], tick: Callable[[], 
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
-    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
