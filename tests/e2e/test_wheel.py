@@ -5,8 +5,8 @@ directory outside the checkout: ``zeke --help``, ``zeke init``, ``celery -A zeke
 
 How the venv is made, so that this stays a ~30 s test inside ``make test`` and needs no network:
 
-* the wheel is built with ``pip wheel --no-deps --no-build-isolation`` from the dev venv's setuptools
-  and wheel (an isolated build would download them);
+* the wheel is built from a copy of the checkout with ``pip wheel --no-deps --no-build-isolation``,
+  using the dev venv's setuptools and wheel (an isolated build would download them);
 * the venv is created without system site-packages and zeke is installed into it from the wheel with
   ``pip --no-deps`` (copies in its own site-packages, console script in its own ``bin``);
 * zeke's dependencies are not downloaded again: a ``.pth`` file lists the dev venv's site-packages
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,7 +59,11 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     built = base / "dist"
     pip = [sys.executable, "-m", "pip"]
     quiet = {"check": True, "capture_output": True, "text": True, "timeout": 120}
-    build = [*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(built), str(ROOT)]
+    # From a copy: an in-tree build would reuse (and leave) build/, stale files included.
+    source = base / "source"
+    skip = shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__", "node_modules", "tests")
+    shutil.copytree(ROOT, source, ignore=skip)
+    build = [*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(built), str(source)]
     subprocess.run(build, **quiet)
     (wheel,) = built.glob("zeke-*.whl")
     venv = base / "venv"
