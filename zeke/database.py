@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import os
 import threading
+from urllib.parse import quote
 
 import click
 
+from transport.redact import split_password
 from zeke.settings import get_settings
 
 _lock = threading.Lock()
@@ -57,6 +59,13 @@ def database_url() -> str:
 
 
 def broker_url(url: str | None = None) -> str:
-    """The same database as a ``pgboss://`` Kombu URL."""
+    """The same database as a ``pgboss://`` Kombu URL. A ``?password=`` moves into the user info,
+    where Celery's own displays of its settings (``inspect conf``, ``celery report``) mask it."""
     url = url or database_url()
-    return "pgboss://" + url.split("://", 1)[1]
+    bare, password = split_password(url)
+    rest = bare.split("://", 1)[1]
+    if password is not None:
+        netloc, slash, path = rest.partition("/")
+        user, at, host = netloc.rpartition("@")
+        rest = f"{user}:{quote(password, safe='')}@{host}{slash}{path}"
+    return "pgboss://" + rest

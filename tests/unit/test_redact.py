@@ -39,3 +39,14 @@ def test_keyword_dsns_and_quoted_fragments() -> None:
     assert redact('invalid percent-encoded token: "s3cr%ZZet"', url) == 'invalid percent-encoded token: "**"'
     assert redact('bad URI: "postgresql://u:s3cret@[bad/db"') == 'bad URI: "postgresql://u:**@[bad/db"'
     assert redact("nothing to hide", None, "postgresql://u@h/db") == "nothing to hide"
+
+
+def test_a_query_password_moves_where_celery_masks_it() -> None:
+    from celery.app.utils import filter_hidden_settings
+
+    from zeke.database import broker_url
+
+    url = broker_url("postgresql://u@h/db?sslmode=require&password=s3cret")
+    assert url == "pgboss://u:s3cret@h/db?sslmode=require"
+    shown = filter_hidden_settings({"broker_url": url, "result_backend": url})
+    assert "s3cret" not in repr(shown) and shown["result_backend"].startswith("pgboss://u:**@h/db")
