@@ -49,4 +49,4 @@ def test_a_query_password_moves_where_celery_masks_it() -> None:
     url = broker_url("postgresql://u@h/db?sslmode=require&password=s3cret")
     assert url == "pgboss://u:s3cret@h/db?sslmode=require"
     shown = filter_hidden_settings({"broker_url": url, "result_backend": url})
-    assert "s3cret" not in repr(shown) and shown["result_backend"].startswith("pgboss://u:**@h/db")
+    assert "s3cret" not in repr(shown) and shown["result_backend"].startswith("pgboss://u:********@h/db")
