@@ -329,7 +329,8 @@ def db_status(as_json: bool) -> None:
     from zeke import embedded
 
     url = embedded.running_url()
-    emit({"running": url is not None, "url": url, "data": str(embedded.pgdata())}, as_json, _fields)
+    data = {"running": url is not None, "url": url, "data": str(embedded.pgdata())}
+    emit(data, as_json, lambda d: f"{'running  ' + d['url'] if d['running'] else 'stopped'}\ndata     {d['data']}")
     if url is None:
         sys.exit(1)
 
