@@ -330,7 +330,8 @@ def db_status(as_json: bool) -> None:
 
     url = embedded.running_url()
     data = {"running": url is not None, "url": url, "data": str(embedded.pgdata())}
-    emit(data, as_json, lambda d: f"{'running  ' + d['url'] if d['running'] else 'stopped'}\ndata     {d['data']}")
+    state = f"running  {url}" if url else "stopped"
+    emit(data, as_json, lambda d: f"{state}\ndata     {d['data']}")
     if url is None:
         sys.exit(1)
 
