@@ -178,7 +178,7 @@ def _item(ctx: Context, source_id: uuid.UUID, item: UploadItem, uploaded_by: str
             kind="article",
             title=drop_nul(item.title) or (extracted.title if extracted else None),
             url=item.url,
-            canonical_url=redact_url(canonical),
+            canonical_url=canonical,
             metadata_=metadata,
         )
         raw = session.scalars(

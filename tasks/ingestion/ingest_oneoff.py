@@ -44,6 +44,7 @@ def run(payload: IngestOneOffPayload, ctx: Context) -> dict:
     except ValueError as exc:
         raise UnsafeURL(f"refusing {redact_url(payload.url)!r}: {exc}") from None
     check_url(canonical, AddressPolicy.from_settings(ctx.settings))
+    shown = redact_url(canonical)  # what outputs and logs name: the URL without its password
     host = hostname(canonical)
 
     with ctx.session_factory.begin() as session:
@@ -61,7 +62,7 @@ def run(payload: IngestOneOffPayload, ctx: Context) -> dict:
             )
             result = {
                 "status": "duplicate",
-                "canonicalUrl": canonical,
+                "canonicalUrl": shown,
                 "rawItemId": str(existing.id),
                 "rawItemStatus": existing.status,
                 "storyId": str(story_id) if story_id else None,
@@ -75,7 +76,7 @@ def run(payload: IngestOneOffPayload, ctx: Context) -> dict:
             external_id=canonical,
             kind="article",
             url=canonical,
-            canonical_url=redact_url(canonical),
+            canonical_url=canonical,
             metadata_={
                 "src": "manual",
                 "submittedUrl": payload.url.strip(),
@@ -84,7 +85,7 @@ def run(payload: IngestOneOffPayload, ctx: Context) -> dict:
             },
         )
     if raw_item_id is None:  # a concurrent request for the same URL won the insert
-        return {"status": "duplicate", "canonicalUrl": canonical, "rawItemId": None, "storyId": None}
+        return {"status": "duplicate", "canonicalUrl": shown, "rawItemId": None, "storyId": None}
     send(ctx, FetchContentPayload(raw_item_ids=[raw_item_id]))
-    ctx.logger.info("ingest_oneoff_queued", raw_item_id=str(raw_item_id), canonical_url=redact_url(canonical))
-    return {"status": "queued", "canonicalUrl": canonical, "rawItemId": str(raw_item_id)}
+    ctx.logger.info("ingest_oneoff_queued", raw_item_id=str(raw_item_id), canonical_url=shown)
+    return {"status": "queued", "canonicalUrl": shown, "rawItemId": str(raw_item_id)}
