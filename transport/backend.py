@@ -48,7 +48,7 @@ from typing import Any
 from celery import signals, states
 from celery.backends.asynchronous import AsyncBackendMixin, BaseResultConsumer
 from celery.backends.base import BaseKeyValueStoreBackend, _is_request_ignore_result
-from celery.exceptions import ImproperlyConfigured
+from celery.exceptions import Ignore, ImproperlyConfigured
 from celery.result import task_join_will_block
 from kombu.utils import json as kombu_json
 from kombu.utils.url import maybe_sanitize_url
@@ -489,15 +489,18 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         # STARTED and RETRY: the row already says so (fetched active; the broker moved it to retry).
         return result
 
-    def settle_ignored(self, task_id: str, request: Any) -> None:
+    def settle_ignored(self, task_id: str, request: Any, replaced: bool = False) -> None:
         """A task raised Ignore (Celery's ``Task.replace`` among others): Celery writes nothing, but
-        the job must not stay active (heartbeated, then run again). It completes with no output. A
-        replacement sent with the same id to the same queue has already moved this row back to retry
-        for its own run, and the attempt fence leaves it alone. Only a worker's request names the
-        row (queue and attempt): looked up by id, a replaced task's id finds its replacement."""
+        the job must not stay active (heartbeated, then run again). It completes with no output, or,
+        when replaced, with :data:`outputs.REPLACED_OUTPUT`: the id then reads as not finished until
+        the replacement's final task (which inherits the id) ends, and that task's publish reopens
+        this row (``JobManager.renew_replaced``). A replacement sent with the same id to the same
+        queue while this row was active has already moved it back to retry for its own run, and the
+        attempt fence leaves it alone. Only a worker's request names the row (queue and attempt):
+        looked up by id, a replaced task's id finds its replacement."""
         ref = request_job_ref(task_id, request)
         if ref is not None:
-            self._complete(ref, None, request, None)
+            self._complete(ref, outputs.REPLACED_OUTPUT if replaced else None, request, None)
 
     def _complete(
         self, ref: JobRef, value: Any, request: Any, chord_key: str | None
@@ -579,6 +582,9 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         if extra.get("status") not in (None, *states.ALL_STATES) and state not in states.READY_STATES:
             return extra  # a custom progress state of an unfinished job
         output = job["output"]
+        if state == states.SUCCESS and outputs.is_replaced(output):
+            # Replaced (Task.replace): the replacement's final task has not reopened the row yet.
+            return {"task_id": task_id, "status": states.PENDING, "result": None, "children": []}
         result: Any = None
         if state == states.SUCCESS:
             result = _from_json_value(outputs.completion_value(output))
@@ -814,9 +820,16 @@ def _extended_fields(job: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
+#: What Celery's ``Task.on_replace`` raises (``Ignore``) once the replacement is sent.
+_REPLACED_MESSAGE = "Replaced by new task"
+
+
 @signals.task_postrun.connect(weak=False)
-def _settle_ignored(task: Any = None, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
+def _settle_ignored(
+    task: Any = None, task_id: str | None = None, state: str | None = None, retval: Any = None, **_: Any
+) -> None:
     if state == states.IGNORED and task is not None and task_id is not None:
         backend = task.backend
         if isinstance(backend, PgBossBackend):
-            backend.settle_ignored(task_id, task.request)
+            replaced = isinstance(retval, Ignore) and str(retval) == _REPLACED_MESSAGE
+            backend.settle_ignored(task_id, task.request, replaced=replaced)

@@ -32,7 +32,13 @@ def make_app(mode: str, pg_url: str, schema: str, redis_url: str, prefix: str) -
     )
     if mode == "pgboss":
         url = "pgboss://" + pg_url.split("://", 1)[1]
-        options = {"schema": schema, "polling_interval": 2.0, "supervise_interval": 1.0}
+        options = {
+            "schema": schema,
+            "polling_interval": 2.0,
+            "supervise_interval": 1.0,
+            # Failures are final, as on Redis: only Celery's own Task.retry() runs a task again.
+            "queue_options": {"celery": {"retry_limit": 0}},
+        }
         app.conf.update(
             broker_url=url,
             result_backend=url,
