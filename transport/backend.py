@@ -48,8 +48,9 @@ from typing import Any
 from celery import signals, states
 from celery.backends.asynchronous import AsyncBackendMixin, BaseResultConsumer
 from celery.backends.base import BaseKeyValueStoreBackend, _is_request_ignore_result
-from celery.exceptions import Ignore, ImproperlyConfigured
-from celery.result import task_join_will_block
+from celery.canvas import maybe_signature
+from celery.exceptions import ChordError, Ignore, ImproperlyConfigured
+from celery.result import GroupResult, task_join_will_block
 from kombu.utils import json as kombu_json
 from kombu.utils.url import maybe_sanitize_url
 
@@ -316,7 +317,8 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
     ResultConsumer = PgBossResultConsumer
 
     key_t = str
-    implements_incr = True
+    #: Chords are counted by our own apply_chord/on_chord_part_return, not Celery's generic incr path.
+    implements_incr = False
     supports_native_join = True
     supports_autoexpire = True
     persistent = True
@@ -400,11 +402,9 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             return super().mark_as_done(task_id, result, request, store_result, state)
         # Even with ignore_result the job must be settled; then its output is simply empty.
         store = store_result and not _is_request_ignore_result(request)
-        chord_key = None
-        if request is not None and request.chord and getattr(request, "group", None):
-            chord_key = self.get_key_for_chord(request.group)
+        part = _chord_part(task_id, request)
         settled, count = self._complete(
-            ref, self.encode_result(result, state) if store else None, request, chord_key
+            ref, self.encode_result(result, state) if store else None, request, part
         )
         if not settled:
             logger.warning(
@@ -413,12 +413,12 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
                 ref.attempt,
             )
             return
-        if chord_key is not None:
-            _precounted()[chord_key] = count
+        if part is not None:
+            _precounted()[part] = count
             try:
                 self.on_chord_part_return(request, state, result)
             finally:
-                _precounted().pop(chord_key, None)
+                _precounted().pop(part, None)
 
     def mark_as_failure(
         self,
@@ -459,7 +459,13 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             # pg-boss will run the job again (retry with backoff), or another attempt owns it:
             # not a Celery failure yet, so no chord error, chain failure or errback.
             return
-        super().mark_as_failure(task_id, exc, traceback, request, False, call_errbacks, state)
+        # Celery's own handling: chord part, errbacks, and FAILURE stored for every task chained
+        # after this one (they never run, and have no job row) - the job row itself is written.
+        _local.failed_job = str(task_id)
+        try:
+            super().mark_as_failure(task_id, exc, traceback, request, store_result, call_errbacks, state)
+        finally:
+            _local.failed_job = None
 
     def _store_result(
         self,
@@ -470,6 +476,8 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         request: Any = None,
         **kwargs: Any,
     ) -> Any:
+        if getattr(_local, "failed_job", None) == str(task_id):
+            return result  # mark_as_failure has failed the job row already
         ref = self.job_ref(task_id, request)
         if ref is None:
             return super()._store_result(task_id, result, state, traceback, request, **kwargs)
@@ -503,19 +511,19 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             self._complete(ref, outputs.REPLACED_OUTPUT if replaced else None, request, None)
 
     def _complete(
-        self, ref: JobRef, value: Any, request: Any, chord_key: str | None
-    ) -> tuple[bool, int | None]:
+        self, ref: JobRef, value: Any, request: Any, part: tuple[str, str] | None
+    ) -> tuple[bool, tuple[int, int | None] | None]:
         """Complete the job and, in the same transaction, count the chord part and keep its children."""
         count = None
         children = self.current_task_children(request) if value is not None else []
         result = [(ref.id, _to_json_value(value), ref.attempt)]
-        if chord_key is None and not children:
+        if part is None and not children:
             with self._single() as conn:
                 return bool(self.manager.complete(ref.queue, result, conn=conn)), None
         with self._transaction() as conn:
             done = self.manager.complete(ref.queue, result, conn=conn)
-            if done and chord_key is not None:
-                count = self.incr(chord_key, conn=conn)
+            if done and part is not None:
+                count = self._count_chord_part(part[0], part[1], request, conn=conn)
             if done and children:
                 meta = {"task_id": ref.id, "status": states.SUCCESS, "children": children}
                 self._set(self.get_key_for_task(ref.id), self.encode(meta), job=ref, conn=conn)
@@ -666,11 +674,110 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         self._rows("delete_results", {"keys": [str(key)]})
 
     def incr(self, key: str, conn: Any = None) -> int:
-        precounted = _precounted().pop(str(key), None)
-        if precounted is not None:
-            return precounted  # counted with the header task's completion (mark_as_done)
         rows = self._rows("incr_result", {"key": str(key), "expires": self.chord_expires}, conn=conn)
         return int(rows[0]["counter"])
+
+    # -- chords --------------------------------------------------------------------------------
+    # Counted in the database, like Redis's sorted set: each header task adds its part (once per
+    # task id) in the transaction that ends its job, and the part that makes the count reach the
+    # chord's size collects every header result with one read and sends the body. No task waits
+    # on another and no part restores the whole group.
+
+    def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> None:
+        """Before the header is sent: a header of nested groups is saved (its shape is the body's
+        argument); a flat one only needs its size, which ``set_chord_size`` may still correct."""
+        self.ensure_chords_allowed()
+        group_id, results = header_result_args[0], header_result_args[1]
+        if not isinstance(results, list | tuple):
+            return  # a lazy header: Celery sets the size once it has sent the last task
+        header = self.app.GroupResult(*header_result_args)
+        if any(isinstance(r, GroupResult) for r in header.results):
+            header.save(backend=self)
+        else:
+            self.set_chord_size(group_id, len(header.results))
+
+    def set_chord_size(self, group_id: str, chord_size: int) -> None:
+        self._rows(
+            "set_chord_size",
+            {"key": self.get_key_for_chord(group_id), "size": str(chord_size), "expires": self.chord_expires},
+        )
+
+    def _count_chord_part(
+        self, group_id: str, task_id: str, request: Any, conn: Any = None
+    ) -> tuple[int, int | None] | None:
+        """Count a header task once: (count, size), or None when it was counted already."""
+        index = getattr(request, "group_index", None)
+        rows = self._rows(
+            "count_chord_part",
+            {
+                "key": self.get_key_for_chord(group_id),
+                "group_id": group_id,
+                "task_id": task_id,
+                "group_index": index if isinstance(index, int) else None,
+                "expires": self.chord_expires,
+            },
+            conn=conn,
+        )
+        if not rows:
+            return None
+        size = rows[0]["value"]
+        return int(rows[0]["counter"]), int(size) if size is not None else None
+
+    def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> None:
+        group_id, task_id = getattr(request, "group", None), getattr(request, "id", None)
+        if not group_id or not task_id or not getattr(request, "chord", None):
+            return
+        part = (str(group_id), str(task_id))
+        precounted = _precounted()
+        count = precounted.pop(part) if part in precounted else self._count_chord_part(*part, request)
+        if count is None or count[1] is None or count[0] < count[1]:
+            return
+        callback = maybe_signature(request.chord, app=self.app)
+        try:
+            values = self._chord_header_values(str(group_id))
+        except ChordError as exc:
+            logger.error("Chord %r raised: %r", group_id, exc)
+            self.chord_error_from_stack(callback, exc)
+        except Exception as exc:
+            logger.exception("Chord %r raised: %r", group_id, exc)
+            self.chord_error_from_stack(callback, ChordError(f"Join error: {exc!r}"))
+        else:
+            try:
+                self.app.amqp._retry_publish(callback.delay, values)
+            except Exception as exc:
+                logger.exception("Chord callback for %r raised: %r", group_id, exc)
+                self.chord_error_from_stack(callback, ChordError(f"Callback error: {exc!r}"))
+        finally:
+            self._rows("delete_chord", {"group_id": str(group_id), "key": self.get_key_for_chord(group_id)})
+
+    def _chord_header_values(self, group_id: str) -> list[Any]:
+        """The header's results in header order (nested as a saved header is), read in one go;
+        ChordError for the first one that failed."""
+        saved = self._restore_group(group_id)
+        header = saved["result"] if saved else None
+        if header is not None:
+            ids = [r.id for r in _leaves(header)]
+        else:
+            ids = [r["task_id"] for r in self._rows("chord_part_ids", {"group_id": group_id})]
+        metas = self.task_metas(ids)
+
+        def value(task_id: str) -> Any:
+            meta = metas.get(task_id)
+            if meta is None or meta["status"] not in states.READY_STATES:
+                raise ChordError(f"Dependency {task_id} has no result")
+            if meta["status"] in states.PROPAGATE_STATES:
+                raise ChordError(f"Dependency {task_id} raised {meta['result']!r}")
+            return meta["result"]
+
+        if header is None:
+            return [value(i) for i in ids]
+
+        def shaped(node: Any) -> Any:
+            if isinstance(node, GroupResult):
+                return [shaped(child) for child in node.results]
+            return value(node.id)
+
+        return [shaped(node) for node in header.results]
 
     def expire(self, key: str, value: Any) -> None:
         if str(key).startswith(self.task_keyprefix):
@@ -751,7 +858,23 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             return list(cur.fetchall()) if cur.description else []
 
 
-def _precounted() -> dict[str, int]:
+def _chord_part(task_id: str, request: Any) -> tuple[str, str] | None:
+    """(group id, task id) of a chord header task, else None."""
+    group_id = getattr(request, "group", None) if request is not None else None
+    if group_id and getattr(request, "chord", None):
+        return str(group_id), str(task_id)
+    return None
+
+
+def _leaves(node: Any) -> Iterator[Any]:
+    if isinstance(node, GroupResult):
+        for child in node.results:
+            yield from _leaves(child)
+    else:
+        yield node
+
+
+def _precounted() -> dict[tuple[str, str], tuple[int, int | None] | None]:
     counts = getattr(_local, "chord_counts", None)
     if counts is None:
         counts = _local.chord_counts = {}

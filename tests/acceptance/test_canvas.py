@@ -189,6 +189,12 @@ def test_chain_failure_fails_the_tasks_after_it(canvas: Canvas) -> None:
     with pytest.raises(t.ExpectedError):
         result.parent.parent.get(timeout=TIMEOUT)
     assert result.parent.parent.parent.get(timeout=TIMEOUT) == 2
+    # The tasks after the failure never run; their own results say FAILURE (not only their parent).
+    for task_id in (result.id, result.parent.id):
+        fresh = canvas.app.AsyncResult(task_id)
+        with pytest.raises(t.ExpectedError):
+            fresh.get(timeout=TIMEOUT)
+        assert fresh.state == "FAILURE"
 
 
 def test_chain_link_error_on_the_chain(canvas: Canvas) -> None:
