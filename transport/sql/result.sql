@@ -4,16 +4,8 @@
 -- transport.backend.PgBossBackend is the only caller.
 
 -- name: create_result_store
--- Create zeke's result table beside the pg-boss schema (idempotent; run under an advisory lock).
+-- Create zeke's result tables beside the pg-boss schema (idempotent; run under an advisory lock). Tables are locked in the order statements write them (chord_part, then result), so this can run while other processes count chord parts.
 CREATE SCHEMA IF NOT EXISTS {aux};
-CREATE TABLE IF NOT EXISTS {aux}.result (
-  key text PRIMARY KEY,
-  value text,
-  counter bigint NOT NULL DEFAULT 0,
-  expires_at timestamptz,
-  updated_on timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS result_expires_at ON {aux}.result (expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {aux}.chord_part (
   group_id text NOT NULL,
   task_id text NOT NULL,
@@ -22,7 +14,15 @@ CREATE TABLE IF NOT EXISTS {aux}.chord_part (
   expires_at timestamptz,
   PRIMARY KEY (group_id, task_id)
 );
-CREATE INDEX IF NOT EXISTS chord_part_expires_at ON {aux}.chord_part (expires_at) WHERE expires_at IS NOT NULL
+CREATE INDEX IF NOT EXISTS chord_part_expires_at ON {aux}.chord_part (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {aux}.result (
+  key text PRIMARY KEY,
+  value text,
+  counter bigint NOT NULL DEFAULT 0,
+  expires_at timestamptz,
+  updated_on timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS result_expires_at ON {aux}.result (expires_at) WHERE expires_at IS NOT NULL
 
 -- name: get_task_results
 -- Task results by id: the job rows (found through every queue's primary key; a task replaced on another queue has two: the newer, as get_job picks) and any stored values, in one round trip.
