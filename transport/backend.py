@@ -12,9 +12,14 @@ Features
 * ``AsyncResult.get()`` is pushed: one LISTEN connection per process on the manager's state
   channel, which every job transition NOTIFYs.
 * What is not a job row (group metadata, chord counters, results of tasks that never were jobs,
-  progress states and children lists) lives in ``<schema>_zeke.result``. Chords count with an
-  in-database ``incr`` committed together with the header task's completion, so a redelivered
-  duplicate cannot count twice and there is no ``chord_unlock`` polling.
+  progress states and children lists) lives in ``<schema>_zeke.result``. A chord counts each header
+  task once (``<schema>_zeke.chord_part``), committed together with the header task's completion, so
+  a redelivered duplicate cannot count twice and there is no ``chord_unlock`` polling; the last part
+  reads all header results in one query and sends the body, and no task ever waits on another.
+* ``Task.replace``: the replaced job completes marked as replaced and its id reads PENDING; the
+  replacement's final task, which inherits the id, reopens the row (see ``settle_ignored``).
+* A task that fails for good stores FAILURE for the tasks chained after it (they never run and have
+  no job row), so their ``get()`` raises as on Redis.
 
 Connection String
 =================
