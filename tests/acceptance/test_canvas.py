@@ -304,6 +304,32 @@ def test_chord_in_chord_body(canvas: Canvas) -> None:
     assert chord([t.add.si(1, 1), t.add.si(2, 2)], body).delay().get(timeout=TIMEOUT) == 7 + 8
 
 
+def test_deeper_nesting(canvas: Canvas) -> None:
+    # a chord inside a chain inside a group
+    inner = chain(t.add.si(1, 1), chord([t.add.s(1), t.add.s(2)], t.xsum.s()))
+    assert group(inner, t.add.si(0, 0)).delay().get(timeout=TIMEOUT) == [7, 0]
+    # a group after a group in a chain
+    result = chain(group(t.add.si(1, 1), t.add.si(2, 2)), group(t.add.s(1), t.add.s(2)))()
+    assert result.get(timeout=TIMEOUT) == [7, 8]
+    # a chord header member that is a chain ending in a chord
+    member = chain(t.add.si(1, 1), chord([t.add.s(1), t.add.s(2)], t.xsum.s()))
+    assert chord([member, t.add.si(5, 5)], t.collect.s()).delay().get(timeout=TIMEOUT) == [7, 10]
+    # a group of groups
+    assert group(group(t.add.si(1, 1), t.add.si(2, 2)), t.add.si(3, 3)).delay().get(timeout=TIMEOUT) == [
+        2,
+        4,
+        6,
+    ]
+
+
+def test_errback_on_a_chord_header_member(canvas: Canvas) -> None:
+    k = key()
+    failing = t.fail.si().on_error(t.errback_new.s(key=k))
+    result = chord([failing, t.add.si(1, 1)], t.xsum.s()).delay()
+    assert_chord_error(result)
+    assert len(canvas.wait_effects(k, 1)) == 1
+
+
 def test_chord_header_failure_fails_the_body(canvas: Canvas) -> None:
     k, body_key = key(), key()
     body = t.collect.s(key=body_key).on_error(t.errback_new.s(key=k))
@@ -357,6 +383,17 @@ def test_replace_alone(canvas: Canvas) -> None:
     assert t.replace_with_chain.delay(1).get(timeout=TIMEOUT) == 3
     assert t.replace_with_group.delay(1).get(timeout=TIMEOUT) == [2, 3]
     assert t.replace_with_chord.delay(1).get(timeout=TIMEOUT) == 5
+
+
+def test_replace_keeps_links(canvas: Canvas) -> None:
+    k = key()
+    result = t.replace_with_chain.apply_async((1,), link=t.collect.s(key=k))
+    assert result.get(timeout=TIMEOUT) == 3
+    assert canvas.wait_effects(k, 1) == ["3"]
+    result = t.replace_with_fail.apply_async((1,), link_error=t.errback_new.s(key=k))
+    with pytest.raises(t.ExpectedError):
+        result.get(timeout=TIMEOUT)
+    assert canvas.wait_effects(k, 2)[1] == result.id
 
 
 def test_replace_with_a_failing_task(canvas: Canvas) -> None:
