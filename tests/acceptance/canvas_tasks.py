@@ -149,3 +149,15 @@ def replace_with_fail(self: Any, x: Any) -> None:
 @shared_task(name="canvas.replace_with_signature", bind=True)
 def replace_with_signature(self: Any, sig: dict[str, Any]) -> None:
     raise self.replace(signature(sig))
+
+
+@shared_task(name="canvas.replace_with_chain_to_group", bind=True)
+def replace_with_chain_to_group(self: Any, x: Any) -> None:
+    """Replaced by add(x, 1) | group(add(1), add(2)): ends with [x + 2, x + 3]."""
+    raise self.replace(chain(add.si(_total(x), 1), group(add.s(1), add.s(2))))
+
+
+@shared_task(name="canvas.replace_twice", bind=True)
+def replace_twice(self: Any, x: Any) -> None:
+    """Replaced by a task that replaces itself in turn (by a chain): ends with x + 2."""
+    raise self.replace(replace_with_chain.si(_total(x)))

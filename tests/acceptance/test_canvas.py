@@ -396,6 +396,15 @@ def test_replace_keeps_links(canvas: Canvas) -> None:
     assert canvas.wait_effects(k, 2)[1] == result.id
 
 
+def test_replace_with_a_chain_ending_in_a_group_and_twice(canvas: Canvas) -> None:
+    assert t.replace_with_chain_to_group.delay(1).get(timeout=TIMEOUT) == [3, 4]
+    assert t.replace_twice.delay(1).get(timeout=TIMEOUT) == 3
+    assert chain(t.add.si(0, 1), t.replace_twice.s(), t.add.s(10))().get(timeout=TIMEOUT) == 13
+    header = [t.replace_twice.si(1), t.replace_with_chain_to_group.si(1), t.add.si(2, 2)]
+    assert chord(header, t.collect.s()).delay().get(timeout=TIMEOUT) == [3, [3, 4], 4]
+    assert chord([t.add.si(1, 1)], t.replace_with_chord.s()).delay().get(timeout=TIMEOUT) == 7
+
+
 def test_replace_with_a_failing_task(canvas: Canvas) -> None:
     with pytest.raises(t.ExpectedError):
         t.replace_with_fail.delay(1).get(timeout=TIMEOUT)
