@@ -466,11 +466,11 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             return
         # Celery's own handling: chord part, errbacks, and FAILURE stored for every task chained
         # after this one (they never run, and have no job row) - the job row itself is written.
-        _local.failed_job = str(task_id)
+        outer, _local.failed_job = getattr(_local, "failed_job", None), str(task_id)
         try:
             super().mark_as_failure(task_id, exc, traceback, request, store_result, call_errbacks, state)
         finally:
-            _local.failed_job = None
+            _local.failed_job = outer
 
     def _store_result(
         self,
@@ -513,14 +513,21 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         looked up by id, a replaced task's id finds its replacement."""
         ref = request_job_ref(task_id, request)
         if ref is not None:
-            self._complete(ref, outputs.REPLACED_OUTPUT if replaced else None, request, None)
+            # No children kept for a replaced task: its id's result is the replacement's.
+            value = outputs.REPLACED_OUTPUT if replaced else None
+            self._complete(ref, value, request, None, keep_children=False)
 
     def _complete(
-        self, ref: JobRef, value: Any, request: Any, part: tuple[str, str] | None
+        self,
+        ref: JobRef,
+        value: Any,
+        request: Any,
+        part: tuple[str, str] | None,
+        keep_children: bool = True,
     ) -> tuple[bool, tuple[int, int | None] | None]:
         """Complete the job and, in the same transaction, count the chord part and keep its children."""
         count = None
-        children = self.current_task_children(request) if value is not None else []
+        children = self.current_task_children(request) if value is not None and keep_children else []
         result = [(ref.id, _to_json_value(value), ref.attempt)]
         if part is None and not children:
             with self._single() as conn:

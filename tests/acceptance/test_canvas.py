@@ -405,6 +405,16 @@ def test_replace_with_a_chain_ending_in_a_group_and_twice(canvas: Canvas) -> Non
     assert chord([t.add.si(1, 1)], t.replace_with_chord.s()).delay().get(timeout=TIMEOUT) == 7
 
 
+def test_pgboss_a_replaced_job_row_ends_with_the_replacement_result(canvas: Canvas) -> None:
+    """pg-boss's own view (Node, SQL): one row for the id, completed with the final result."""
+    if canvas.mode != "pgboss":
+        pytest.skip("pg-boss job rows")
+    result = t.replace_with_chain.delay(1)
+    assert result.get(timeout=TIMEOUT) == 3
+    [row] = canvas.env.manager.get_jobs([result.id])
+    assert (row["name"], row["state"], row["output"]) == ("celery", "completed", {"value": 3})
+
+
 def test_replace_with_a_failing_task(canvas: Canvas) -> None:
     with pytest.raises(t.ExpectedError):
         t.replace_with_fail.delay(1).get(timeout=TIMEOUT)
