@@ -197,6 +197,15 @@ def test_chain_failure_fails_the_tasks_after_it(canvas: Canvas) -> None:
         assert fresh.state == "FAILURE"
 
 
+def test_chain_failure_before_a_chord_fails_its_body(canvas: Canvas) -> None:
+    result = chain(t.add.si(1, 1), t.fail.s(), chord([t.add.s(1), t.add.s(2)], t.xsum.s()))()
+    with pytest.raises(t.ExpectedError):
+        result.get(timeout=TIMEOUT)
+    fresh = canvas.app.AsyncResult(result.id)
+    with pytest.raises(t.ExpectedError):
+        fresh.get(timeout=TIMEOUT)
+
+
 def test_chain_link_error_on_the_chain(canvas: Canvas) -> None:
     k = key()
     c = chain(t.add.si(1, 1), t.fail.s(), t.add.s(1))
@@ -271,6 +280,10 @@ def test_chord_header_with_countdown(canvas: Canvas) -> None:
     header = group(t.add.si(i, i).set(countdown=1) for i in range(3))
     assert chord(header, t.xsum.s()).delay().get(timeout=TIMEOUT) == 6
     assert chord([t.add.si(1, 1)], t.xsum.s()).apply_async(countdown=1).get(timeout=TIMEOUT) == 2
+
+
+def test_chord_with_an_empty_header(canvas: Canvas) -> None:
+    assert chord([], t.collect.s()).delay().get(timeout=TIMEOUT) == []
 
 
 def test_chord_then_task_in_a_chain(canvas: Canvas) -> None:
