@@ -81,18 +81,20 @@ def canvas(
             worker.wait_ready(timeout=60)
         yield Canvas(mode, app, env)
     finally:
-        drop_env(env)
-        app.close()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        if mode == "redis":
-            client = redis.Redis.from_url(REDIS_URL)
-            keys = list(client.scan_iter(match=prefix + "*", count=1000))
-            if keys:
-                client.delete(*keys)
+        try:
+            drop_env(env)
+            app.close()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            if mode == "redis":  # only the keys this run made
+                client = redis.Redis.from_url(REDIS_URL)
+                keys = list(client.scan_iter(match=prefix + "*", count=1000))
+                if keys:
+                    client.delete(*keys)
 
 
 def assert_chord_error(result: AsyncResult) -> None:
