@@ -37,7 +37,11 @@ def make_app(mode: str, pg_url: str, schema: str, redis_url: str, prefix: str) -
             "polling_interval": 2.0,
             "supervise_interval": 1.0,
             # Failures are final, as on Redis: only Celery's own Task.retry() runs a task again.
-            "queue_options": {"celery": {"retry_limit": 0}},
+            # ... except on "canvas-fragile", where pg-boss itself runs a failed job once more.
+            "queue_options": {
+                "celery": {"retry_limit": 0},
+                "canvas-fragile": {"retry_limit": 1, "retry_delay": 0, "retry_backoff": False},
+            },
         }
         app.conf.update(
             broker_url=url,

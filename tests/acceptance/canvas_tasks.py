@@ -161,3 +161,20 @@ def replace_with_chain_to_group(self: Any, x: Any) -> None:
 def replace_twice(self: Any, x: Any) -> None:
     """Replaced by a task that replaces itself in turn (by a chain): ends with x + 2."""
     raise self.replace(replace_with_chain.si(_total(x)))
+
+
+@shared_task(name="canvas.fail_first_run")
+def fail_first_run(value: Any, key: str) -> Any:
+    """Fails on its first run, whoever runs it again (pg-boss's own retry): runs are rows under ``key``."""
+    record(key)
+    schema = os.environ["ZEKE_CANVAS_SCHEMA"]
+    conn = psycopg2.connect(dsn_from_url(os.environ["ZEKE_CANVAS_PG_URL"]))
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(f'SELECT count(*) FROM "{schema}_effects".effect WHERE key = %s', (key,))
+            runs = cur.fetchone()[0]
+    finally:
+        conn.close()
+    if runs < 2:
+        raise ExpectedError("first run")
+    return value

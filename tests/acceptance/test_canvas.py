@@ -73,7 +73,9 @@ def canvas(
     saved = {k: os.environ.get(k) for k in extra}
     os.environ.update(extra)  # record() in this process (errbacks run eagerly never)
     workers = [
-        env.worker(name, ["celery"], app="tests.acceptance.canvas_app", extra_env=extra).start(wait=False)
+        env.worker(
+            name, ["celery", "canvas-fragile"], app="tests.acceptance.canvas_app", extra_env=extra
+        ).start(wait=False)
         for name in ("c1", "c2")
     ]
     try:
@@ -376,6 +378,18 @@ def test_chord_counts_a_retried_header_member_once(canvas: Canvas) -> None:
     result = chord(header, t.collect.s(key=body_key)).delay()
     assert result.get(timeout=TIMEOUT) == [5, 2, 7]
     assert sorted(canvas.effects(attempts)) == ["0", "0", "1", "1"]
+    assert len(canvas.effects(body_key)) == 1
+
+
+def test_pgboss_chord_counts_a_header_job_retried_by_pg_boss_once(canvas: Canvas) -> None:
+    """A header job pg-boss runs again after a failure (queue retry_limit) counts once, when it ends."""
+    if canvas.mode != "pgboss":
+        pytest.skip("pg-boss's own retries")
+    runs, body_key = key(), key()
+    member = t.fail_first_run.si(5, runs).set(queue="canvas-fragile")
+    result = chord([member, t.add.si(1, 1)], t.collect.s(key=body_key)).delay()
+    assert result.get(timeout=TIMEOUT) == [5, 2]
+    assert len(canvas.effects(runs)) == 2
     assert len(canvas.effects(body_key)) == 1
 
 
