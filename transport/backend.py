@@ -12,9 +12,14 @@ Features
 * ``AsyncResult.get()`` is pushed: one LISTEN connection per process on the manager's state
   channel, which every job transition NOTIFYs.
 * What is not a job row (group metadata, chord counters, results of tasks that never were jobs,
-  progress states and children lists) lives in ``<schema>_zeke.result``. Chords count with an
-  in-database ``incr`` committed together with the header task's completion, so a redelivered
-  duplicate cannot count twice and there is no ``chord_unlock`` polling.
+  progress states and children lists) lives in ``<schema>_zeke.result``. A chord counts each header
+  task once (``<schema>_zeke.chord_part``), committed together with the header task's completion, so
+  a redelivered duplicate cannot count twice and there is no ``chord_unlock`` polling; the last part
+  reads all header results in one query and sends the body, and no task ever waits on another.
+* ``Task.replace``: the replaced job completes marked as replaced and its id reads PENDING; the
+  replacement's final task, which inherits the id, reopens the row (see ``settle_ignored``).
+* A task that fails for good stores FAILURE for the tasks chained after it (they never run and have
+  no job row), so their ``get()`` raises as on Redis.
 
 Connection String
 =================
@@ -48,8 +53,9 @@ from typing import Any
 from celery import signals, states
 from celery.backends.asynchronous import AsyncBackendMixin, BaseResultConsumer
 from celery.backends.base import BaseKeyValueStoreBackend, _is_request_ignore_result
-from celery.exceptions import ImproperlyConfigured
-from celery.result import task_join_will_block
+from celery.canvas import maybe_signature
+from celery.exceptions import ChordError, Ignore, ImproperlyConfigured
+from celery.result import GroupResult, task_join_will_block
 from kombu.utils import json as kombu_json
 
 from transport import heartbeat, outputs
@@ -316,7 +322,8 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
     ResultConsumer = PgBossResultConsumer
 
     key_t = str
-    implements_incr = True
+    #: Chords are counted by our own apply_chord/on_chord_part_return, not Celery's generic incr path.
+    implements_incr = False
     supports_native_join = True
     supports_autoexpire = True
     persistent = True
@@ -400,11 +407,9 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             return super().mark_as_done(task_id, result, request, store_result, state)
         # Even with ignore_result the job must be settled; then its output is simply empty.
         store = store_result and not _is_request_ignore_result(request)
-        chord_key = None
-        if request is not None and request.chord and getattr(request, "group", None):
-            chord_key = self.get_key_for_chord(request.group)
+        part = _chord_part(task_id, request)
         settled, count = self._complete(
-            ref, self.encode_result(result, state) if store else None, request, chord_key
+            ref, self.encode_result(result, state) if store else None, request, part
         )
         if not settled:
             logger.warning(
@@ -413,12 +418,12 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
                 ref.attempt,
             )
             return
-        if chord_key is not None:
-            _precounted()[chord_key] = count
+        if part is not None:
+            _precounted()[part] = count
             try:
                 self.on_chord_part_return(request, state, result)
             finally:
-                _precounted().pop(chord_key, None)
+                _precounted().pop(part, None)
 
     def mark_as_failure(
         self,
@@ -459,7 +464,13 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             # pg-boss will run the job again (retry with backoff), or another attempt owns it:
             # not a Celery failure yet, so no chord error, chain failure or errback.
             return
-        super().mark_as_failure(task_id, exc, traceback, request, False, call_errbacks, state)
+        # Celery's own handling: chord part, errbacks, and FAILURE stored for every task chained
+        # after this one (they never run, and have no job row) - the job row itself is written.
+        outer, _local.failed_job = getattr(_local, "failed_job", None), str(task_id)
+        try:
+            super().mark_as_failure(task_id, exc, traceback, request, store_result, call_errbacks, state)
+        finally:
+            _local.failed_job = outer
 
     def _store_result(
         self,
@@ -470,6 +481,8 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         request: Any = None,
         **kwargs: Any,
     ) -> Any:
+        if getattr(_local, "failed_job", None) == str(task_id):
+            return result  # mark_as_failure has failed the job row already
         ref = self.job_ref(task_id, request)
         if ref is None:
             return super()._store_result(task_id, result, state, traceback, request, **kwargs)
@@ -489,30 +502,40 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         # STARTED and RETRY: the row already says so (fetched active; the broker moved it to retry).
         return result
 
-    def settle_ignored(self, task_id: str, request: Any) -> None:
+    def settle_ignored(self, task_id: str, request: Any, replaced: bool = False) -> None:
         """A task raised Ignore (Celery's ``Task.replace`` among others): Celery writes nothing, but
-        the job must not stay active (heartbeated, then run again). It completes with no output. A
-        replacement sent with the same id to the same queue has already moved this row back to retry
-        for its own run, and the attempt fence leaves it alone. Only a worker's request names the
-        row (queue and attempt): looked up by id, a replaced task's id finds its replacement."""
+        the job must not stay active (heartbeated, then run again). It completes with no output, or,
+        when replaced, with :data:`outputs.REPLACED_OUTPUT`: the id then reads as not finished until
+        the replacement's final task (which inherits the id) ends, and that task's publish reopens
+        this row (``JobManager.renew_replaced``). A replacement sent with the same id to the same
+        queue while this row was active has already moved it back to retry for its own run, and the
+        attempt fence leaves it alone. Only a worker's request names the row (queue and attempt):
+        looked up by id, a replaced task's id finds its replacement."""
         ref = request_job_ref(task_id, request)
         if ref is not None:
-            self._complete(ref, None, request, None)
+            # No children kept for a replaced task: its id's result is the replacement's.
+            value = outputs.REPLACED_OUTPUT if replaced else None
+            self._complete(ref, value, request, None, keep_children=False)
 
     def _complete(
-        self, ref: JobRef, value: Any, request: Any, chord_key: str | None
-    ) -> tuple[bool, int | None]:
+        self,
+        ref: JobRef,
+        value: Any,
+        request: Any,
+        part: tuple[str, str] | None,
+        keep_children: bool = True,
+    ) -> tuple[bool, tuple[int, int | None] | None]:
         """Complete the job and, in the same transaction, count the chord part and keep its children."""
         count = None
-        children = self.current_task_children(request) if value is not None else []
+        children = self.current_task_children(request) if value is not None and keep_children else []
         result = [(ref.id, _to_json_value(value), ref.attempt)]
-        if chord_key is None and not children:
+        if part is None and not children:
             with self._single() as conn:
                 return bool(self.manager.complete(ref.queue, result, conn=conn)), None
         with self._transaction() as conn:
             done = self.manager.complete(ref.queue, result, conn=conn)
-            if done and chord_key is not None:
-                count = self.incr(chord_key, conn=conn)
+            if done and part is not None:
+                count = self._count_chord_part(part[0], part[1], request, conn=conn)
             if done and children:
                 meta = {"task_id": ref.id, "status": states.SUCCESS, "children": children}
                 self._set(self.get_key_for_task(ref.id), self.encode(meta), job=ref, conn=conn)
@@ -579,6 +602,9 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         if extra.get("status") not in (None, *states.ALL_STATES) and state not in states.READY_STATES:
             return extra  # a custom progress state of an unfinished job
         output = job["output"]
+        if state == states.SUCCESS and outputs.is_replaced(output):
+            # Replaced (Task.replace): the replacement's final task has not reopened the row yet.
+            return {"task_id": task_id, "status": states.PENDING, "result": None, "children": []}
         result: Any = None
         if state == states.SUCCESS:
             result = _from_json_value(outputs.completion_value(output))
@@ -660,11 +686,110 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         self._rows("delete_results", {"keys": [str(key)]})
 
     def incr(self, key: str, conn: Any = None) -> int:
-        precounted = _precounted().pop(str(key), None)
-        if precounted is not None:
-            return precounted  # counted with the header task's completion (mark_as_done)
         rows = self._rows("incr_result", {"key": str(key), "expires": self.chord_expires}, conn=conn)
         return int(rows[0]["counter"])
+
+    # -- chords --------------------------------------------------------------------------------
+    # Counted in the database, like Redis's sorted set: each header task adds its part (once per
+    # task id) in the transaction that ends its job, and the part that makes the count reach the
+    # chord's size collects every header result with one read and sends the body. No task waits
+    # on another and no part restores the whole group.
+
+    def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> None:
+        """Before the header is sent: a header of nested groups is saved (its shape is the body's
+        argument); a flat one only needs its size, which ``set_chord_size`` may still correct."""
+        self.ensure_chords_allowed()
+        group_id, results = header_result_args[0], header_result_args[1]
+        if not isinstance(results, list | tuple):
+            return  # a lazy header: Celery sets the size once it has sent the last task
+        header = self.app.GroupResult(*header_result_args)
+        if any(isinstance(r, GroupResult) for r in header.results):
+            header.save(backend=self)
+        else:
+            self.set_chord_size(group_id, len(header.results))
+
+    def set_chord_size(self, group_id: str, chord_size: int) -> None:
+        self._rows(
+            "set_chord_size",
+            {"key": self.get_key_for_chord(group_id), "size": str(chord_size), "expires": self.chord_expires},
+        )
+
+    def _count_chord_part(
+        self, group_id: str, task_id: str, request: Any, conn: Any = None
+    ) -> tuple[int, int | None] | None:
+        """Count a header task once: (count, size), or None when it was counted already."""
+        index = getattr(request, "group_index", None)
+        rows = self._rows(
+            "count_chord_part",
+            {
+                "key": self.get_key_for_chord(group_id),
+                "group_id": group_id,
+                "task_id": task_id,
+                "group_index": index if isinstance(index, int) else None,
+                "expires": self.chord_expires,
+            },
+            conn=conn,
+        )
+        if not rows:
+            return None
+        size = rows[0]["value"]
+        return int(rows[0]["counter"]), int(size) if size is not None else None
+
+    def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> None:
+        group_id, task_id = getattr(request, "group", None), getattr(request, "id", None)
+        if not group_id or not task_id or not getattr(request, "chord", None):
+            return
+        part = (str(group_id), str(task_id))
+        precounted = _precounted()
+        count = precounted.pop(part) if part in precounted else self._count_chord_part(*part, request)
+        if count is None or count[1] is None or count[0] < count[1]:
+            return
+        callback = maybe_signature(request.chord, app=self.app)
+        try:
+            values = self._chord_header_values(str(group_id))
+        except ChordError as exc:
+            logger.error("Chord %r raised: %r", group_id, exc)
+            self.chord_error_from_stack(callback, exc)
+        except Exception as exc:
+            logger.exception("Chord %r raised: %r", group_id, exc)
+            self.chord_error_from_stack(callback, ChordError(f"Join error: {exc!r}"))
+        else:
+            try:
+                self.app.amqp._retry_publish(callback.delay, values)
+            except Exception as exc:
+                logger.exception("Chord callback for %r raised: %r", group_id, exc)
+                self.chord_error_from_stack(callback, ChordError(f"Callback error: {exc!r}"))
+        finally:
+            self._rows("delete_chord", {"group_id": str(group_id), "key": self.get_key_for_chord(group_id)})
+
+    def _chord_header_values(self, group_id: str) -> list[Any]:
+        """The header's results in header order (nested as a saved header is), read in one go;
+        ChordError for the first one that failed."""
+        saved = self._restore_group(group_id)
+        header = saved["result"] if saved else None
+        if header is not None:
+            ids = [r.id for r in _leaves(header)]
+        else:
+            ids = [r["task_id"] for r in self._rows("chord_part_ids", {"group_id": group_id})]
+        metas = self.task_metas(ids)
+
+        def value(task_id: str) -> Any:
+            meta = metas.get(task_id)
+            if meta is None or meta["status"] not in states.READY_STATES:
+                raise ChordError(f"Dependency {task_id} has no result")
+            if meta["status"] in states.PROPAGATE_STATES:
+                raise ChordError(f"Dependency {task_id} raised {meta['result']!r}")
+            return meta["result"]
+
+        if header is None:
+            return [value(i) for i in ids]
+
+        def shaped(node: Any) -> Any:
+            if isinstance(node, GroupResult):
+                return [shaped(child) for child in node.results]
+            return value(node.id)
+
+        return [shaped(node) for node in header.results]
 
     def expire(self, key: str, value: Any) -> None:
         if str(key).startswith(self.task_keyprefix):
@@ -745,7 +870,23 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             return list(cur.fetchall()) if cur.description else []
 
 
-def _precounted() -> dict[str, int]:
+def _chord_part(task_id: str, request: Any) -> tuple[str, str] | None:
+    """(group id, task id) of a chord header task, else None."""
+    group_id = getattr(request, "group", None) if request is not None else None
+    if group_id and getattr(request, "chord", None):
+        return str(group_id), str(task_id)
+    return None
+
+
+def _leaves(node: Any) -> Iterator[Any]:
+    if isinstance(node, GroupResult):
+        for child in node.results:
+            yield from _leaves(child)
+    else:
+        yield node
+
+
+def _precounted() -> dict[tuple[str, str], tuple[int, int | None] | None]:
     counts = getattr(_local, "chord_counts", None)
     if counts is None:
         counts = _local.chord_counts = {}
@@ -814,9 +955,16 @@ def _extended_fields(job: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
+#: What Celery's ``Task.on_replace`` raises (``Ignore``) once the replacement is sent.
+_REPLACED_MESSAGE = "Replaced by new task"
+
+
 @signals.task_postrun.connect(weak=False)
-def _settle_ignored(task: Any = None, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
+def _settle_ignored(
+    task: Any = None, task_id: str | None = None, state: str | None = None, retval: Any = None, **_: Any
+) -> None:
     if state == states.IGNORED and task is not None and task_id is not None:
         backend = task.backend
         if isinstance(backend, PgBossBackend):
-            backend.settle_ignored(task_id, task.request)
+            replaced = isinstance(retval, Ignore) and str(retval) == _REPLACED_MESSAGE
+            backend.settle_ignored(task_id, task.request, replaced=replaced)

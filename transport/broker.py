@@ -798,6 +798,10 @@ class Transport(virtual.Transport):
             queue, job.id, start_after=start_after, data=job.data, retry_count=job.attempt
         ):
             return  # the statement announced the retry (now or later) to the queue's consumers
+        # Task.replace(): the replacement's final task inherits the id of the replaced task,
+        # whose row already completed as replaced.
+        if job.id and self.manager.renew_replaced(queue, job.id, start_after=start_after, data=job.data):
+            return
         if job.id is None:
             logger.info("message to pg-boss queue %r deduplicated by the queue's policy", queue)
         else:

@@ -415,6 +415,21 @@ class JobManager:
         )
         return bool(rows)
 
+    def renew_replaced(self, name: str, job_id: str, *, start_after: dt.datetime, data: Any) -> bool:
+        """Run a replaced task's id again: the completed row of a task Celery replaced (output
+        :data:`outputs.REPLACED_OUTPUT`) takes the data of the replacement's final task, which
+        inherits the id. Any other row is left alone (False)."""
+        rows = self._run(
+            "renew_replaced",
+            {
+                "name": name,
+                "id": names.parse_job_id(job_id),
+                "start_after": start_after,
+                "data": outputs.to_json(data),
+            },
+        )
+        return bool(rows)
+
     def touch(self, name: str, ids: Sequence[str]) -> list[str]:
         """Heartbeat: refresh ``heartbeat_on``; returns the ids still active."""
         rows = self._run("touch_jobs", {"name": name, "ids": [names.parse_job_id(i) for i in ids]})

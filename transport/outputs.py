@@ -12,6 +12,15 @@ TIMED_OUT = {"value": {"message": "job timed out"}}
 HEARTBEAT_LOST = {"value": {"message": "job heartbeat timeout"}}
 
 
+#: The output of a job whose task Celery replaced (``Task.replace``): the job is done, but its id
+#: belongs to the replacement's final task, so Python reads it as not finished yet.
+REPLACED_OUTPUT: dict[str, Any] = {"__celery": {"replaced": True}}
+
+
+def is_replaced(output: Any) -> bool:
+    return isinstance(output, dict) and output.get("__celery") == REPLACED_OUTPUT["__celery"]
+
+
 def completion_output(value: Any) -> Any:
     """A handler's return value as pg-boss stores it: an object as is, anything else as {"value": x}."""
     if value is None:

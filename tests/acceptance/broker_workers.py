@@ -52,6 +52,8 @@ class Worker:
     #: Overrides the environment's settle mode ("pgboss": result backend; "ack": settle_on_ack).
     settle: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: The Celery app module the worker runs (``celery -A``).
+    app: str = "tests.acceptance.broker_app"
     process: subprocess.Popen | None = None
     log_path: Path = field(init=False)
 
@@ -64,7 +66,7 @@ class Worker:
 
     def start(self, wait: bool = True) -> Worker:
         argv = [
-            CELERY, "-A", "tests.acceptance.broker_app", "worker", "-P", "prefork",
+            CELERY, "-A", self.app, "worker", "-P", "prefork",
             "-c", str(self.concurrency), "-n", self.hostname, "-Q", ",".join(self.queues), "-l", "info",
             *self.args,
         ]  # fmt: skip

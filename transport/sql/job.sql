@@ -304,6 +304,28 @@ made_runnable AS (SELECT name, start_after FROM results),
 {_notify_states}
 SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0 AND (SELECT count(*) FROM announced) >= 0
 
+-- name: renew_replaced
+-- Reopen the completed row of a task Celery replaced (its output marks it so) for the replacement's final task, which inherits the id: runnable again with the new data, announced like any runnable job.
+WITH results AS (
+  UPDATE {schema}.job j SET
+    state = 'created',
+    start_after = GREATEST(%(start_after)s::timestamptz, {now}),
+    keep_until = GREATEST(j.keep_until, %(start_after)s::timestamptz + (j.keep_until - j.start_after)),
+    data = %(data)s::jsonb,
+    output = NULL,
+    retry_count = 0,
+    started_on = NULL,
+    completed_on = NULL
+    /*if:heartbeat*/, heartbeat_on = NULL/*end*/
+  WHERE j.name = %(name)s AND j.id = %(id)s::uuid AND j.state = 'completed'
+    AND j.output -> '__celery' ->> 'replaced' = 'true'
+  RETURNING j.id, j.state, j.name, j.start_after
+),
+made_runnable AS (SELECT name, start_after FROM results),
+{_announce}
+{_notify_states}
+SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0 AND (SELECT count(*) FROM announced) >= 0
+
 -- name: touch_jobs
 -- Refresh heartbeat_on of active jobs; returns the ids still active.
 UPDATE {schema}.job SET /*if:heartbeat*/heartbeat_on = {now}/*else*/state = state/*end*/

@@ -4,8 +4,17 @@
 -- transport.backend.PgBossBackend is the only caller.
 
 -- name: create_result_store
--- Create zeke's result table beside the pg-boss schema (idempotent; run under an advisory lock).
+-- Create zeke's result tables beside the pg-boss schema (idempotent; run under an advisory lock). Tables are locked in the order statements write them (chord_part, then result), so this can run while other processes count chord parts.
 CREATE SCHEMA IF NOT EXISTS {aux};
+CREATE TABLE IF NOT EXISTS {aux}.chord_part (
+  group_id text NOT NULL,
+  task_id text NOT NULL,
+  group_index int,
+  added_on timestamptz NOT NULL DEFAULT clock_timestamp(),
+  expires_at timestamptz,
+  PRIMARY KEY (group_id, task_id)
+);
+CREATE INDEX IF NOT EXISTS chord_part_expires_at ON {aux}.chord_part (expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {aux}.result (
   key text PRIMARY KEY,
   value text,
@@ -57,6 +66,39 @@ VALUES (%(key)s, 1, CASE WHEN %(expires)s::float8 IS NOT NULL THEN now() + %(exp
 ON CONFLICT (key) DO UPDATE SET counter = r.counter + 1, updated_on = now()
 RETURNING counter
 
+-- name: count_chord_part
+-- Count one finished chord header task, once per task id (a redelivered duplicate adds nothing): its part row, and one more on the chord's counter; returns the new count and the chord size (the counter's value), or no row for a duplicate. The counter's row lock serialises concurrent parts, so exactly one of them sees the count reach the size.
+WITH part AS (
+  INSERT INTO {aux}.chord_part (group_id, task_id, group_index, expires_at)
+  VALUES (%(group_id)s, %(task_id)s, %(group_index)s,
+    CASE WHEN %(expires)s::float8 IS NOT NULL THEN now() + %(expires)s::float8 * interval '1s' END)
+  ON CONFLICT (group_id, task_id) DO NOTHING
+  RETURNING 1
+)
+INSERT INTO {aux}.result AS r (key, counter, expires_at, updated_on)
+SELECT %(key)s, 1, CASE WHEN %(expires)s::float8 IS NOT NULL THEN now() + %(expires)s::float8 * interval '1s' END, now()
+FROM part
+ON CONFLICT (key) DO UPDATE SET counter = r.counter + 1, updated_on = now()
+RETURNING counter, value
+
+-- name: set_chord_size
+-- Record how many header tasks a chord waits for (the value of its counter row; the count is kept).
+INSERT INTO {aux}.result AS r (key, value, expires_at, updated_on)
+VALUES (%(key)s, %(size)s, CASE WHEN %(expires)s::float8 IS NOT NULL THEN now() + %(expires)s::float8 * interval '1s' END, now())
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_on = now()
+
+-- name: chord_part_ids
+-- The task ids of a chord's counted header tasks, in header order (group_index; parts without one last, as they came).
+SELECT task_id FROM {aux}.chord_part WHERE group_id = %(group_id)s
+ORDER BY group_index NULLS LAST, added_on, task_id
+
+-- name: delete_chord
+-- Forget a chord's parts and counter once its body has been sent (or failed).
+WITH parts AS (
+  DELETE FROM {aux}.chord_part WHERE group_id = %(group_id)s
+)
+DELETE FROM {aux}.result WHERE key = %(key)s
+
 -- name: expire_result
 -- Set how long a value lives from now (NULL or 0: for ever; negative: gone already).
 UPDATE {aux}.result
@@ -68,8 +110,13 @@ WHERE key = %(key)s
 DELETE FROM {aux}.result WHERE key = ANY(%(keys)s::text[])
 
 -- name: delete_expired_results
--- Delete a batch of expired values; returns how many.
+-- Delete a batch of expired values and a batch of expired chord parts (of chords that never finished); returns how many values.
 WITH doomed AS (
   SELECT key FROM {aux}.result WHERE expires_at < now() LIMIT %(limit)s
+),
+doomed_parts AS (
+  DELETE FROM {aux}.chord_part p USING (
+    SELECT group_id, task_id FROM {aux}.chord_part WHERE expires_at < now() LIMIT %(limit)s
+  ) d WHERE p.group_id = d.group_id AND p.task_id = d.task_id
 )
 DELETE FROM {aux}.result r USING doomed d WHERE r.key = d.key
