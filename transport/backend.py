@@ -48,7 +48,7 @@ from typing import Any
 from celery import signals, states
 from celery.backends.asynchronous import AsyncBackendMixin, BaseResultConsumer
 from celery.backends.base import BaseKeyValueStoreBackend, _is_request_ignore_result
-from celery.exceptions import ImproperlyConfigured
+from celery.exceptions import ImproperlyConfigured, NotRegistered
 from celery.result import task_join_will_block
 from kombu.utils import json as kombu_json
 from kombu.utils.url import maybe_sanitize_url
@@ -441,7 +441,11 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             )
             return
         try:
-            moved = self._fail(ref, self._error_output(exc, traceback))
+            # A task this worker does not know is not worth retrying (Celery drops such a message).
+            output = self._error_output(exc, traceback)
+            if isinstance(exc, NotRegistered):
+                output["message"] = f"no task named {exc} is registered in this worker"
+            moved = self._fail(ref, output, retry=not isinstance(exc, NotRegistered))
         except CONNECTION_ERRORS as error:
             # Nothing could be recorded. In the worker's main process (where a pool child's failure
             # to write lands) the job is then let go: pg-boss retries it after its heartbeat
@@ -518,10 +522,10 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
                 self._set(self.get_key_for_task(ref.id), self.encode(meta), job=ref, conn=conn)
         return bool(done), count
 
-    def _fail(self, ref: JobRef, output: dict[str, Any]) -> list[dict[str, Any]]:
+    def _fail(self, ref: JobRef, output: dict[str, Any], *, retry: bool = True) -> list[dict[str, Any]]:
         attempts = {ref.id: ref.attempt} if ref.attempt is not None else None
         with self._single() as conn:
-            return self.manager.fail(ref.queue, [ref.id], output, attempts=attempts, conn=conn)
+            return self.manager.fail(ref.queue, [ref.id], output, attempts=attempts, retry=retry, conn=conn)
 
     def _error_output(self, exc: Any, traceback: str | None) -> dict[str, Any]:
         """Node's {name, message, stack} plus Celery's exception dict under "__celery" for Python readers."""
