@@ -92,7 +92,7 @@ import psycopg2
 from kombu.transport import virtual
 from kombu.transport.virtual.exchange import STANDARD_EXCHANGE_TYPES
 
-from transport import envelope, outputs, wellformed
+from transport import envelope, outage, outputs, wellformed
 from transport.bindings import Bindings
 from transport.db import dsn_from_url
 from transport.exceptions import MalformedJob, PgBossError, QueueNotFound
@@ -767,8 +767,25 @@ class Transport(virtual.Transport):
             return self.manager.fetch(queues, limit, conn=conn, synchronous_commit=True)
 
     def establish_connection(self) -> Transport:
+        self._wait_for_database()
         ensure_installed(self.manager)
         return super().establish_connection()
+
+    def _wait_for_database(self) -> None:
+        """Once this process's consumer has lost the database, wait a backoff delay (growing, with
+        jitter), then until the database answers, before connecting again: Celery restarts its
+        consumer at once after every connection error, and a server out of connections was asked
+        several times a second by every worker. One log line per outage (see transport.outage)."""
+        if not _RECONNECTS.troubled:
+            return
+        while True:
+            outage.sleep(_RECONNECTS.delay(), _shutdown_check)
+            try:
+                self.manager.now()
+            except self.connection_errors as exc:
+                _RECONNECTS.lost(exc)
+            else:
+                return
 
     def close_connection(self, connection: Any) -> None:
         try:
@@ -1132,7 +1149,11 @@ class Transport(virtual.Transport):
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         if self._loop is not None:
             self.unregister_from_event_loop(connection, self._loop)
-        listener = self._ensure_listener()
+        try:
+            listener = self._ensure_listener()
+        except self.connection_errors as exc:
+            _RECONNECTS.lost(exc)
+            raise
         self._loop = loop
         if self.settle_batch:
             self.settler.start()
@@ -1189,10 +1210,14 @@ class Transport(virtual.Transport):
         self._loop = None
 
     def _on_readable(self) -> None:
-        self._on_notices(self._poll_listener())
-        # Fetch right here rather than in the next tick: what is delivered from a reader callback
-        # reaches the pool in the very next loop iteration.
-        self._pump()
+        try:
+            self._on_notices(self._poll_listener())
+            # Fetch right here rather than in the next tick: what is delivered from a reader callback
+            # reaches the pool in the very next loop iteration.
+            self._pump()
+        except self.connection_errors as exc:
+            _RECONNECTS.lost(exc)  # Celery reconnects; the next connection waits a backoff delay
+            raise
 
     def _poll_listener(self) -> list[tuple[str, str]]:
         """New notices; on a lost server, drop every connection of the process and re-raise, so
@@ -1210,12 +1235,31 @@ class Transport(virtual.Transport):
 
     def _on_tick(self) -> None:
         listener = self._listener
-        if listener is not None and listener.pending():
-            self._on_notices(self._poll_listener())
-        if self._pump() and self._waker is not None:
+        try:
+            if listener is not None and listener.pending():
+                self._on_notices(self._poll_listener())
+            delivered = self._pump()
+        except self.connection_errors as exc:
+            _RECONNECTS.lost(exc)  # Celery reconnects; the next connection waits a backoff delay
+            raise
+        _RECONNECTS.working()
+        if delivered and self._waker is not None:
             # Other tick callbacks (the prefork pool's, which writes tasks to its children) may have
             # run before ours in this iteration: make the loop go round again instead of sleeping.
             self._waker.wake()
+
+
+#: This process's consumer connections across Celery's restarts (backoff and one log line per outage).
+_RECONNECTS = outage.Reconnects(logger, "pg-boss consumer")
+
+
+def _shutdown_check() -> None:
+    """Raise Celery's shutdown when the worker was told to stop while waiting for the database."""
+    try:
+        from celery.worker.state import maybe_shutdown
+    except ImportError:  # plain Kombu
+        return
+    maybe_shutdown()
 
 
 def _acks_must_settle() -> bool:
