@@ -26,6 +26,9 @@ Options
 
 * ``schema``: the pg-boss schema (default ``pgboss``).
 * ``max_connections``: size of the backend's connection pool (default 8).
+* ``result_retry_seconds``: how long a task's own run keeps trying to write its end through a
+  database outage (refused connections included), with backoff (default 300). A success is never
+  recorded as a failure; past this the worker hands the job back to its queue to run again.
 
 Results of job tasks live as long as their job (``deletion_seconds``); other values follow
 ``result_expires``. Expired values are swept by the backend itself (``supports_autoexpire``).

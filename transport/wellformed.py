@@ -51,7 +51,10 @@ def check(data: Any) -> None:
         _optional(envelope, key, str)
     if "task" in envelope:
         _check_task(envelope, headers or {})
-    elif "body" in envelope:
+        return
+    if headers and "task" in headers:  # a task message whose body is not JSON (pickle, msgpack...)
+        _check_headers(headers)
+    if "body" in envelope:
         _check_body(envelope)
 
 
