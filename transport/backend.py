@@ -533,10 +533,10 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         """Put a job whose end could not be written back in its queue, as if never fetched (no
         attempt is used); if even that cannot be written, let it go: pg-boss retries it once its
         heartbeat runs out."""
-        heartbeat.release(ref.id)
         try:
-            handed = self.manager.restore(ref.queue, [ref.id], retry_count=ref.attempt)
+            handed = heartbeat.hand_back(ref.id, ref.queue, ref.attempt)
         except CONNECTION_ERRORS as error:
+            heartbeat.release(ref.id)
             logger.error(
                 "result backend: could not record the end of job %s (%s); pg-boss retries it once its "
                 "heartbeat runs out",
@@ -787,24 +787,45 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _ensure_store(self) -> None:
+    def _ensure_store(self, session: Connection | None = None) -> None:
+        """Create the result store once per process: on ``session`` (an autocommit connection, in a
+        transaction of its own) when given, else on a pooled connection."""
         if self._store_ready:
             return
-        with self._store_lock, self.database.cursor() as cur:
-            if not self._store_ready:
-                cur.execute(
-                    self.manager.queries["advisory_lock"], {"schema": self.manager.schema, "key": "zeke-aux"}
-                )
-                cur.execute(self.manager.queries["create_result_store"])
-                register(self.manager.queries[name] for name in PREPARED_STATEMENTS)
+        with self._store_lock:
+            if self._store_ready:
+                return
+            if session is None:
+                with self.database.cursor() as cur:
+                    self._create_store(cur)
+            else:
+                session.autocommit = False
+                try:
+                    with self.database.cursor(session) as cur:
+                        self._create_store(cur)
+                    session.commit()
+                except BaseException:
+                    if not session.closed:
+                        session.rollback()
+                    raise
+                finally:
+                    if not session.closed:
+                        session.autocommit = True
         self._store_ready = True
+
+    def _create_store(self, cur: Any) -> None:
+        cur.execute(self.manager.queries["advisory_lock"], {"schema": self.manager.schema, "key": "zeke-aux"})
+        cur.execute(self.manager.queries["create_result_store"])
+        register(self.manager.queries[name] for name in PREPARED_STATEMENTS)
 
     @contextlib.contextmanager
     def _single(self) -> Iterator[Connection]:
         """This thread's autocommit connection: a single statement commits as it ends (one round
-        trip, no BEGIN/COMMIT); dropped and reopened after a connection error."""
-        self._ensure_store()
+        trip, no BEGIN/COMMIT); dropped and reopened after a connection error. The store is created
+        on it too, so that a pool child holds one connection, not that one plus an idle pooled one
+        (with few connections to go round, idle ones starved the children that had none)."""
         with self.sessions.connection() as conn:
+            self._ensure_store(conn)
             yield conn
 
     @contextlib.contextmanager

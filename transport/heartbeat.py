@@ -47,6 +47,19 @@ def release(job_id: str) -> bool:
     return held
 
 
+def hand_back(job_id: str, queue: str, attempt: int | None) -> bool:
+    """Put a job this process holds back in its queue untouched (``restore``: no attempt used),
+    through the connections of the transport that fetched it (kept open, unlike a result backend's
+    in the main process, which may find none to open when connections run short), and stop
+    heartbeating it. False when no heartbeat here holds it or it was no longer active."""
+    for heartbeat in list(_instances):
+        if heartbeat.pid == os.getpid() and job_id in heartbeat._jobs:
+            handed = heartbeat.manager.restore(queue, [job_id], retry_count=attempt)
+            heartbeat.discard(job_id)
+            return bool(handed)
+    return False
+
+
 def holds(job_id: str) -> bool:
     """Whether a heartbeat of this process holds the job (the worker's main process, not a child)."""
     return any(hb.pid == os.getpid() and job_id in hb._jobs for hb in list(_instances))

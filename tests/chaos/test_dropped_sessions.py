@@ -24,7 +24,6 @@ import psycopg2.extensions
 from tests.acceptance.broker_workers import BrokerEnv, broker_env, wait_for  # noqa: F401  (fixture)
 from tests.app.conftest import app_env
 from tests.chaos.chaos import (
-    HEARTBEAT_SECONDS,
     INCLUDE,
     create_queue,
     runs_of,
@@ -187,12 +186,13 @@ def test_success_that_cannot_be_written_in_time_is_handed_back_not_failed(
     broker_env: BrokerEnv,  # noqa: F811
     chaos,
 ) -> None:
-    """The same, with ``result_retry_seconds`` of 1 s and the database away for longer: the task's
-    end is never recorded as a failure. The pool child gives up, the main process cannot hand the
-    job back either (still refused) and lets it go; pg-boss retries it after its heartbeat timeout,
-    and the next attempt completes. Before the fix the job stayed ``active`` until its expiry."""
+    """The same, with ``result_retry_seconds`` of 1 s and the database refusing new connections for
+    longer: the task's end is never recorded as a failure. The pool child gives up; the main process
+    hands the job back through the transport's own open connections (no attempt used), and it runs
+    again and completes. Before, the job stayed ``active`` until its expiry (an hour), and later it
+    was left to its heartbeat timeout, which used an attempt."""
     env = broker_env
-    queue = create_queue(env, unique("unrecorded"), retry_limit=3, retry_delay=1)
+    queue = create_queue(env, unique("unrecorded"), retry_limit=0)
     worker = env.worker(
         "unrecorded", [queue], concurrency=1, args=INCLUDE, extra_env={"ZEKE_BROKER_TEST_RESULT_RETRY": "1"}
     ).start()
@@ -201,9 +201,10 @@ def test_success_that_cannot_be_written_in_time_is_handed_back_not_failed(
     env.wait_state(result.id, "active")
     with refused_connections(env) as cur:
         _end_sessions(env, cur, "zeke-results")
-        wait_for(lambda: "could not record the end of job" in worker.log(), 20, what="the given-up write")
-    job = env.wait_state(result.id, "completed", "failed", timeout=HEARTBEAT_SECONDS * 4)
-    assert (job["state"], job["retry_count"], job["output"]) == ("completed", 1, {"value": 2.0})
+        wait_for(lambda: "handed back to its queue" in worker.log(), 20, what="the job to be handed back")
+    assert result.get(timeout=30) == 2.0
+    job = env.job(result.id)
+    assert (job["state"], job["retry_count"], job["output"]) == ("completed", 0, {"value": 2.0})
     worker.stop()
 
 
