@@ -231,3 +231,32 @@ def test_lost_broker_connection_does_not_hand_back_running_jobs(
     assert not result.duplicates and not result.reruns, (result.line(), runs_of(env, ids))
     assert "Connection to broker lost" in worker.log()
     worker.stop()
+
+
+def test_consumer_reconnects_back_off_and_log_once_per_outage(
+    broker_env: BrokerEnv,  # noqa: F811
+    chaos,
+) -> None:
+    """The worker's broker sessions are ended and new connections refused for 6 s: Celery restarts
+    its consumer once, and the new connection waits (backoff with jitter) until the database
+    answers, with one warning when the outage begins and one line when it is over. (Celery used to
+    restart the consumer several times a second, each time logging the lost connection, until
+    "Frequent restarts detected".)"""
+    env = broker_env
+    queue = create_queue(env, unique("reconnect"), retry_limit=0)
+    name = unique("zeke-broker-reconnect")
+    worker = env.worker(
+        "reconnect", [queue], concurrency=1, args=INCLUDE, extra_env={"ZEKE_BROKER_TEST_APPNAME": name}
+    ).start()
+    assert chaos.nap.apply_async((0.1,), queue=queue).get(timeout=30) == 0.1
+    with refused_connections(env) as cur:
+        _end_sessions(env, cur, name)
+        wait_for(lambda: "pg-boss consumer: database unavailable" in worker.log(), 20, what="the outage")
+        time.sleep(6.0)
+    assert chaos.nap.apply_async((0.2,), queue=queue).get(timeout=60) == 0.2
+    wait_for(lambda: "pg-boss consumer: database available again" in worker.log(), 30, what="the recovery")
+    log = worker.log()
+    assert log.count("Connection to broker lost") == 1, log[-4000:]
+    assert log.count("pg-boss consumer: database unavailable") == 1, log[-4000:]
+    assert "Frequent restarts" not in log
+    worker.stop()
