@@ -31,6 +31,9 @@ Options
 
 * ``schema``: the pg-boss schema (default ``pgboss``).
 * ``max_connections``: size of the backend's connection pool (default 8).
+* ``result_retry_seconds``: how long a task's own run keeps trying to write its end through a
+  database outage (refused connections included), with backoff (default 300). A success is never
+  recorded as a failure; past this the worker hands the job back to its queue to run again.
 
 Results of job tasks live as long as their job (``deletion_seconds``); other values follow
 ``result_expires``. Expired values are swept by the backend itself (``supports_autoexpire``).
@@ -46,15 +49,16 @@ import select
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import signals, states
+from celery._state import get_current_task
 from celery.backends.asynchronous import AsyncBackendMixin, BaseResultConsumer
 from celery.backends.base import BaseKeyValueStoreBackend, _is_request_ignore_result
 from celery.canvas import maybe_signature
-from celery.exceptions import ChordError, Ignore, ImproperlyConfigured
+from celery.exceptions import ChordError, Ignore, ImproperlyConfigured, NotRegistered
 from celery.result import GroupResult, task_join_will_block
 from kombu.utils import json as kombu_json
 
@@ -62,11 +66,13 @@ from transport import heartbeat, outputs
 from transport.db import CONNECTION_ERRORS, Connection
 from transport.envelope import RESERVED_KEY, job_id_for
 from transport.manager import JobManager
+from transport.outage import Backoff, Outage
 from transport.prepared import PreparedDatabase, register
 from transport.redact import redact_url
 from transport.sessions import Sessions
 
 logger = logging.getLogger("transport.backend")
+_T = TypeVar("_T")
 
 #: pg-boss job state -> Celery state.
 JOB_STATES: dict[str, str] = {
@@ -82,8 +88,10 @@ _FINISHED = frozenset({"completed", "failed", "cancelled"})
 _FINAL_NOTIFY = frozenset({*_FINISHED, *states.READY_STATES})
 #: A waiter re-reads its results this often even without a NOTIFY (results written by Node or SQL).
 REREAD_INTERVAL = 2.0
-#: Seconds a waiter pauses after losing the database before it tries again.
+#: Seconds a waiter pauses after losing the database before it tries again, doubling (with jitter)
+#: on each failed attempt up to RECONNECT_MAX_DELAY.
 RECONNECT_DELAY = 0.5
+RECONNECT_MAX_DELAY = 5.0
 #: Most task ids remembered as published by this process (older ones are simply re-read).
 PUBLISHED_MAX = 10_000
 #: Statements run prepared: planning them costs more than running them (see transport.prepared).
@@ -94,9 +102,24 @@ PREPARED_STATEMENTS = (
     "incr_result",
     "complete_jobs",
 )
+#: Seconds a task's own run keeps trying to write its end through a database outage (then the job
+#: is handed back to its queue); ``result_retry_seconds`` in the transport options.
+RESULT_RETRY_SECONDS = 300.0
 #: Expired values are swept at most this often per process.
 SWEEP_INTERVAL = 600.0
 SWEEP_BATCH = 1000
+
+
+class ResultNotStored(Exception):
+    """A task ended, but its end could not be written within ``result_retry_seconds``: the worker's
+    main process hands its job back to the queue (or lets it go), never records it as failed."""
+
+
+def _running_now(task_id: str) -> bool:
+    """Whether this thread is inside the run of ``task_id`` (a pool child, or a solo worker), where
+    waiting for the database holds up nothing but this task."""
+    task = get_current_task()
+    return task is not None and getattr(task.request, "id", None) == task_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +182,8 @@ class PgBossResultConsumer(BaseResultConsumer):
         self._conn: Connection | None = None
         self._pid = os.getpid()
         self._reconnected = False
+        self._outage = Outage(logger, "result waiter")
+        self._backoff = Backoff(first=RECONNECT_DELAY, cap=RECONNECT_MAX_DELAY)
         self._last_reread = time.monotonic()
         #: NOTIFY key (job id, or task id for a stored value) -> task id, for every id waited on.
         self.subscribed: dict[str, str] = {}
@@ -282,7 +307,7 @@ class PgBossResultConsumer(BaseResultConsumer):
         except CONNECTION_ERRORS as exc:
             # The LISTEN socket or a re-read lost the database (a restart): waiters keep waiting,
             # and once connected again everything waited for is re-read.
-            logger.warning("result backend: database connection lost (%s); reconnecting", exc)
+            self._outage.failed(exc)
             with self._lock:
                 if self._conn is not None:
                     with contextlib.suppress(Exception):
@@ -290,7 +315,12 @@ class PgBossResultConsumer(BaseResultConsumer):
                 self._conn = None
                 self._reconnected = True
                 self._published.clear()  # announcements may have been lost with the connection
-            time.sleep(RECONNECT_DELAY if timeout is None else min(timeout, RECONNECT_DELAY))
+            delay = self._backoff.next()
+            time.sleep(delay if timeout is None else min(timeout, delay))
+        else:
+            if self._outage.down:
+                self._backoff.reset()
+                self._outage.succeeded()
 
     def _reread_all(self) -> None:
         self._last_reread = time.monotonic()
@@ -348,6 +378,8 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         #: One autocommit connection per thread: every hot path here is a single statement.
         self.sessions = Sessions(self.database)
         self.extended = bool(conf.find_value_for_key("extended", "result"))
+        self.result_retry_seconds = float(options.get("result_retry_seconds", RESULT_RETRY_SECONDS))
+        self._outage = Outage(logger, "result backend")
         self._store_ready = False
         self._store_lock = threading.Lock()
         self._last_sweep = time.monotonic()
@@ -408,9 +440,8 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         # Even with ignore_result the job must be settled; then its output is simply empty.
         store = store_result and not _is_request_ignore_result(request)
         part = _chord_part(task_id, request)
-        settled, count = self._complete(
-            ref, self.encode_result(result, state) if store else None, request, part
-        )
+        value = self.encode_result(result, state) if store else None
+        settled, count = self._through_outage(task_id, lambda: self._complete(ref, value, request, part))
         if not settled:
             logger.warning(
                 "result backend: job %s is no longer active in attempt %s; result dropped",
@@ -440,13 +471,25 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             return super().mark_as_failure(
                 task_id, exc, traceback, request, store_result, call_errbacks, state
             )
+        if isinstance(exc, ResultNotStored):
+            # Not the task's failure: the database was away for too long. The process heartbeating
+            # the job (the worker's main process) hands it back; a pool child passes the error on.
+            if not heartbeat.holds(ref.id):
+                raise exc
+            self._hand_back(ref, exc)
+            return
         if not ref.active:
             logger.warning(
                 "result backend: job %s already left state active; failure of %s dropped", ref.id, task_id
             )
             return
         try:
-            moved = self._fail(ref, self._error_output(exc, traceback))
+            # A task this worker does not know is not worth retrying (Celery drops such a message).
+            output = self._error_output(exc, traceback)
+            if isinstance(exc, NotRegistered):
+                output["message"] = f"no task named {exc} is registered in this worker"
+            retry = not isinstance(exc, NotRegistered)
+            moved = self._through_outage(task_id, lambda: self._fail(ref, output, retry=retry))
         except CONNECTION_ERRORS as error:
             # Nothing could be recorded. In the worker's main process (where a pool child's failure
             # to write lands) the job is then let go: pg-boss retries it after its heartbeat
@@ -471,6 +514,49 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             super().mark_as_failure(task_id, exc, traceback, request, store_result, call_errbacks, state)
         finally:
             _local.failed_job = outer
+
+    def _through_outage(self, task_id: str, write: Callable[[], _T]) -> _T:
+        """``write()``; inside the task's own run, connection errors (a restart, a refused connection,
+        too many clients) are tried again with backoff until the database is back, for up to
+        ``result_retry_seconds``: a task that ended is never recorded as failed, nor run again,
+        because the database was away for a moment. Then :class:`ResultNotStored`."""
+        if not _running_now(task_id):
+            return write()
+        backoff = Backoff(first=0.2, cap=5.0)
+        deadline = time.monotonic() + self.result_retry_seconds
+        while True:
+            try:
+                value = write()
+            except CONNECTION_ERRORS as exc:
+                self._outage.failed(exc)
+                delay = backoff.next()
+                if time.monotonic() + delay > deadline:
+                    raise ResultNotStored(
+                        f"the end of task {task_id} could not be written for "
+                        f"{self.result_retry_seconds:g} s: {exc}"
+                    ) from exc
+                time.sleep(delay)
+            else:
+                self._outage.succeeded()
+                return value
+
+    def _hand_back(self, ref: JobRef, exc: BaseException) -> None:
+        """Put a job whose end could not be written back in its queue, as if never fetched (no
+        attempt is used); if even that cannot be written, let it go: pg-boss retries it once its
+        heartbeat runs out."""
+        try:
+            handed = heartbeat.hand_back(ref.id, ref.queue, ref.attempt)
+        except CONNECTION_ERRORS as error:
+            heartbeat.release(ref.id)
+            logger.error(
+                "result backend: could not record the end of job %s (%s); pg-boss retries it once its "
+                "heartbeat runs out",
+                ref.id,
+                error,
+            )
+            return
+        if handed:
+            logger.warning("result backend: job %s handed back to its queue to run again: %s", ref.id, exc)
 
     def _store_result(
         self,
@@ -541,10 +627,10 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
                 self._set(self.get_key_for_task(ref.id), self.encode(meta), job=ref, conn=conn)
         return bool(done), count
 
-    def _fail(self, ref: JobRef, output: dict[str, Any]) -> list[dict[str, Any]]:
+    def _fail(self, ref: JobRef, output: dict[str, Any], *, retry: bool = True) -> list[dict[str, Any]]:
         attempts = {ref.id: ref.attempt} if ref.attempt is not None else None
         with self._single() as conn:
-            return self.manager.fail(ref.queue, [ref.id], output, attempts=attempts, conn=conn)
+            return self.manager.fail(ref.queue, [ref.id], output, attempts=attempts, retry=retry, conn=conn)
 
     def _error_output(self, exc: Any, traceback: str | None) -> dict[str, Any]:
         """Node's {name, message, stack} plus Celery's exception dict under "__celery" for Python readers."""
@@ -826,24 +912,45 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _ensure_store(self) -> None:
+    def _ensure_store(self, session: Connection | None = None) -> None:
+        """Create the result store once per process: on ``session`` (an autocommit connection, in a
+        transaction of its own) when given, else on a pooled connection."""
         if self._store_ready:
             return
-        with self._store_lock, self.database.cursor() as cur:
-            if not self._store_ready:
-                cur.execute(
-                    self.manager.queries["advisory_lock"], {"schema": self.manager.schema, "key": "zeke-aux"}
-                )
-                cur.execute(self.manager.queries["create_result_store"])
-                register(self.manager.queries[name] for name in PREPARED_STATEMENTS)
+        with self._store_lock:
+            if self._store_ready:
+                return
+            if session is None:
+                with self.database.cursor() as cur:
+                    self._create_store(cur)
+            else:
+                session.autocommit = False
+                try:
+                    with self.database.cursor(session) as cur:
+                        self._create_store(cur)
+                    session.commit()
+                except BaseException:
+                    if not session.closed:
+                        session.rollback()
+                    raise
+                finally:
+                    if not session.closed:
+                        session.autocommit = True
         self._store_ready = True
+
+    def _create_store(self, cur: Any) -> None:
+        cur.execute(self.manager.queries["advisory_lock"], {"schema": self.manager.schema, "key": "zeke-aux"})
+        cur.execute(self.manager.queries["create_result_store"])
+        register(self.manager.queries[name] for name in PREPARED_STATEMENTS)
 
     @contextlib.contextmanager
     def _single(self) -> Iterator[Connection]:
         """This thread's autocommit connection: a single statement commits as it ends (one round
-        trip, no BEGIN/COMMIT); dropped and reopened after a connection error."""
-        self._ensure_store()
+        trip, no BEGIN/COMMIT); dropped and reopened after a connection error. The store is created
+        on it too, so that a pool child holds one connection, not that one plus an idle pooled one
+        (with few connections to go round, idle ones starved the children that had none)."""
         with self.sessions.connection() as conn:
+            self._ensure_store(conn)
             yield conn
 
     @contextlib.contextmanager

@@ -92,10 +92,10 @@ import psycopg2
 from kombu.transport import virtual
 from kombu.transport.virtual.exchange import STANDARD_EXCHANGE_TYPES
 
-from transport import envelope
+from transport import envelope, outage, outputs, wellformed
 from transport.bindings import Bindings
 from transport.db import dsn_from_url
-from transport.exceptions import PgBossError, QueueNotFound
+from transport.exceptions import MalformedJob, PgBossError, QueueNotFound
 from transport.fanout import BroadcastLog, Subscription
 from transport.fetcher import Fetcher
 from transport.heartbeat import Heartbeat
@@ -166,8 +166,21 @@ def _running_tasks() -> frozenset[str]:
     return frozenset(str(request.id) for request in requests)
 
 
+class Message(virtual.Message):
+    """A delivered job; a body its consumer cannot decode is remembered, so that the ack Celery
+    gives such a message (``on_decode_error``) fails the job instead of leaving it active."""
+
+    def _decode(self) -> Any:
+        try:
+            return super()._decode()
+        except Exception as exc:
+            self.channel._undecodable[self.delivery_tag] = exc
+            raise
+
+
 class Channel(virtual.Channel):
     QoS = QoS
+    Message = Message
     supports_fanout = True
     #: Bodies stay text; bytes (pickle...) are base64'd by the envelope, not by Kombu.
     body_encoding = None
@@ -214,6 +227,8 @@ class Channel(virtual.Channel):
         self._held: dict[str, Held | _Local] = {}
         self._durable: list[str] = []
         self._no_ack: set[str] = set()
+        #: Delivery tag -> why its body could not be decoded (see :class:`Message`).
+        self._undecodable: dict[str, BaseException] = {}
 
     # -- declaring ------------------------------------------------------------------------------
 
@@ -412,12 +427,29 @@ class Channel(virtual.Channel):
             payload = self._prepare(job, job.name in self._no_ack)
             if payload is None:
                 continue
+            tag = payload["properties"]["delivery_tag"]
             if job.name not in self.connection._callbacks:
-                self._restore_tags([payload["properties"]["delivery_tag"]])  # consumer went away meanwhile
+                self._restore_tags([tag])  # consumer went away meanwhile
                 continue
-            self.connection._deliver(payload, job.name)
+            try:
+                self.connection._deliver(payload, job.name)
+            except self.connection.connection_errors:
+                raise
+            except Exception as exc:
+                # The consumer (Celery's strategy) choked on the message: raised out of here it
+                # would restart the consumer, hand the job back and meet it again, for ever.
+                self._refused(tag, job, exc)
+                continue
             delivered += 1
         return delivered
+
+    def _refused(self, tag: str, job: Any, exc: BaseException) -> None:
+        """A message its consumer raised on: forget it here and fail its job for good."""
+        self._held.pop(tag, None)
+        self.connection.heartbeat.discard(job.id)
+        if tag in self.qos._delivered:
+            self.qos._quick_ack(tag)
+        self.connection.poison(job.name, job.id, job.retry_count, exc)
 
     def pump_transient(self) -> int:
         delivered = 0
@@ -438,24 +470,32 @@ class Channel(virtual.Channel):
         return delivered
 
     def _prepare(self, job: Any, no_ack: bool) -> dict[str, Any] | None:
-        """The Kombu payload for a fetched job, with the bookkeeping to settle it; None if unroutable."""
+        """The Kombu payload for a fetched job, with the bookkeeping to settle it; None if unroutable
+        or malformed (the job is failed then)."""
         task_name = None
-        if envelope.is_foreign(job.data):
-            task_name = self.connection.queue_tasks.task_for(job.name)
-            if task_name is None:
-                self.connection.unroutable(job)
-                return None
         tag = f"{job.id}/{next(_tag_counter)}"
-        payload = envelope.to_message(
-            job.id,
-            job.name,
-            job.data,
-            priority=job.priority,
-            attempt=job.retry_count,
-            delivery_tag=tag,
-            task_name=task_name,
-            native_eta=self.native_eta,
-        )
+        try:
+            wellformed.check(job.data)
+            if envelope.is_foreign(job.data):
+                task_name = self.connection.queue_tasks.task_for(job.name)
+                if task_name is None:
+                    self.connection.unroutable(job)
+                    return None
+            payload = envelope.to_message(
+                job.id,
+                job.name,
+                job.data,
+                priority=job.priority,
+                attempt=job.retry_count,
+                delivery_tag=tag,
+                task_name=task_name,
+                native_eta=self.native_eta,
+            )
+        except self.connection.connection_errors:
+            raise
+        except Exception as exc:  # MalformedJob, or whatever else this row makes the envelope raise
+            self.connection.poison(job.name, job.id, job.retry_count, exc)
+            return None
         held = Held.of(job)
         if no_ack:
             self.connection.settler.complete(held)
@@ -468,7 +508,13 @@ class Channel(virtual.Channel):
 
     def _on_ack(self, tag: str) -> None:
         held = self._held.pop(tag, None)
-        if isinstance(held, Held):
+        undecodable = self._undecodable.pop(tag, None)
+        if isinstance(held, Held) and undecodable is not None:
+            # Celery acks a body it cannot decode (on_decode_error): nothing ran, nothing will.
+            self.connection.heartbeat.discard(held.id)
+            self.connection.poison(held.queue, held.id, held.attempt, undecodable)
+            self._freed(held)
+        elif isinstance(held, Held):
             if self.settle_on_ack:
                 self.connection.settler.complete(held)
             # A failure that scheduled a retry announces it itself (fail_jobs NOTIFYs), to every worker.
@@ -491,6 +537,7 @@ class Channel(virtual.Channel):
 
     def _on_reject(self, tag: str, requeue: bool) -> None:
         held = self._held.pop(tag, None)
+        self._undecodable.pop(tag, None)
         if isinstance(held, _Local):
             if requeue:
                 local = self.connection.transient.get(held.queue)
@@ -517,6 +564,7 @@ class Channel(virtual.Channel):
         running = _running_tasks() if not self.settle_on_ack else frozenset()
         for tag in tags:
             held = self._held.pop(tag, None)
+            self._undecodable.pop(tag, None)
             if isinstance(held, Held) and held.id in running:
                 continue
             if isinstance(held, Held):
@@ -542,6 +590,7 @@ class Channel(virtual.Channel):
         if not self.closed:
             super().close()
             self._held.clear()
+            self._undecodable.clear()
 
 
 class Transport(virtual.Transport):
@@ -723,8 +772,25 @@ class Transport(virtual.Transport):
             return self.manager.fetch(queues, limit, conn=conn, synchronous_commit=True)
 
     def establish_connection(self) -> Transport:
+        self._wait_for_database()
         ensure_installed(self.manager)
         return super().establish_connection()
+
+    def _wait_for_database(self) -> None:
+        """Once this process's consumer has lost the database, wait a backoff delay (growing, with
+        jitter), then until the database answers, before connecting again: Celery restarts its
+        consumer at once after every connection error, and a server out of connections was asked
+        several times a second by every worker. One log line per outage (see transport.outage)."""
+        if not _RECONNECTS.troubled:
+            return
+        while True:
+            outage.sleep(_RECONNECTS.delay(), _shutdown_check)
+            try:
+                self.manager.now()
+            except self.connection_errors as exc:
+                _RECONNECTS.lost(exc)
+            else:
+                return
 
     def close_connection(self, connection: Any) -> None:
         try:
@@ -811,6 +877,24 @@ class Transport(virtual.Transport):
                 queue,
                 "" if job.attempt is None else f" in attempt {job.attempt}",
             )
+
+    def poison(self, queue: str, job_id: str, attempt: int, exc: BaseException) -> None:
+        """Fail a job whose data cannot be delivered, at once and for good (retrying would meet the
+        same data), fenced on the attempt that fetched it; its output says what is wrong."""
+        if isinstance(exc, MalformedJob):
+            output = {"name": type(exc).__name__, "message": f"malformed job: {exc}", "stack": ""}
+            logger.error("job %s of queue %r failed without retries: malformed: %s", job_id, queue, exc)
+        else:
+            output = outputs.error_output(exc)
+            output["message"] = f"the consumer could not take this job: {output['message']}"
+            logger.error(
+                "job %s of queue %r failed without retries: the consumer could not take it",
+                job_id,
+                queue,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+        output = {k: _storable(v) for k, v in output.items() if isinstance(v, str)}
+        self.manager.fail(queue, [job_id], output, attempts={job_id: attempt}, retry=False)
 
     def unroutable(self, job: Any) -> None:
         output = {
@@ -1074,7 +1158,11 @@ class Transport(virtual.Transport):
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         if self._loop is not None:
             self.unregister_from_event_loop(connection, self._loop)
-        listener = self._ensure_listener()
+        try:
+            listener = self._ensure_listener()
+        except self.connection_errors as exc:
+            _RECONNECTS.lost(exc)
+            raise
         self._loop = loop
         if self.settle_batch:
             self.settler.start()
@@ -1131,10 +1219,14 @@ class Transport(virtual.Transport):
         self._loop = None
 
     def _on_readable(self) -> None:
-        self._on_notices(self._poll_listener())
-        # Fetch right here rather than in the next tick: what is delivered from a reader callback
-        # reaches the pool in the very next loop iteration.
-        self._pump()
+        try:
+            self._on_notices(self._poll_listener())
+            # Fetch right here rather than in the next tick: what is delivered from a reader callback
+            # reaches the pool in the very next loop iteration.
+            self._pump()
+        except self.connection_errors as exc:
+            _RECONNECTS.lost(exc)  # Celery reconnects; the next connection waits a backoff delay
+            raise
 
     def _poll_listener(self) -> list[tuple[str, str]]:
         """New notices; on a lost server, drop every connection of the process and re-raise, so
@@ -1152,12 +1244,31 @@ class Transport(virtual.Transport):
 
     def _on_tick(self) -> None:
         listener = self._listener
-        if listener is not None and listener.pending():
-            self._on_notices(self._poll_listener())
-        if self._pump() and self._waker is not None:
+        try:
+            if listener is not None and listener.pending():
+                self._on_notices(self._poll_listener())
+            delivered = self._pump()
+        except self.connection_errors as exc:
+            _RECONNECTS.lost(exc)  # Celery reconnects; the next connection waits a backoff delay
+            raise
+        _RECONNECTS.working()
+        if delivered and self._waker is not None:
             # Other tick callbacks (the prefork pool's, which writes tasks to its children) may have
             # run before ours in this iteration: make the loop go round again instead of sleeping.
             self._waker.wake()
+
+
+#: This process's consumer connections across Celery's restarts (backoff and one log line per outage).
+_RECONNECTS = outage.Reconnects(logger, "pg-boss consumer")
+
+
+def _shutdown_check() -> None:
+    """Raise Celery's shutdown when the worker was told to stop while waiting for the database."""
+    try:
+        from celery.worker.state import maybe_shutdown
+    except ImportError:  # plain Kombu
+        return
+    maybe_shutdown()
 
 
 def _acks_must_settle() -> bool:
@@ -1175,8 +1286,51 @@ def _acks_must_settle() -> bool:
         return True
 
 
+#: Longest error message stored for a job failed on delivery (the rest is in the worker's log).
+MESSAGE_MAX = 2000
+
+
+def _storable(text: str) -> str:
+    """Text PostgreSQL's jsonb can hold (no NUL, no lone surrogate), at most MESSAGE_MAX long."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return text if len(text) <= MESSAGE_MAX else text[:MESSAGE_MAX] + "…"
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _on_celery_refusal(sender: Any = None, message: Any = None, exc: Any = None, **kwargs: Any) -> None:
+    """Celery refused a delivered job (``task_rejected``: not a task message, or an invalid one;
+    ``task_unknown``: no such task here) and rejected its message, which only lets go of it, so
+    pg-boss would run it again after its heartbeat timeout and meet the same refusal: fail it now,
+    for good, saying why."""
+    channel = getattr(message, "channel", None)
+    info = getattr(message, "delivery_info", None) or {}
+    attempt, queue = info.get(envelope.ATTEMPT_HEADER), info.get("routing_key")
+    if not isinstance(channel, Channel) or not isinstance(attempt, int) or not queue:
+        return  # not a pg-boss job (a transient queue's message, another transport)
+    if "name" in kwargs:
+        reason = MalformedJob(f"no task named {kwargs['name']!r} is registered in this worker")
+    elif exc is None:
+        reason = MalformedJob("not a Celery task message (no task header); Celery cannot run it")
+    else:
+        reason = MalformedJob(f"Celery refused it ({type(exc).__name__}: {exc})")
+    job_id = str(message.delivery_tag).partition("/")[0]
+    try:
+        channel.connection.poison(queue, job_id, attempt, reason)
+    except Exception as error:  # the job comes back after its heartbeat timeout and is refused again
+        logger.warning("could not fail refused job %s: %r", job_id, error)
+
+
+def _connect_celery_signals() -> None:
+    try:
+        from celery import signals
+    except ImportError:  # plain Kombu
+        return
+    signals.task_rejected.connect(_on_celery_refusal, weak=False, dispatch_uid="pgboss-refused")
+    signals.task_unknown.connect(_on_celery_refusal, weak=False, dispatch_uid="pgboss-unknown")
+
+
 register_with_celery()
+_connect_celery_signals()

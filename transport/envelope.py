@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from transport import wellformed
 from transport.exceptions import InvalidPayload
 
 RESERVED_KEY = "__celery"
@@ -203,12 +204,14 @@ def to_message(
     task_name: str | None = None,
     native_eta: bool = True,
 ) -> dict[str, Any]:
-    """The Kombu payload (``body``/``headers``/``properties``) delivering a fetched job.
+    """The Kombu payload (``body``/``headers``/``properties``) delivering a fetched job, or
+    :class:`~transport.exceptions.MalformedJob` saying why its data cannot be one.
 
     ``task_name`` is the task a job without ``"__celery"`` runs as (see :func:`is_foreign`).
     With ``native_eta`` the ``eta`` header is dropped: the job became runnable at its ``start_after``,
     so the worker runs it at once instead of holding it in memory.
     """
+    wellformed.check(data)  # MalformedJob naming what Celery would choke on
     envelope = data.get(RESERVED_KEY) if isinstance(data, dict) else None
     delivery_info = {"exchange": "", "routing_key": queue, ATTEMPT_HEADER: attempt}
     if attempt > 0:
@@ -223,7 +226,9 @@ def to_message(
         return _foreign_message(job_id, data, task_name, attempt, properties)
 
     headers: dict[str, Any] = {}
-    properties.update(envelope.get("properties") or {})
+    # Stored properties never override what each delivery sets itself (its tag, its attempt).
+    stored_properties = envelope.get("properties") or {}
+    properties.update((k, v) for k, v in stored_properties.items() if k not in _DERIVED_PROPERTIES)
     content_type = envelope.get("content_type", JSON)
     content_encoding = envelope.get("content_encoding", "utf-8")
     stored_headers = envelope.get("headers") or {}

@@ -36,3 +36,7 @@ class InvalidPayload(PgBossError, ValueError):
 
 class InvalidOption(PgBossError, ValueError):
     """A job or queue option is out of range."""
+
+
+class MalformedJob(PgBossError, ValueError):
+    """A job's data cannot become a message Celery can run."""

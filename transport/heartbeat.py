@@ -22,7 +22,9 @@ import weakref
 from collections import defaultdict
 from collections.abc import Callable, Collection
 
+from transport.db import CONNECTION_ERRORS
 from transport.manager import JobManager
+from transport.outage import Outage
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,24 @@ def release(job_id: str) -> bool:
     return held
 
 
+def hand_back(job_id: str, queue: str, attempt: int | None) -> bool:
+    """Put a job this process holds back in its queue untouched (``restore``: no attempt used),
+    through the connections of the transport that fetched it (kept open, unlike a result backend's
+    in the main process, which may find none to open when connections run short), and stop
+    heartbeating it. False when no heartbeat here holds it or it was no longer active."""
+    for heartbeat in list(_instances):
+        if heartbeat.pid == os.getpid() and job_id in heartbeat._jobs:
+            handed = heartbeat.manager.restore(queue, [job_id], retry_count=attempt)
+            heartbeat.discard(job_id)
+            return bool(handed)
+    return False
+
+
+def holds(job_id: str) -> bool:
+    """Whether a heartbeat of this process holds the job (the worker's main process, not a child)."""
+    return any(hb.pid == os.getpid() and job_id in hb._jobs for hb in list(_instances))
+
+
 class Heartbeat:
     """The jobs one process holds, touched from a thread of their own: off the event loop, so that
     ``-P solo`` (where a task blocks the loop) and a busy loop still heartbeat on time."""
@@ -60,6 +80,7 @@ class Heartbeat:
         #: Once retired: the ids of the jobs whose tasks still run (the only ones still touched).
         self._running: Callable[[], Collection[str]] | None = None
         self.pid = os.getpid()
+        self._outage = Outage(logger, "pg-boss heartbeat")
         _instances.add(self)
 
     def start(self) -> None:
@@ -106,8 +127,12 @@ class Heartbeat:
             last = time.monotonic()
             try:
                 self.touch()
-            except Exception as exc:  # the next beat retries; expiry is the backstop
+            except CONNECTION_ERRORS as exc:  # the next beat retries; expiry is the backstop
+                self._outage.failed(exc)
+            except Exception as exc:
                 logger.warning("pg-boss heartbeat failed: %r", exc)
+            else:
+                self._outage.succeeded()
 
     def __len__(self) -> int:
         return len(self._jobs)

@@ -22,8 +22,10 @@ import logging
 import threading
 from collections.abc import Callable
 
+from transport.db import CONNECTION_ERRORS
 from transport.fanout import BroadcastLog
 from transport.manager import JobManager
+from transport.outage import Outage
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class Supervisor:
         self.on_jobs_moved = on_jobs_moved
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._outage = Outage(logger, "pg-boss supervisor")
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -80,8 +83,12 @@ class Supervisor:
         while not self._stop.is_set():
             try:
                 self.run_once()
-            except Exception as exc:  # a DB outage must not kill the supervisor
+            except CONNECTION_ERRORS as exc:  # a DB outage must not kill the supervisor
+                self._outage.failed(exc)
+            except Exception as exc:
                 logger.warning("pg-boss supervisor pass failed (will retry): %r", exc)
+            else:
+                self._outage.succeeded()
             self._stop.wait(self.supervise_interval)
 
     def run_once(self) -> dict[str, int]:

@@ -31,7 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from transport.db import CONNECTION_ERRORS
 from transport.manager import FetchedJob, JobManager
+from transport.outage import Backoff, Outage
 from transport.sessions import Sessions
 
 logger = logging.getLogger(__name__)
@@ -113,6 +115,8 @@ class Settler:
         self._wake_after: list[str] = []
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._outage = Outage(logger, "pg-boss settle")
+        self._backoff = Backoff(first=0.5, cap=10.0)
 
     # -- modes ----------------------------------------------------------------------------------
 
@@ -152,9 +156,16 @@ class Settler:
                     return
             try:
                 self.flush()
-            except Exception as exc:  # a database outage: keep the writes and try again
+            except CONNECTION_ERRORS as exc:  # a database outage: keep the writes and try again
+                self._outage.failed(exc)
+                time.sleep(self._backoff.next())
+            except Exception as exc:
                 logger.warning("pg-boss settle failed (will retry): %r", exc)
                 time.sleep(1.0)
+            else:
+                if self._outage.down:
+                    self._backoff.reset()
+                    self._outage.succeeded()
 
     # -- writes ---------------------------------------------------------------------------------
 

@@ -52,7 +52,10 @@ app.conf.update(
             "ack-mode": {"retry_limit": 1, "retry_delay": 1, "retry_backoff": False},
         },
     },
-    result_backend_transport_options={"schema": SCHEMA},
+    result_backend_transport_options={
+        "schema": SCHEMA,
+        "result_retry_seconds": float(os.environ.get("ZEKE_BROKER_TEST_RESULT_RETRY", "300")),
+    },
     task_routes={
         "broker_app.boom": {"queue": "fragile"},
         "broker_app.routed_story": {"queue": "story-routed"},

@@ -24,7 +24,6 @@ import psycopg2.extensions
 from tests.acceptance.broker_workers import BrokerEnv, broker_env, wait_for  # noqa: F401  (fixture)
 from tests.app.conftest import app_env
 from tests.chaos.chaos import (
-    HEARTBEAT_SECONDS,
     INCLUDE,
     create_queue,
     runs_of,
@@ -145,29 +144,67 @@ def test_waiting_get_outlives_a_database_outage(broker_env: BrokerEnv, chaos) ->
     worker.stop()
 
 
-def test_job_whose_end_cannot_be_recorded_is_retried_not_left_active(
+def _end_sessions(env: BrokerEnv, cur: psycopg2.extensions.cursor, application_name: str) -> None:
+    cur.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = %s AND application_name = %s",
+        (psycopg2.extensions.parse_dsn(dsn_from_url(env.db_url))["dbname"], application_name),
+    )
+
+
+def test_success_during_an_outage_is_recorded_once_the_database_is_back(
     broker_env: BrokerEnv,  # noqa: F811
     chaos,
 ) -> None:
-    """The task ran, but neither its success (pool child) nor then its failure (main process) could
-    be written: the worker lets the job go, and pg-boss retries it after its heartbeat timeout. It
-    used to stay ``active``, heartbeated by the main process, until its expiry (an hour)."""
+    """The task succeeds while its result cannot be written (its session ended, new connections
+    refused for 4 s): the pool child keeps trying, with backoff, and writes it once the database is
+    back. Completed in the same attempt even with no retries at all; ``get()`` returns the value.
+    It used to be recorded as a failed attempt: with retry_limit 0, ``failed`` with an
+    OperationalError for work that was done."""
     env = broker_env
-    queue = create_queue(env, unique("unrecorded"), retry_limit=3, retry_delay=1)
-    worker = env.worker("unrecorded", [queue], concurrency=1, args=INCLUDE).start()
+    queue = create_queue(env, unique("outage-success"), retry_limit=0)
+    worker = env.worker("outage-success", [queue], concurrency=1, args=INCLUDE).start()
+    assert chaos.nap.apply_async((0.1,), queue=queue).get(timeout=30) == 0.1
+    result = chaos.nap.apply_async((1.0,), queue=queue)
+    env.wait_state(result.id, "active")
+    with refused_connections(env) as cur:
+        _end_sessions(env, cur, "zeke-results")  # every result-backend session of the database
+        wait_for(lambda: "result backend: database unavailable" in worker.log(), 20, what="the failed write")
+        time.sleep(4.0)
+    assert result.get(timeout=30) == 1.0
+    job = env.job(result.id)
+    assert (job["state"], job["retry_count"], job["output"]) == ("completed", 0, {"value": 1.0})
+    log = worker.log()
+    # One line when the outage began and one when it ended, not one per attempt.
+    assert log.count("result backend: database unavailable") == 1, log[-3000:]
+    assert log.count("result backend: database available again") == 1, log[-3000:]
+    assert "OperationalError" not in log.replace("database unavailable (OperationalError", "")
+    worker.stop()
+
+
+def test_success_that_cannot_be_written_in_time_is_handed_back_not_failed(
+    broker_env: BrokerEnv,  # noqa: F811
+    chaos,
+) -> None:
+    """The same, with ``result_retry_seconds`` of 1 s and the database refusing new connections for
+    longer: the task's end is never recorded as a failure. The pool child gives up; the main process
+    hands the job back through the transport's own open connections (no attempt used), and it runs
+    again and completes. Before, the job stayed ``active`` until its expiry (an hour), and later it
+    was left to its heartbeat timeout, which used an attempt."""
+    env = broker_env
+    queue = create_queue(env, unique("unrecorded"), retry_limit=0)
+    worker = env.worker(
+        "unrecorded", [queue], concurrency=1, args=INCLUDE, extra_env={"ZEKE_BROKER_TEST_RESULT_RETRY": "1"}
+    ).start()
     assert chaos.nap.apply_async((0.1,), queue=queue).get(timeout=30) == 0.1
     result = chaos.nap.apply_async((2.0,), queue=queue)
     env.wait_state(result.id, "active")
     with refused_connections(env) as cur:
-        # Every result-backend session goes, and none can be opened until the task has ended.
-        cur.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = %s AND application_name = 'zeke-results'",
-            (psycopg2.extensions.parse_dsn(dsn_from_url(env.db_url))["dbname"],),
-        )
-        wait_for(lambda: "could not record the end of job" in worker.log(), 20, what="the failed write")
-    job = env.wait_state(result.id, "completed", timeout=HEARTBEAT_SECONDS * 4)
-    assert job["retry_count"] == 1 and job["output"] == {"value": 2.0}
+        _end_sessions(env, cur, "zeke-results")
+        wait_for(lambda: "handed back to its queue" in worker.log(), 20, what="the job to be handed back")
+    assert result.get(timeout=30) == 2.0
+    job = env.job(result.id)
+    assert (job["state"], job["retry_count"], job["output"]) == ("completed", 0, {"value": 2.0})
     worker.stop()
 
 
@@ -193,4 +230,33 @@ def test_lost_broker_connection_does_not_hand_back_running_jobs(
     result = tally(env, ids)
     assert not result.duplicates and not result.reruns, (result.line(), runs_of(env, ids))
     assert "Connection to broker lost" in worker.log()
+    worker.stop()
+
+
+def test_consumer_reconnects_back_off_and_log_once_per_outage(
+    broker_env: BrokerEnv,  # noqa: F811
+    chaos,
+) -> None:
+    """The worker's broker sessions are ended and new connections refused for 6 s: Celery restarts
+    its consumer once, and the new connection waits (backoff with jitter) until the database
+    answers, with one warning when the outage begins and one line when it is over. (Celery used to
+    restart the consumer several times a second, each time logging the lost connection, until
+    "Frequent restarts detected".)"""
+    env = broker_env
+    queue = create_queue(env, unique("reconnect"), retry_limit=0)
+    name = unique("zeke-broker-reconnect")
+    worker = env.worker(
+        "reconnect", [queue], concurrency=1, args=INCLUDE, extra_env={"ZEKE_BROKER_TEST_APPNAME": name}
+    ).start()
+    assert chaos.nap.apply_async((0.1,), queue=queue).get(timeout=30) == 0.1
+    with refused_connections(env) as cur:
+        _end_sessions(env, cur, name)
+        wait_for(lambda: "pg-boss consumer: database unavailable" in worker.log(), 20, what="the outage")
+        time.sleep(6.0)
+    assert chaos.nap.apply_async((0.2,), queue=queue).get(timeout=60) == 0.2
+    wait_for(lambda: "pg-boss consumer: database available again" in worker.log(), 30, what="the recovery")
+    log = worker.log()
+    assert log.count("Connection to broker lost") == 1, log[-4000:]
+    assert log.count("pg-boss consumer: database unavailable") == 1, log[-4000:]
+    assert "Frequent restarts" not in log
     worker.stop()

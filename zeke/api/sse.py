@@ -27,12 +27,15 @@ import psycopg2.extensions
 
 from transport.db import CONNECTION_ERRORS
 from transport.manager import JobManager
+from transport.outage import Backoff, Outage
 
 log = logging.getLogger("zeke.api.sse")
 
 #: Put on every stream's queue when the hub (re)connects: notifications may have been missed.
 RESYNC = "resync"
 TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
+#: Longest pause between attempts to LISTEN again while the database is away.
+RECONNECT_MAX_SECONDS = 10.0
 
 
 class StateHub:
@@ -41,7 +44,10 @@ class StateHub:
     def __init__(self, manager: JobManager, *, reconnect_seconds: float = 1.0) -> None:
         self.manager = manager
         self.channel = manager.state_channel
+        #: The first pause before reconnecting; it doubles (with jitter) up to RECONNECT_MAX_SECONDS.
         self.reconnect_seconds = reconnect_seconds
+        self._backoff = Backoff(first=reconnect_seconds, cap=max(reconnect_seconds, RECONNECT_MAX_SECONDS))
+        self._outage = Outage(log, "SSE state hub")
         self._subscribers: dict[str, set[asyncio.Queue[str]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
@@ -111,6 +117,8 @@ class StateHub:
                 loop.add_reader(fd, readable.set)
                 try:
                     self.listening.set()
+                    self._backoff.reset()
+                    self._outage.succeeded()
                     self._broadcast(RESYNC)
                     while True:
                         # libpq may have buffered notifications while LISTEN ran; the socket will not
@@ -125,12 +133,15 @@ class StateHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a lost connection: streams fall back to their re-reads meanwhile
-                log.warning("state LISTEN connection lost (%s); reconnecting", exc)
+                if isinstance(exc, CONNECTION_ERRORS):
+                    self._outage.failed(exc)  # one line per outage, not per attempt
+                else:
+                    log.warning("state LISTEN connection lost (%s); reconnecting", exc)
             finally:
                 self.listening.clear()
                 if conn is not None and not conn.closed:
                     conn.close()
-            await asyncio.sleep(self.reconnect_seconds)
+            await asyncio.sleep(self._backoff.next())
 
 
 # -- one stream -------------------------------------------------------------------------------------
