@@ -32,3 +32,77 @@ class Monitor:
             if row.get("last_job_id") is not None:
                 row["last_job_id"] = str(row["last_job_id"])
         return rows
+
+    # -- the web dashboard (sql/dashboard.sql) ----------------------------------------------------
+
+    #: A state count stops at this many rows; the dashboard shows it as "100000+".
+    COUNT_CAP = 100_000
+
+    def queue_counts(self, *, name: str | None = None, cap: int = COUNT_CAP) -> dict[str, dict[str, int]]:
+        """``{queue: {state: count}}`` for every state of every queue, read live.
+
+        pg-boss caches counters in ``queue`` (queued_count, active_count...) but only a Node
+        supervisor refreshes them, so they lag or stay zero under Celery-only deployments. Each
+        count here is instead a ``count(*)`` over at most ``cap`` rows of one queue and one state,
+        walked through an index led by the queue name: a count that reaches ``cap`` means "cap or
+        more", which keeps the page cheap at millions of finished jobs.
+        """
+        counts: dict[str, dict[str, int]] = {}
+        for row in self._rows("dashboard_queue_counts", {"name": name, "cap": cap}):
+            counts.setdefault(row["name"], {})[row["state"]] = row["count"]
+        return counts
+
+    def queues(self) -> list[dict[str, Any]]:
+        return self._rows("dashboard_queues", {})
+
+    def jobs_page(
+        self,
+        *,
+        name: str | None = None,
+        state: str | None = None,
+        since: Any = None,
+        until: Any = None,
+        text: str | None = None,
+        before: tuple[Any, str] | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Jobs newest first, ``limit`` of them below the keyset cursor ``before`` = (created_on, id).
+
+        Each queue is read through its (name, created_on) order and the queues merged, so a page
+        costs about ``limit`` rows per queue however many jobs there are; only a ``text`` search
+        (an id, a singleton key, or a substring of data or output) may scan further to fill a page.
+        """
+        text = (text or "").strip() or None
+        pattern = None if text is None else "%" + _like_escape(text) + "%"
+        params = {
+            "name": name,
+            "state": state,
+            "since": since,
+            "until": until,
+            "text": text,
+            "pattern": pattern,
+            "before_on": before[0] if before else None,
+            "before_id": before[1] if before else None,
+            "limit": limit,
+        }
+        return self._rows("dashboard_jobs", params)
+
+    def throughput(
+        self, *, name: str | None = None, minutes: int = 60, bucket: int = 60
+    ) -> list[dict[str, Any]]:
+        """Finished jobs per queue and ``bucket`` seconds over the last ``minutes``, with mean wait and
+        run times (through each queue's completed_on index on schema 46)."""
+        return self._rows("dashboard_throughput", {"name": name, "minutes": minutes, "bucket": bucket})
+
+    def jobs_by_id(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        return {r["id"]: r for r in self._rows("dashboard_schedule_last_jobs", {"ids": ids})}
+
+    def node_instances(self) -> list[dict[str, Any]]:
+        return self._rows("dashboard_node_instances", {})
+
+
+def _like_escape(text: str) -> str:
+    """``text`` matched literally by LIKE/ILIKE (backslash is PostgreSQL's default escape)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

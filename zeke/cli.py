@@ -266,8 +266,32 @@ def jobs(failed: bool, counts: bool, name: str | None, limit: int, as_json: bool
         return
     view = monitor.failed_jobs if failed else monitor.recent_jobs
     rows = view(name=name, limit=limit)
-    columns = (*JOB_COLUMNS, "output") if failed else JOB_COLUMNS
-    emit(rows, as_json, lambda r: table(r, columns))
+    if not failed:
+        emit(rows, as_json, lambda r: table(r, JOB_COLUMNS))
+        return
+    for row in rows:
+        row["error"] = error_text(row.get("output"))
+    emit(rows, as_json, lambda r: table(r, (*JOB_COLUMNS, "error")))
+
+
+def error_text(output: Any, width: int = 100) -> str | None:
+    """A failed job's output as one readable line, its message first: ``Name: message``.
+
+    pg-boss stores errors as ``{name, message, stack}`` (Celery's and Node's alike), its supervisor's
+    as ``{"value": {"message": ...}}``; anything else is shown as JSON.
+    """
+    if output is None:
+        return None
+    error = output.get("value") if isinstance(output, dict) and set(output) == {"value"} else output
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        name = error.get("name")
+        text = f"{name}: {error['message']}" if isinstance(name, str) and name else error["message"]
+    elif isinstance(error, str):
+        text = error
+    else:
+        text = json.dumps(error, default=str, separators=(",", ":"))
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @cli.command()

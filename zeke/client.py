@@ -199,17 +199,26 @@ def _act(job_id: str, action: Any) -> dict[str, Any] | None:
 def job_status(row: Mapping[str, Any]) -> dict[str, Any]:
     """A ``pgboss.job`` row (schema 26..46) as a JSON-ready status with Node's camelCase names.
 
+    ``taskId`` is the task the job runs: the Celery task name when Celery sent it (its queue, often
+    the shared ``celery`` queue, is ``queue``), else the queue name, which is the task id of jobs sent
+    by the client, the API or Node.
+
     ``data`` is the payload without the reserved ``"__celery"`` envelope; ``output`` is as pg-boss
     stores it (an object as is, anything else as ``{"value": x}``, errors as ``{name, message,
     stack}``). Columns an older schema lacks read as None.
     """
     data = row.get("data")
+    task_id = row["name"]
     if isinstance(data, dict) and CELERY_KEY in data:
+        envelope = data[CELERY_KEY]
+        if isinstance(envelope, dict) and isinstance(envelope.get("task"), str):
+            task_id = envelope["task"]  # sent by Celery, maybe to a shared queue such as "celery"
         data = {k: v for k, v in data.items() if k != CELERY_KEY}
     return {
         "id": str(row["id"]),
         "status": str(row["state"]),
-        "taskId": row["name"],
+        "taskId": task_id,
+        "queue": row["name"],
         "data": data,
         "output": row.get("output"),
         "priority": row.get("priority"),

@@ -34,6 +34,9 @@ def database_url() -> str:
 @cache
 def embedded_url() -> str:
     """Start (or attach to) the embedded PostgreSQL and return its URL."""
+    from zeke.runtime_dir import ensure_runtime_dir
+
+    ensure_runtime_dir(data_dir())  # before pgserver's import reads it
     import pgserver  # imported lazily: only needed on machines without a database
 
     with _lock:
