@@ -49,6 +49,7 @@ from zeke.settings import get_settings
 __all__ = [
     "CELERY_KEY",
     "cancel_job",
+    "delete_job",
     "get_job_status",
     "get_manager",
     "job_status",
@@ -182,6 +183,16 @@ def retry_job(job_id: str) -> dict[str, Any] | None:
     """Give a failed job one more attempt (pg-boss ``retry``: state retry, retry limit + 1). Returns
     its status afterwards plus ``"changed"``, or None when no job has that id."""
     return _act(job_id, lambda m, name: m.retry(name, [job_id]))
+
+
+def delete_job(job_id: str) -> bool | None:
+    """Delete a job in any state (pg-boss ``deleteJob``). True when this call deleted it, None when no
+    job has that id."""
+    manager = get_manager()
+    row = manager.get_job(job_id)
+    if row is None:
+        return None
+    return bool(manager.delete(row["name"], [job_id]))
 
 
 def _act(job_id: str, action: Any) -> dict[str, Any] | None:

@@ -123,6 +123,9 @@ def create_api(
     api.state.hub = hub
     api.include_router(routes.health)
     api.include_router(routes.api)
+    from zeke import dashboard
+
+    dashboard.install(api)
     return api
 
 
