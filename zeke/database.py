@@ -47,6 +47,16 @@ def embedded_url() -> str:
         return server.get_uri()
 
 
+def is_embedded(url: str) -> bool:
+    """Whether ``url`` is the embedded server's (its Unix socket lives in ``data_dir()/pgdata``),
+    without starting it."""
+    from urllib.parse import parse_qs, urlsplit
+
+    hosts = parse_qs(urlsplit(url).query).get("host", [])
+    socket_dir = data_dir() / "pgdata"
+    return any(Path(h).expanduser().resolve() == socket_dir.resolve() for h in hosts if h.startswith("/"))
+
+
 def broker_url(url: str | None = None) -> str:
     """The same database as a ``pgboss://`` Kombu URL."""
     url = url or database_url()

@@ -235,3 +235,65 @@ def test_reads_a_schema_26_database_made_by_node(scratch_db, node_boss) -> None:
 
         client.set_manager(None)
         db.close()
+
+
+def _bulk_jobs(manager: JobManager, count: int, queues: tuple[str, ...]) -> None:
+    """``count`` finished and pending jobs spread over ``queues`` and the last day, in one INSERT."""
+    for name in queues:
+        manager.create_queue(name)
+    with manager.db.cursor() as cur:
+        cur.execute(
+            f"""
+            INSERT INTO "{manager.schema}".job (id, name, state, data, output, created_on, start_after,
+                                                 started_on, completed_on)
+            SELECT gen_random_uuid(), (%(queues)s::text[])[1 + i %% %(n)s],
+              s.state::"{manager.schema}".job_state, jsonb_build_object('n', i),
+              CASE WHEN s.state = 'failed'
+                THEN jsonb_build_object('name', 'ValueError', 'message', 'bad ' || i) END,
+              t.created, t.created,
+              CASE WHEN s.state <> 'created' THEN t.created + interval '1 second' END,
+              CASE WHEN s.state IN ('completed', 'failed') THEN t.created + interval '2 seconds' END
+            FROM generate_series(1, %(count)s) AS i
+            CROSS JOIN LATERAL (SELECT now() - (i * interval '400 milliseconds') AS created) t
+            CROSS JOIN LATERAL (SELECT CASE WHEN i %% 50 = 0 THEN 'failed' WHEN i %% 20 = 0 THEN 'created'
+                                            ELSE 'completed' END AS state) s
+            """,
+            {"queues": list(queues), "n": len(queues), "count": count},
+        )
+        cur.execute(f'ANALYZE "{manager.schema}".job')
+
+
+def test_pages_at_200k_jobs(api_server: ApiServer, manager: JobManager) -> None:
+    """A sanity run at scale: every page answers with the right rows; timings are printed, not asserted."""
+    queues = ("bulk-a", "bulk-b", "bulk-c")
+    _bulk_jobs(manager, 200_000, queues)
+    session = logged_in(api_server.url, API_KEY)
+    timings = {}
+
+    def get(path: str) -> httpx.Response:
+        started = time.perf_counter()
+        response = session.get(path, timeout=120)
+        timings[path] = round((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, (path, response.text[:500])
+        return response
+
+    overview = get("/dashboard").text
+    row = overview.split('data-queue="bulk-a"')[1].split("</tr>")[0]
+    # 200000 jobs, i % 3 == 1 -> bulk-b... each queue holds ~66667: completed is ~61k, failed ~1333.
+    assert 'data-state="failed" data-count="1333"' in row or 'data-state="failed" data-count="1334"' in row
+    first = get("/dashboard/jobs").text
+    assert len(re.findall(r'<tr data-job="', first)) == 50
+    older = (
+        re.search(r'href="(/dashboard/jobs\?[^"]*before=[^"]+)" rel="next"', first)
+        .group(1)
+        .replace("&amp;", "&")
+    )
+    assert len(re.findall(r'<tr data-job="', get(older).text)) == 50
+    failed = get("/dashboard/jobs?state=failed&queue=bulk-b").text
+    assert re.findall(r'data-state="(\w+)"', failed.split("<tbody>")[1]) == ["failed"] * 50
+    get("/dashboard/jobs?q=bad+150")
+    series = get("/dashboard/throughput.json").json()
+    assert sum(series["completed"]) > 0 and all(w is None or w >= 1 for w in series["wait"])
+    job_id = re.search(r'<tr data-job="([0-9a-f-]+)"', first).group(1)
+    get(f"/dashboard/jobs/{job_id}")
+    print("\ndashboard at 200k jobs (ms):", timings)
