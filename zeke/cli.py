@@ -368,7 +368,7 @@ def beat(ctx: click.Context, loglevel: str) -> None:
 @click.option("--port", envvar="ZEKE_API_PORT", default=8000, show_default=True, type=int)
 @click.option("--log-level", default="info", show_default=True)
 def api(host: str, port: int, log_level: str) -> None:
-    """Serve the HTTP API with uvicorn (OpenAPI at /docs)."""
+    """Serve the HTTP API and the dashboard (/dashboard) with uvicorn; OpenAPI at /docs in development."""
     import uvicorn
 
     from zeke.settings import get_settings
@@ -419,7 +419,8 @@ def run(host: str, port: int, demo: bool | None) -> None:
     }
     url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}"
     _wait_for_api(url, children["api"])
-    click.echo(f"zeke: API   {url}  (OpenAPI: {url}/docs)")
+    click.echo(f"zeke: API   {url}")
+    click.echo(f"zeke: dashboard {url}/dashboard  (log in with the token)")
     click.echo(f"zeke: token {token}")
     click.echo(f"zeke: try   curl -H 'Authorization: Bearer {token}' {url}/api/tasks")
     try:
