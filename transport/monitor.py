@@ -35,22 +35,30 @@ class Monitor:
 
     # -- the web dashboard (sql/dashboard.sql) ----------------------------------------------------
 
-    #: A state count stops at this many rows; the dashboard shows it as "100000+".
-    COUNT_CAP = 100_000
+    #: Rows a count walks at most; the dashboard shows a count that reached it as "50,000+".
+    COUNT_CAP = 50_000
 
-    def queue_counts(self, *, name: str | None = None, cap: int = COUNT_CAP) -> dict[str, dict[str, int]]:
-        """``{queue: {state: count}}`` for every state of every queue, read live.
+    def queue_counts(self, *, name: str | None = None, cap: int = COUNT_CAP) -> dict[str, dict[str, Any]]:
+        """``{queue: {"counts": {state: n}, "capped": {state: bool}}}`` for every state, read live.
 
         pg-boss caches counters in ``queue`` (queued_count, active_count...) but only a Node
-        supervisor refreshes them, so they lag or stay zero under Celery-only deployments. Each
-        count here is instead a ``count(*)`` over at most ``cap`` rows of one queue and one state,
-        walked through an index led by the queue name: a count that reaches ``cap`` means "cap or
-        more", which keeps the page cheap at millions of finished jobs.
+        supervisor refreshes them, so they lag or stay zero under Celery-only deployments; these
+        are ``count(*)`` instead, each bounded so the page stays cheap at millions of jobs. A
+        pending or failed count walks at most ``cap`` rows of its queue and state (on schema 46
+        through pg-boss's job_i14 index); completed and cancelled are counted together in one walk
+        of at most ``cap`` finished rows (job_i16), since pg-boss has no index on those states: a
+        walk cut short makes both lower bounds ("capped"). Schema 26 has neither index, so there
+        the counts scan each queue's rows, still at most ``cap`` per count.
         """
-        counts: dict[str, dict[str, int]] = {}
+        out: dict[str, dict[str, Any]] = {}
         for row in self._rows("dashboard_queue_counts", {"name": name, "cap": cap}):
-            counts.setdefault(row["name"], {})[row["state"]] = row["count"]
-        return counts
+            counts = {s: row[s] for s in ("created", "retry", "active", "completed", "cancelled", "failed")}
+            finished_cut = row["finished_walked"] >= cap
+            capped = {
+                s: (finished_cut if s in ("completed", "cancelled") else n >= cap) for s, n in counts.items()
+            }
+            out[row["name"]] = {"policy": row["policy"], "counts": counts, "capped": capped}
+        return out
 
     def queues(self) -> list[dict[str, Any]]:
         return self._rows("dashboard_queues", {})

@@ -4,15 +4,28 @@
 -- schema 46 job_i14 (name, state, ...) and job_i15 (name, created_on)), one queue at a time.
 
 -- name: dashboard_queue_counts
--- Jobs per queue and state, each count stopping at %(cap)s (shown as "cap+"): the cached counters of pgboss.queue move only when a Node supervisor runs, so these are read live.
-SELECT q.name, q.policy, st.state::text AS state,
-  (SELECT count(*) FROM (
-     SELECT 1 FROM {schema}.job j WHERE j.name = q.name AND j.state = st.state LIMIT %(cap)s
-   ) capped)::int AS count
+-- Jobs per queue and state, read live and bounded: each pending or failed count stops at %(cap)s (schema 46 reads them from job_i14), and completed and cancelled are counted together in one walk of at most %(cap)s finished rows (job_i16, on completed_on), "finished_walked" telling whether that walk was cut short.
+SELECT q.name, q.policy,
+  (SELECT count(*) FROM (SELECT 1 FROM {schema}.job j
+     WHERE j.name = q.name AND j.state = 'created' LIMIT %(cap)s) x)::int AS created,
+  (SELECT count(*) FROM (SELECT 1 FROM {schema}.job j
+     WHERE j.name = q.name AND j.state = 'retry' LIMIT %(cap)s) x)::int AS retry,
+  (SELECT count(*) FROM (SELECT 1 FROM {schema}.job j
+     WHERE j.name = q.name AND j.state = 'active' LIMIT %(cap)s) x)::int AS active,
+  (SELECT count(*) FROM (SELECT 1 FROM {schema}.job j
+     WHERE j.name = q.name AND j.state = 'failed' LIMIT %(cap)s) x)::int AS failed,
+  f.completed, f.cancelled, f.walked AS finished_walked
 FROM {schema}.queue q
-CROSS JOIN unnest(enum_range(NULL::{schema}.job_state)) AS st(state)
+CROSS JOIN LATERAL (
+  SELECT count(*) FILTER (WHERE w.state = 'completed')::int AS completed,
+    count(*) FILTER (WHERE w.state = 'cancelled')::int AS cancelled,
+    count(*)::int AS walked
+  FROM (SELECT j.state FROM {schema}.job j
+        WHERE j.name = q.name AND j.completed_on IS NOT NULL AND j.state IN ('completed', 'cancelled')
+        LIMIT %(cap)s) w
+) f
 WHERE left(q.name, 10) <> '__pgboss__' AND (%(name)s::text IS NULL OR q.name = %(name)s)
-ORDER BY q.name, st.state
+ORDER BY q.name
 
 -- name: dashboard_queues
 -- Every queue's settings (pg-boss's own __pgboss__ queues left out).

@@ -22,7 +22,7 @@ PAGE_SIZE = 50
 
 
 def counts_table(manager: JobManager) -> dict[str, Any]:
-    """Queues with their job counts by state (each capped at Monitor.COUNT_CAP) and totals."""
+    """Queues with their job counts by state (bounded, see Monitor.queue_counts) and totals."""
     monitor = Monitor(manager)
     queues = monitor.queues()
     counts = monitor.queue_counts()
@@ -30,11 +30,13 @@ def counts_table(manager: JobManager) -> dict[str, Any]:
     totals = dict.fromkeys(STATES, 0)
     capped = dict.fromkeys(STATES, False)  # a total with a capped count in it is a lower bound
     for queue in queues:
-        by_state = {s: counts.get(queue["name"], {}).get(s, 0) for s in STATES}
-        for state, n in by_state.items():
-            totals[state] += n
-            capped[state] = capped[state] or n >= Monitor.COUNT_CAP
-        rows.append({**queue, "counts": by_state})
+        found = counts.get(queue["name"]) or {"counts": {}, "capped": {}}
+        by_state = {s: found["counts"].get(s, 0) for s in STATES}
+        cut = {s: bool(found["capped"].get(s)) for s in STATES}
+        for state in STATES:
+            totals[state] += by_state[state]
+            capped[state] = capped[state] or cut[state]
+        rows.append({**queue, "counts": by_state, "capped": cut})
     return {"queues": rows, "totals": totals, "capped": capped, "cap": Monitor.COUNT_CAP}
 
 

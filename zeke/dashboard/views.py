@@ -53,13 +53,8 @@ def _ago(value: Any, now: dt.datetime | None = None) -> str:
     return f"in {amount}" if future else f"{amount} ago"
 
 
-def _count(value: int, cap: int) -> str:
-    return f"{cap:,}+" if value >= cap else f"{value:,}"
-
-
 templates.env.filters["when"] = _when
 templates.env.filters["ago"] = _ago
-templates.env.filters["count"] = _count
 templates.env.filters["short_id"] = lambda v: str(v)[:8]
 
 
