@@ -101,7 +101,18 @@ def test_counts_on_the_page_match_the_database_and_move_live(
     page.wait_for_selector("#counts tr[data-queue='t-item'] td[data-state='completed'][data-count='1']")
     assert not_reloaded(page)
     assert on_screen() == in_database()
-    page.wait_for_function("document.getElementById('throughput').dataset.loaded === '1'")
+    # More work finishes; the counts follow and so does the throughput chart (re-read after changes).
+    batch = manager.fetch(["t-echo"], batch_size=3)
+    manager.complete("t-echo", [(j.id, {"ok": True}, None) for j in batch[:2]])
+    manager.fail("t-echo", [batch[2].id], {"name": "ValueError", "message": "no"}, retry=False)
+    page.wait_for_selector("#counts tr[data-queue='t-echo'] td[data-state='failed'][data-count='1']")
+    assert on_screen() == in_database()
+    page.wait_for_function(
+        "(() => { const c = Chart.getChart(document.getElementById('throughput'));"
+        " const sum = i => c.data.datasets[i].data.reduce((a, b) => a + b, 0);"
+        " return sum(0) === 3 && sum(1) === 1; })()"
+    )
+    assert not_reloaded(page)
     page.screenshot(path=str(shots / "dashboard-queues.png"), full_page=True)
 
 
