@@ -385,7 +385,8 @@ def api(host: str, port: int, log_level: str) -> None:
 @click.option(
     "--demo/--no-demo",
     default=None,
-    help="Serve the sample feeds and register them as sources (default: when there are no other sources).",
+    help="Serve the sample feeds and register them as sources (default: only on the embedded database, "
+    "when it has no other sources).",
 )
 def run(host: str, port: int, demo: bool | None) -> None:
     """Set up, then run worker, beat and API until interrupted; prints the API URL and token.
