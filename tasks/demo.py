@@ -11,14 +11,17 @@ migrations) and before it starts worker, beat and API::
         report = session.poll()            # a table of the stories once the pipeline settles
     session.close()
 
-**Demo mode** (``--demo``; by default when the app database has no sources besides demo ones, as on a
-fresh machine) serves the sample feeds and pages of :mod:`tasks.samples` on 127.0.0.1 (port
-``ZEKE_SAMPLES_PORT``, default 8001, or any free one), registers them as sources marked
+**Demo mode** (``--demo``; by default only on the embedded database, and there only while it has no
+sources besides demo ones, as on a fresh machine: a real ``DATABASE_PRIMARY_URL`` never gets demo data
+unless ``--demo`` asks for it) serves the sample feeds and pages of :mod:`tasks.samples` on 127.0.0.1
+(port ``ZEKE_SAMPLES_PORT``, default 8001, or any free one), registers them as sources marked
 ``metadata.demo`` (re-pointed at the server on later runs, so they are never duplicated), lets fetches
-reach 127.0.0.1 (``ZEKE_ALLOWED_NETWORKS``) and points ``YOUTUBE_FEED_BASE`` at the sample channel
-feed. The first pull is forced, so every run shows the pipeline working. Without demo mode (real
-sources exist, or ``--no-demo``) demo sources are paused, since nothing serves them, and the first
-pull takes only the sources that are due.
+reach 127.0.0.1 (``ZEKE_ALLOWED_NETWORKS``), points ``YOUTUBE_FEED_BASE`` at the sample channel feed
+and sets ``ZEKE_DEMO`` so the run's pulls take the demo sources. The first pull is forced, so every
+run shows the pipeline working. Demo sources never outlive their run: :meth:`RunSession.close` pauses
+them, and a process without ``ZEKE_DEMO`` never pulls one anyway (a run killed before it could
+close). Without demo mode (real sources exist, a real database, or ``--no-demo``) demo sources are
+paused, since nothing serves them, and the first pull takes only the sources that are due.
 """
 
 from __future__ import annotations
@@ -34,11 +37,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tasks import db
 from tasks.db.models import Highlight, Source, Story, StoryAnalysis
+from tasks.lib.sources import DEMO_KEY
 from tasks.registry_data import BY_ID
 from tasks.samples import sample_sources, serve_samples, youtube_feed_base
+from zeke.database import is_embedded
 
-#: ``metadata`` key marking a demo source; its value names the sample (feed path or channel URL).
-DEMO_KEY = "demo"
 DEFAULT_SAMPLES_PORT = 8001
 #: Networks the demo's fetches must reach (the sample server).
 DEMO_NETWORK = "127.0.0.1/32"
@@ -110,22 +113,27 @@ class RunSession:
         return Report(title, story_rows(self.sessions), STORY_COLUMNS)
 
     def close(self) -> None:
+        """Stop the sample server and pause the demo sources: nothing serves them any more."""
         if self._stop_samples is not None:
             self._stop_samples()
             self._stop_samples = None
+        if self.demo:
+            pause_demo_sources(self.sessions)
 
 
 def prepare(url: str, demo: bool | None = None) -> RunSession:
-    """Decide on demo mode (None: when there are no other sources), start the sample server and
-    register its sources if so, or pause the demo sources if not."""
+    """Decide on demo mode (None: on the embedded database when it has no other sources), start the
+    sample server and register its sources if so, or pause the demo sources if not."""
     sessions = db.session_factory(url)
     if demo is None:
-        demo = not other_sources(sessions)
+        demo = is_embedded(url) and not other_sources(sessions)
     session = RunSession(url, demo)
     if not demo:
         paused = pause_demo_sources(sessions)
         active = other_sources(sessions)
         session.notes.append(f"{active} active sources; pulling the due ones now")
+        if not active and not is_embedded(url):
+            session.notes.append("no demo data on DATABASE_PRIMARY_URL unless asked: zeke run --demo")
         if paused:
             session.notes.append(f"{paused} demo sources paused (zeke run --demo serves them)")
         return session
@@ -136,6 +144,7 @@ def prepare(url: str, demo: bool | None = None) -> RunSession:
     session.env = {
         "ZEKE_ALLOWED_NETWORKS": ",".join(dict.fromkeys([*networks, DEMO_NETWORK])),
         "YOUTUBE_FEED_BASE": youtube_feed_base(base),
+        "ZEKE_DEMO": "1",
     }
     provider = "OpenAI" if os.environ.get("OPENAI_API_KEY") else "the offline provider (no OPENAI_API_KEY)"
     session.notes.append(f"demo: sample feeds at {base}/ ({registered} demo sources); AI: {provider}")

@@ -67,6 +67,9 @@ class TaskSettings(BaseModel):
     stale_after_days: int = Field(default=14, ge=1)
     #: ``ZEKE_RELEVANCE_KEYWORDS`` (comma-separated): keywords score-relevance looks for.
     relevance_keywords: tuple[str, ...] = DEFAULT_RELEVANCE_KEYWORDS
+    #: ``ZEKE_DEMO``: pull the demo's sample sources too (``zeke run`` in demo mode sets it for its
+    #: children). Any other process leaves them alone, so a demo source left active never gets pulled.
+    demo: bool = False
 
     @field_validator("allowed_networks")
     @classmethod
@@ -111,17 +114,19 @@ _ENV = {
     "ZEKE_RETRY_AFTER": "default_retry_after",
     "ZEKE_STALE_AFTER_DAYS": "stale_after_days",
     "ZEKE_RELEVANCE_KEYWORDS": "relevance_keywords",
+    "ZEKE_DEMO": "demo",
 }
 
 
 def _convert(field: str, raw: str) -> object:
-    if field == "allow_private_urls":
+    if field in {"allow_private_urls", "demo"}:
         lowered = raw.lower()
         if lowered in _TRUE:
             return True
         if lowered in _FALSE:
             return False
-        raise ValueError(f"ZEKE_ALLOW_PRIVATE_URLS must be true or false, not {raw!r}")
+        name = next(env for env, f in _ENV.items() if f == field)
+        raise ValueError(f"{name} must be true or false, not {raw!r}")
     if field in {"allowed_networks", "relevance_keywords"}:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw

@@ -266,8 +266,32 @@ def jobs(failed: bool, counts: bool, name: str | None, limit: int, as_json: bool
         return
     view = monitor.failed_jobs if failed else monitor.recent_jobs
     rows = view(name=name, limit=limit)
-    columns = (*JOB_COLUMNS, "output") if failed else JOB_COLUMNS
-    emit(rows, as_json, lambda r: table(r, columns))
+    if not failed:
+        emit(rows, as_json, lambda r: table(r, JOB_COLUMNS))
+        return
+    for row in rows:
+        row["error"] = error_text(row.get("output"))
+    emit(rows, as_json, lambda r: table(r, (*JOB_COLUMNS, "error")))
+
+
+def error_text(output: Any, width: int = 100) -> str | None:
+    """A failed job's output as one readable line, its message first: ``Name: message``.
+
+    pg-boss stores errors as ``{name, message, stack}`` (Celery's and Node's alike), its supervisor's
+    as ``{"value": {"message": ...}}``; anything else is shown as JSON.
+    """
+    if output is None:
+        return None
+    error = output.get("value") if isinstance(output, dict) and set(output) == {"value"} else output
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        name = error.get("name")
+        text = f"{name}: {error['message']}" if isinstance(name, str) and name else error["message"]
+    elif isinstance(error, str):
+        text = error
+    else:
+        text = json.dumps(error, default=str, separators=(",", ":"))
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @cli.command()
@@ -398,7 +422,7 @@ def beat(ctx: click.Context, loglevel: str) -> None:
 @click.option("--port", envvar="ZEKE_API_PORT", default=8000, show_default=True, type=int)
 @click.option("--log-level", default="info", show_default=True)
 def api(host: str, port: int, log_level: str) -> None:
-    """Serve the HTTP API with uvicorn (OpenAPI at /docs)."""
+    """Serve the HTTP API and the dashboard (/dashboard) with uvicorn; OpenAPI at /docs in development."""
     import uvicorn
 
     from zeke.settings import get_settings
@@ -415,7 +439,8 @@ def api(host: str, port: int, log_level: str) -> None:
 @click.option(
     "--demo/--no-demo",
     default=None,
-    help="Serve the sample feeds and register them as sources (default: when there are no other sources).",
+    help="Serve the sample feeds and register them as sources (default: only on the embedded database, "
+    "when it has no other sources).",
 )
 def run(host: str, port: int, demo: bool | None) -> None:
     """Set up, then run worker, beat and API until interrupted; prints the API URL and token.
@@ -466,7 +491,8 @@ def _run(url: str, host: str, port: int, demo: bool | None) -> None:
     url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}"
     try:
         _wait_for_api(url, children["api"])
-        click.echo(f"zeke: API   {url}  (OpenAPI: {url}/docs)")
+        click.echo(f"zeke: API   {url}")
+        click.echo(f"zeke: dashboard {url}/dashboard  (log in with the token)")
         click.echo(f"zeke: token {token}")
         click.echo(f"zeke: try   curl -H 'Authorization: Bearer {token}' {url}/api/tasks")
         for hook in hooks:

@@ -49,6 +49,7 @@ from zeke.settings import get_settings
 __all__ = [
     "CELERY_KEY",
     "cancel_job",
+    "delete_job",
     "get_job_status",
     "get_manager",
     "job_status",
@@ -184,6 +185,16 @@ def retry_job(job_id: str) -> dict[str, Any] | None:
     return _act(job_id, lambda m, name: m.retry(name, [job_id]))
 
 
+def delete_job(job_id: str) -> bool | None:
+    """Delete a job in any state (pg-boss ``deleteJob``). True when this call deleted it, None when no
+    job has that id."""
+    manager = get_manager()
+    row = manager.get_job(job_id)
+    if row is None:
+        return None
+    return bool(manager.delete(row["name"], [job_id]))
+
+
 def _act(job_id: str, action: Any) -> dict[str, Any] | None:
     manager = get_manager()
     row = manager.get_job(job_id)
@@ -199,17 +210,26 @@ def _act(job_id: str, action: Any) -> dict[str, Any] | None:
 def job_status(row: Mapping[str, Any]) -> dict[str, Any]:
     """A ``pgboss.job`` row (schema 26..46) as a JSON-ready status with Node's camelCase names.
 
+    ``taskId`` is the task the job runs: the Celery task name when Celery sent it (its queue, often
+    the shared ``celery`` queue, is ``queue``), else the queue name, which is the task id of jobs sent
+    by the client, the API or Node.
+
     ``data`` is the payload without the reserved ``"__celery"`` envelope; ``output`` is as pg-boss
     stores it (an object as is, anything else as ``{"value": x}``, errors as ``{name, message,
     stack}``). Columns an older schema lacks read as None.
     """
     data = row.get("data")
+    task_id = row["name"]
     if isinstance(data, dict) and CELERY_KEY in data:
+        envelope = data[CELERY_KEY]
+        if isinstance(envelope, dict) and isinstance(envelope.get("task"), str):
+            task_id = envelope["task"]  # sent by Celery, maybe to a shared queue such as "celery"
         data = {k: v for k, v in data.items() if k != CELERY_KEY}
     return {
         "id": str(row["id"]),
         "status": str(row["state"]),
-        "taskId": row["name"],
+        "taskId": task_id,
+        "queue": row["name"],
         "data": data,
         "output": row.get("output"),
         "priority": row.get("priority"),

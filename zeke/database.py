@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from urllib.parse import quote
 
 import click
@@ -56,6 +57,18 @@ def database_url() -> str:
 
             _embedded = embedded.attach()
         return _embedded
+
+
+def is_embedded(url: str) -> bool:
+    """Whether ``url`` is the embedded server's (its Unix socket lives in ``data_dir()/pgdata``),
+    without starting it."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from zeke import embedded
+
+    hosts = parse_qs(urlsplit(url).query).get("host", [])
+    socket_dir = embedded.pgdata()
+    return any(Path(h).expanduser().resolve() == socket_dir.resolve() for h in hosts if h.startswith("/"))
 
 
 def broker_url(url: str | None = None) -> str:

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TypeVar
 
+#: ZEKE_API_MAX_BODY_BYTES's default: 16 MiB.
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
 #: Modules imported to fill the task registry when none are configured: the Zeke task suite.
 DEFAULT_TASK_MODULES = ("tasks",)
 
@@ -50,6 +53,18 @@ def _port(name: str, default: int) -> int:
     return _number(name, default, int, lambda v: 0 <= v <= 65535, "a TCP port (0-65535)")
 
 
+def _flag(name: str) -> bool | None:
+    """A yes/no variable; unset or blank gives None (the caller's default)."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0 (true/false), not {raw!r}")
+
+
 def is_loopback(host: str | None) -> bool:
     """Whether ``host`` only reaches this machine (127.0.0.0/8, ::1, "localhost")."""
     if not host:
@@ -81,6 +96,15 @@ class Settings:
     sse_reread_seconds: float = 15.0
     #: SSE: a stream ends (event ``timeout``) after this long; the client reconnects if it still cares.
     sse_max_seconds: float = 300.0
+    #: Request bodies larger than this are refused with 413 before they are parsed or authenticated
+    #: (``ZEKE_API_MAX_BODY_BYTES``; the default leaves room for a 5 MiB upload in base64).
+    api_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: Serve /docs, /redoc and /openapi.json (``ZEKE_API_DOCS``: 1/0; unset: only in development).
+    api_docs: bool | None = None
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.development if self.api_docs is None else self.api_docs
 
     @property
     def development(self) -> bool:
@@ -103,6 +127,10 @@ def from_env() -> Settings:
         sse_keepalive_seconds=_seconds("ZEKE_SSE_KEEPALIVE_SECONDS", 15.0),
         sse_reread_seconds=_seconds("ZEKE_SSE_REREAD_SECONDS", 15.0),
         sse_max_seconds=_seconds("ZEKE_SSE_MAX_SECONDS", 300.0),
+        api_max_body_bytes=_number(
+            "ZEKE_API_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, int, lambda v: v > 0, "a number of bytes > 0"
+        ),
+        api_docs=_flag("ZEKE_API_DOCS"),
     )
 
 

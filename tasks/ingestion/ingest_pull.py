@@ -28,7 +28,10 @@ PAYLOAD = IngestPullPayload
 
 def run(payload: IngestPullPayload, ctx: Context) -> dict:
     with ctx.session_factory.begin() as session:
-        source_ids = [s.id for s in claim_due_sources(session, "rss", force=payload.force)]
+        source_ids = [
+            s.id
+            for s in claim_due_sources(session, "rss", force=payload.force, include_demo=ctx.settings.demo)
+        ]
     if not source_ids:
         ctx.logger.info("ingest_pull_no_sources", reason=payload.reason)
         return {"due": 0, "enqueued": []}

@@ -68,7 +68,11 @@ def run(payload: IngestPullYouTubePayload, ctx: Context) -> dict:
         refs = [
             SourceRef.of(s)
             for s in claim_due_sources(
-                session, "youtube_channel", force=payload.force, only=payload.source_ids
+                session,
+                "youtube_channel",
+                force=payload.force,
+                only=payload.source_ids,
+                include_demo=ctx.settings.demo,
             )
         ]
     channels: list[dict] = []

@@ -16,6 +16,9 @@ from tasks.lib.feeds import ParsedFeed, parse_feed
 from tasks.lib.fetching import FEED_TYPES, Fetcher
 from tasks.lib.store import record_health, utcnow
 
+#: ``metadata`` key marking a source the demo registered (tasks.demo); its value names the sample.
+DEMO_KEY = "demo"
+
 
 @dataclass(frozen=True)
 class SourceRef:
@@ -123,8 +126,12 @@ def claim_due_sources(
     force: bool = False,
     only: list[uuid.UUID] | None = None,
     now: dt.datetime | None = None,
+    include_demo: bool = False,
 ) -> list[Source]:
     """Active sources of ``type_`` that are due (or all active ones with ``force``), locked and leased.
+
+    Demo sources (``metadata.demo``) point at the sample server of a ``zeke run`` demo, which is gone
+    once that run ends: only a demo run's own processes (``include_demo``) take them.
 
     Leasing moves ``next_check_at`` one interval ahead, so a second pull before the check finishes
     does not enqueue the source twice; the check then sets the real next time.
@@ -135,6 +142,8 @@ def claim_due_sources(
         query = query.where(or_(Source.next_check_at.is_(None), Source.next_check_at <= now))
     if only:
         query = query.where(Source.id.in_(only))
+    if not include_demo:
+        query = query.where(~Source.metadata_.has_key(DEMO_KEY))
     sources = list(
         session.scalars(
             query.order_by(Source.next_check_at.nulls_first(), Source.id).with_for_update(skip_locked=True)

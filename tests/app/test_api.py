@@ -18,10 +18,18 @@ def _send(manager: JobManager, name: str = "t-echo", data: dict | None = None) -
     return job_id
 
 
-def test_healthz_and_openapi_are_public(api_server: ApiServer) -> None:
-    health = httpx.get(api_server.url + "/healthz")
+def test_healthz_is_public_and_the_docs_only_in_development(make_api) -> None:
+    production = make_api()
+    health = httpx.get(production.url + "/healthz")
     assert health.status_code == 200 and health.json()["database"] == "ok"
-    spec = httpx.get(api_server.url + "/openapi.json").json()
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert httpx.get(production.url + path).status_code == 404, path
+    configured = make_api(api_docs=True)
+    assert httpx.get(configured.url + "/docs").status_code == 200
+    development = make_api(env="development")
+    assert httpx.get(development.url + "/redoc").status_code == 200
+    assert httpx.get(make_api(env="development", api_docs=False).url + "/docs").status_code == 404
+    spec = httpx.get(development.url + "/openapi.json").json()
     assert {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/stream/{run_id}", "/healthz"} <= set(spec["paths"])
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
 
@@ -127,3 +135,42 @@ def test_tasks_listing(api_server: ApiServer, auth: dict) -> None:
     tasks = {t["id"]: t for t in httpx.get(f"{api_server.url}/api/tasks", headers=auth).json()}
     assert tasks["t-sleep"]["concurrencyLimit"] == 3
     assert "itemId" in tasks["t-item"]["payloadSchema"]["properties"]
+
+
+def test_oversized_bodies_are_refused_before_parsing_and_auth(make_api, auth: dict) -> None:
+    """413 for a body over ZEKE_API_MAX_BODY_BYTES, anonymous or not, declared or streamed."""
+    api = make_api(api_max_body_bytes=1000)
+    body = b'{"taskId": "t-echo", "payload": {"message": "' + b"x" * 2000 + b'"}}'
+    for headers in ({}, auth, {"Authorization": "Bearer wrong"}):
+        r = httpx.post(
+            api.url + "/api/jobs", content=body, headers={**headers, "Content-Type": "application/json"}
+        )
+        assert r.status_code == 413, (headers, r.text)
+        assert "larger than 1000 bytes" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: counted as it arrives
+        yield b'{"taskId": "t-echo", "payload": {"message": "'
+        for _ in range(20):
+            yield b"x" * 100
+        yield b'"}}'
+
+    streamed = httpx.post(
+        api.url + "/api/jobs", content=chunks(), headers={**auth, "Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413 and "ZEKE_API_MAX_BODY_BYTES" in streamed.json()["detail"]
+    small = httpx.post(
+        api.url + "/api/jobs", json={"taskId": "t-echo", "payload": {"message": "hi"}}, headers=auth
+    )
+    assert small.status_code == 201
+
+
+def test_max_body_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zeke.settings import DEFAULT_MAX_BODY_BYTES, from_env
+
+    monkeypatch.delenv("ZEKE_API_MAX_BODY_BYTES", raising=False)
+    assert from_env().api_max_body_bytes == DEFAULT_MAX_BODY_BYTES
+    monkeypatch.setenv("ZEKE_API_MAX_BODY_BYTES", "2048")
+    assert from_env().api_max_body_bytes == 2048
+    monkeypatch.setenv("ZEKE_API_MAX_BODY_BYTES", "0")
+    with pytest.raises(ValueError, match="ZEKE_API_MAX_BODY_BYTES"):
+        from_env()

@@ -122,3 +122,38 @@ def test_an_unreachable_database_is_one_line_and_exit_3(env: dict[str, str]) -> 
         assert done.returncode == 3, (args, done.stderr)
         assert done.stderr.startswith("zeke: cannot use the database: ") and "port 1" in done.stderr
         assert "Traceback" not in done.stderr and "S3cretPW" not in done.stderr + done.stdout
+
+
+def test_failed_jobs_show_the_error_message(env: dict[str, str], manager: JobManager) -> None:
+    """A Celery failure's output is {name, message, stack}: the table shows "Name: message"."""
+    from transport.outputs import error_output
+
+    manager.create_queue("t-echo")
+    job_id = manager.send("t-echo", {"message": "x"})
+    [job] = manager.fetch(["t-echo"])
+    try:
+        raise ValueError("the feed answered 404 for https://example.test/rss")
+    except ValueError as exc:
+        output = error_output(exc)
+    manager.fail("t-echo", [job.id], output, retry=False)
+    table = zeke(env, "jobs", "--failed").stdout
+    [line] = [line for line in table.splitlines() if line.startswith(job_id)]
+    assert "ValueError: the feed answered 404 for https://example.test/rss" in line
+    assert "Traceback" not in line
+    [row] = zeke_json(env, "jobs", "--failed")
+    assert row["error"] == "ValueError: the feed answered 404 for https://example.test/rss"
+    assert row["output"]["stack"].startswith("Traceback")
+
+
+def test_status_names_the_celery_task_not_its_queue(
+    env: dict[str, str], manager: JobManager, celery_app
+) -> None:
+    """A job Celery sent to the shared "celery" queue runs the task named in its envelope."""
+    from tests.app.sample_tasks import echo
+
+    manager.create_queue("celery")
+    result = celery_app.send_task(echo.name, kwargs={"message": "hi"}, queue="celery")
+    status = zeke_json(env, "status", result.id)
+    assert status["taskId"] == echo.name != "celery" and status["queue"] == "celery"
+    assert status["data"] == {"message": "hi"}
+    assert echo.name in zeke(env, "status", result.id).stdout

@@ -1,4 +1,5 @@
-"""`zeke run --demo` as a new user runs it (here on a fresh test database instead of the embedded one):
+"""`zeke run --demo` as a new user runs it (here on a fresh test database instead of the embedded one,
+so the demo has to be asked for):
 init, the sample feeds, worker + beat + API, the first pull at once, and a story table with briefs."""
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ def test_run_demo_shows_stories_with_briefs_then_stops_cleanly(fresh_url: str) -
     port = _free_port()
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "zeke.cli", "run", "--port", str(port)],
+        [sys.executable, "-m", "zeke.cli", "run", "--demo", "--port", str(port)],
         cwd=ROOT,
-        env=zeke_env(fresh_url, ZEKE_SAMPLES_PORT="0"),  # no sources yet: demo mode by default
+        env=zeke_env(fresh_url, ZEKE_SAMPLES_PORT="0"),  # a real database: demo only when asked
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -72,4 +73,6 @@ def test_run_demo_shows_stories_with_briefs_then_stops_cleanly(fresh_url: str) -
     assert code == 0, out.text()
     ps = subprocess.run(["ps", "-o", "pid=", "-s", str(proc.pid)], capture_output=True, text=True)
     assert ps.stdout.strip() == "", ps.stdout  # worker, beat and API are gone too
+    with session_factory(fresh_url)() as session:  # and the demo left no active source behind
+        assert session.scalar(select(func.count()).select_from(Source).where(Source.active)) == 0
     print(f"zeke run: story table after {elapsed:.1f}s")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from celery import Celery
 from celery.exceptions import Retry
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tasks import celery_tasks, demo
@@ -175,3 +175,37 @@ def test_demo_sources_follow_the_sample_server(fresh_url: str, sessions: session
     with sessions() as session:
         active = session.scalars(select(Source.name).where(Source.active)).all()
         assert active == ["Real"]
+
+
+def test_demo_stays_demo_on_a_real_database(
+    fresh_url: str, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """A DATABASE_PRIMARY_URL gets demo sources only when asked for (--demo), and never keeps them active."""
+    from tasks.lib.sources import claim_due_sources
+    from zeke.database import is_embedded
+
+    # The suite may itself run on the embedded server: another data directory makes it "a real one".
+    monkeypatch.setenv("ZEKE_DATA_DIR", str(tmp_path))
+    assert not is_embedded(fresh_url)
+    assert is_embedded(f"postgresql://postgres:@/postgres?host={tmp_path}/pgdata")
+    with sessions.begin() as session:  # no real sources either: still no demo by default
+        session.execute(update(Source).values(active=False))
+    run = demo.prepare(fresh_url, None)
+    assert not run.demo and run.sample_url is None
+    assert any("zeke run --demo" in note for note in run.notes)
+    with sessions() as session:
+        assert session.scalars(select(Source).where(Source.active)).all() == []
+
+    monkeypatch.setenv("ZEKE_SAMPLES_PORT", "0")
+    run = demo.prepare(fresh_url, True)  # asked for explicitly
+    try:
+        assert run.demo and run.env["ZEKE_DEMO"] == "1"
+        with sessions.begin() as session:
+            assert len(session.scalars(select(Source).where(Source.active)).all()) == len(SOURCES)
+            # Only a demo run's own processes pull demo sources; a later worker leaves them alone.
+            assert claim_due_sources(session, "rss", force=True) == []
+            assert len(claim_due_sources(session, "rss", force=True, include_demo=True)) > 0
+    finally:
+        run.close()
+    with sessions() as session:
+        assert session.scalars(select(Source.name).where(Source.active)).all() == []

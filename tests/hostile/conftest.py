@@ -103,6 +103,7 @@ def api(pgboss: JobManager) -> Iterator[ApiServer]:
         sse_keepalive_seconds=0.5,
         sse_reread_seconds=0.5,
         sse_max_seconds=1.0,
+        api_docs=True,  # schemathesis reads the spec
     )
     previous = client.set_manager(None)
     try:

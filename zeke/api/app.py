@@ -26,6 +26,7 @@ from transport.manager import JobManager
 from zeke import client
 from zeke.api import routes
 from zeke.api.jobs import Jobs
+from zeke.api.limits import BodyLimit
 from zeke.api.sse import StateHub
 from zeke.registry import TaskRegistry
 from zeke.settings import Settings, get_settings
@@ -104,18 +105,27 @@ def create_api(
         finally:
             await hub.stop()
 
+    docs = settings.docs_enabled  # public API docs only in development, unless ZEKE_API_DOCS says
     api = FastAPI(
         title="zeke",
         version="0.1.0",
         summary="Trigger and follow Zeke's jobs (Celery on pg-boss)",
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, RequestValidationError: _validation_error},
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
+    # Outermost, so an oversized body is refused before routing, authentication or parsing.
+    api.add_middleware(BodyLimit, max_body_bytes=settings.api_max_body_bytes)
     api.state.settings = settings
     api.state.jobs = Jobs(registry)
     api.state.hub = hub
     api.include_router(routes.health)
     api.include_router(routes.api)
+    from zeke import dashboard
+
+    dashboard.install(api)
     return api
 
 

@@ -49,6 +49,9 @@ class StateHub:
         self._backoff = Backoff(first=reconnect_seconds, cap=max(reconnect_seconds, RECONNECT_MAX_SECONDS))
         self._outage = Outage(log, "SSE state hub")
         self._subscribers: dict[str, set[asyncio.Queue[str]]] = {}
+        #: Streams that want every job's changes (the dashboard's live view), bounded: a slow reader
+        #: loses notifications rather than growing memory, and is told to re-read (RESYNC).
+        self._watchers: set[asyncio.Queue[str]] = set()
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self.listening = asyncio.Event()
@@ -67,6 +70,24 @@ class StateHub:
             if not queues:
                 del self._subscribers[job_id]
 
+    def watch_all(self, maxsize: int = 1000) -> asyncio.Queue[str]:
+        """A queue of every notification as ``"<job id> <state>"`` (plus RESYNC after a reconnect)."""
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize)
+        self._watchers.add(queue)
+        return queue
+
+    def unwatch_all(self, queue: asyncio.Queue[str]) -> None:
+        self._watchers.discard(queue)
+
+    def _tell_watchers(self, message: str) -> None:
+        for queue in self._watchers:
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()  # make room for the resync that covers what was dropped
+                queue.put_nowait(RESYNC)
+
     @property
     def subscriber_count(self) -> int:
         return sum(len(q) for q in self._subscribers.values())
@@ -75,11 +96,14 @@ class StateHub:
         job_id, _, state = payload.partition(" ")
         for queue in self._subscribers.get(job_id, ()):
             queue.put_nowait(state)
+        if self._watchers:
+            self._tell_watchers(payload)
 
     def _broadcast(self, message: str) -> None:
         for queues in self._subscribers.values():
             for queue in queues:
                 queue.put_nowait(message)
+        self._tell_watchers(message)
 
     # -- the LISTEN connection -------------------------------------------------------------------
 
