@@ -454,6 +454,8 @@ class Channel(virtual.Channel):
             delivery_tag=tag,
             task_name=task_name,
             native_eta=self.native_eta,
+            expire_seconds=job.expire_seconds,
+            task_limits=_task_time_limits(task_name or _envelope_task(job.data)),
         )
         held = Held.of(job)
         if no_ack:
@@ -502,11 +504,11 @@ class Channel(virtual.Channel):
             elif self.settle_on_ack:
                 self.connection.settler.fail(held)
             else:
-                # Celery let the message go for good: the result backend wrote the job's end, or
-                # nothing will (a message Celery refused to run, e.g. content it does not accept).
-                # Still heartbeated, such a job stayed active until its expiry (an hour by default);
-                # let go, pg-boss retries or fails it once its heartbeat runs out.
+                # Celery let the message go for good: Reject(requeue=False), content it cannot decode
+                # or does not accept, or a failure the result backend wrote already. No retry can
+                # mend it: the job fails for good, fenced on its attempt (a written end is kept).
                 self.connection.heartbeat.discard(held.id)
+                self.connection.settler.reject(held)
             self._freed(held)
 
     def _restore_tags(self, tags: Iterable[str]) -> None:
@@ -771,6 +773,7 @@ class Transport(virtual.Transport):
         options = {"id": job.id, "priority": job.priority, "start_after": job.start_after}
         if job.keep_until is not None:
             options["keep_until"] = job.keep_until
+        options.update(job.options)  # the pgboss namespace: validated by the manager's send
         try:
             with self.publishing.connection() as conn:
                 ids = self.manager.send(queue, job.data, conn=conn, **options)
@@ -782,7 +785,7 @@ class Transport(virtual.Transport):
             declared_queues(self.manager).discard(queue)
             self.declare_durable(queue, {"heartbeat_seconds": Channel.heartbeat_seconds})
             ids = self.manager.send(queue, job.data, **options)
-        future = job.start_after is not None and job.start_after > _utcnow()
+        future = _starts_later(options.get("start_after"))
         if ids:
             if future:
                 self.notify_timer(queue)
@@ -1164,6 +1167,34 @@ def _acks_must_settle() -> bool:
     except Exception:  # an app whose backend cannot be built: nothing will settle for us
         logger.warning("could not tell the result backend; acks settle jobs", exc_info=True)
         return True
+
+
+def _envelope_task(data: Any) -> str | None:
+    env = data.get(envelope.RESERVED_KEY) if isinstance(data, dict) else None
+    return env.get("task") if isinstance(env, dict) else None
+
+
+def _task_time_limits(name: str | None) -> tuple[float | None, float | None]:
+    """``(hard, soft)`` time limits of the current Celery app's task ``name`` (its own, else the
+    app's ``task_time_limit``/``task_soft_time_limit``); ``(None, None)`` outside Celery."""
+    if name is None:
+        return None, None
+    try:
+        from celery import current_app
+    except ImportError:  # plain Kombu
+        return None, None
+    task = current_app.tasks.get(name)
+    if task is None:
+        return current_app.conf.task_time_limit, current_app.conf.task_soft_time_limit
+    return task.time_limit, task.soft_time_limit
+
+
+def _starts_later(start_after: Any) -> bool:
+    """Whether a send's ``start_after`` (datetime, ISO text or seconds) is in the future."""
+    if isinstance(start_after, int | float) and not isinstance(start_after, bool):
+        return start_after > 0
+    when = envelope.parse_time(start_after)
+    return when is not None and when > _utcnow()
 
 
 def _utcnow() -> dt.datetime:

@@ -40,6 +40,10 @@ def app(db_url: str, boss: JobManager) -> Iterator[Celery]:
         result_backend="transport.backend:PgBossBackend://" + db_url.split("://", 1)[1],
         result_backend_transport_options={"schema": boss.schema},
         result_extended=True,
+        # These tests drive pg-boss's own retries and read STARTED (tests/integration/
+        # test_celery_semantics.py covers Celery's defaults).
+        broker_transport_options={"retry_policy": "pgboss"},
+        task_track_started=True,
     )
     boss.create_queue(QUEUE, retry_limit=1, retry_delay=0, retry_backoff=False)
     yield app
