@@ -158,7 +158,7 @@ def on_before_publish(
     """
     if headers is None or properties is None or "task" not in headers:
         return
-    app, task = _app_and_task(sender or headers.get("task"))
+    app, task = _app_and_task(sender or headers.get("task"), properties.get("reply_to"))
     if app is None:
         return
     call = properties.pop(NAMESPACE, None)
@@ -259,15 +259,19 @@ def _request_header(request: Any, name: str) -> Any:
     return value
 
 
-def _app_and_task(name: str | None) -> tuple[Any, Any]:
+def _app_and_task(name: str | None, reply_to: Any = None) -> tuple[Any, Any]:
     """The pg-boss Celery app sending task ``name`` and the task, if registered there. The signal
-    does not say which app sends: the current app when it is a pg-boss app, else any pg-boss app
-    that has the task."""
+    does not say which app sends: the one whose ``thread_oid`` is the message's ``reply_to`` (what
+    ``send_task`` sets unless told otherwise), else the current app, else any that has the task."""
     from celery import _state
 
     current = _state.get_current_app()
     apps = [current, *(a for a in _state._get_active_apps() if a is not current)]
     candidates = [a for a in apps if _is_pgboss(a)]
+    if reply_to:
+        sender = [a for a in candidates if a.thread_oid == reply_to]
+        if sender:
+            return sender[0], sender[0]._tasks.get(name) if name else None
     for app in candidates:
         task = app._tasks.get(name) if name else None
         if task is not None:
