@@ -558,6 +558,10 @@ class Transport(virtual.Transport):
         psycopg2.InterfaceError,
     )
     channel_errors = virtual.Transport.channel_errors + (PgBossError,)
+    #: A lost database is retried (publish retry policy, reconnects); a refused send (an invalid
+    #: option or payload) is not: it reaches the caller as the transport raised it.
+    recoverable_connection_errors = connection_errors
+    recoverable_channel_errors: tuple[type[BaseException], ...] = ()
     implements = virtual.Transport.implements.extend(
         asynchronous=True,
         exchange_type=frozenset({"direct", "topic", "fanout"}),

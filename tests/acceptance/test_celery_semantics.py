@@ -316,3 +316,43 @@ def test_an_expired_attempt_is_stopped_before_it_is_retried(env: Env, sem: Modul
     seen = [e["value"] for e in env.effects(k)]
     # Two attempts, each holding the job's lock: none ever found the other still running.
     assert seen.count("start") == 2 and "overlap" not in seen and "end" not in seen, seen
+
+
+# -- purge covers the app's queues -------------------------------------------------------------------
+
+
+def test_celery_purge_empties_every_schema_task_queue(env: Env, db_url: str) -> None:
+    schema = "semp_" + uuid.uuid4().hex[:8]
+    manager = JobManager(env.database, schema)
+    try:
+        for queue in ("t-echo", "t-item", "celery"):
+            manager.create_queue(queue)
+            manager.send(queue, {"n": 1})
+            manager.send(queue, {"n": 2}, start_after=600)  # an ETA job waits in the database too
+        [running] = manager.fetch(["t-echo"])  # a started job is not the broker's to purge
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "ZEKE_"))}
+        environ.update(
+            DATABASE_PRIMARY_URL=db_url,
+            ZEKE_PGBOSS_SCHEMA=schema,
+            ZEKE_TASK_MODULES="tests.app.sample_tasks",
+            PYTHONPATH=str(ROOT),
+        )
+        done = subprocess.run(
+            [CELERY, "-A", "zeke", "purge", "-f"],
+            cwd=ROOT,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        # t-echo, t-item, t-sleep, t-fan, t-boom and celery: the sample tasks' queues, never imported
+        # by the purge command itself.
+        assert "from 6 known task queues" in done.stdout and "Purged 5 messages" in done.stdout, done.stdout
+        counts = {(c["name"], c["state"]): c["n"] for c in manager.counts()}
+        assert counts == {("t-echo", "active"): 1}
+        assert manager.get_job(running.id)["state"] == "active"
+    finally:
+        with env.database.cursor() as cur:
+            for suffix in ("", "_zeke"):
+                cur.execute(f'DROP SCHEMA IF EXISTS "{schema}{suffix}" CASCADE')
