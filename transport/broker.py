@@ -17,7 +17,11 @@ Features
 * Supports TTL: ``expires`` becomes the job's ``keep_until`` (pg-boss deletes it unstarted after
   that, and Celery revokes it on receipt); transient queues honour ``x-message-ttl``.
 * Native ETA: ``eta``/``countdown``/``Task.retry()`` become ``start_after``; workers never hold
-  ETA messages in memory, and ``Task.retry()`` moves the same job row back to ``retry``.
+  ETA messages in memory (``inspect scheduled`` lists them from the database, :mod:`transport.control`),
+  and ``Task.retry()`` moves the same job row back to ``retry``.
+* pg-boss send options from Celery: ``apply_async(pgboss={...})``, ``signature.set(pgboss=...)``,
+  ``@app.task(pgboss={...})``; one retry budget (``request.retries`` is the job's ``retry_count``);
+  each attempt's time limits end it before its job expires (:mod:`transport.celery_options`).
 * Push, not polling: a LISTEN socket on the worker's event loop (pg-boss's own NOTIFY channel, so
   Node inserts wake Python workers), a timer for the next ``start_after``, and a slow safety poll.
   A woken worker fetches up to its free prefetch budget in one statement: inline when it holds
@@ -49,7 +53,10 @@ Transport Options
   task cancels it. Default: on unless the Celery app's result backend is pg-boss's (which records
   each job's end itself); with another backend or none, nothing else would end the job. Use it with
   ``task_acks_late = True`` and ``task_acks_on_failure = False`` (so a failure rejects).
-* ``native_eta``: ETA as ``start_after`` (default True).
+* ``retry_policy``: ``"celery"`` (default: a raise of a task that sets no retry option fails
+  once) or ``"pgboss"`` (its queue's pg-boss retries); see :mod:`transport.celery_options`.
+* ``native_eta``: ETA as ``start_after`` (default True). A delivery still carries the ``eta`` it
+  was sent with (``request.eta``), never later than now.
 * ``polling_interval``: seconds between safety polls (default 5).
 * ``fetch_batch_size``: most jobs per fetch (default 100; the prefetch budget is used when smaller).
 * ``refill_fraction``: while it holds jobs, a consumer fetches again once this fraction of its
@@ -71,8 +78,9 @@ Node's ``createQueue`` leaves ``notify`` off; a worker turns it on for the queue
 (``notify_queues``), and a Node process sends with NOTIFY once it has refreshed its queue cache
 (every 60 s by default). Until then, and on pg-boss 12.5.4's schema (no notify), Node's jobs wait
 for the safety poll, as a Node ``startAfter`` job does (Python ETAs announce themselves and start
-on time). A task that runs longer than its queue's
-``expire_in_seconds`` is expired by pg-boss whatever its heartbeat, as in Node.
+on time). A task that runs longer than its job's
+``expire_in_seconds`` is stopped by the time limits its delivery carries (prefork pool) before
+pg-boss would expire it whatever its heartbeat, as in Node.
 """
 
 from __future__ import annotations

@@ -75,6 +75,9 @@ def sets(task: Any, attribute: str) -> bool:
     inheriting Celery's default from ``celery.app.task.Task``."""
     from celery.app.task import Task
 
+    unwrap = getattr(task, "_get_current_object", None)  # a lazy app's task is a proxy until used
+    if callable(unwrap):
+        task = unwrap()
     if attribute in vars(task):
         return True
     for klass in type(task).__mro__:

@@ -226,3 +226,24 @@ def test_parse_time() -> None:
     assert envelope.parse_time("2030-01-01T00:00:00Z") == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     assert envelope.parse_time("2030-01-01T00:00:00") == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     assert envelope.parse_time(None) is None and envelope.parse_time("garbage") is None
+
+
+def test_expiry_bounds_the_attempts_time_limits(app: Celery) -> None:
+    assert envelope.expiry_time_limits(3600) == (3599.0, 3594.0)
+    assert envelope.expiry_time_limits(2) == (1.5, 1.35)
+    job = envelope.to_job(published(app, "proj.add", (1,)))
+    out = deliver(job, expire_seconds=3600)
+    assert out["headers"]["timelimit"] == [3599.0, 3594.0]
+    assert out["headers"]["pgboss_expiry_limit"] is True
+    # A tighter limit of the task (sent, or the worker's own) is kept; the expiry then is not the cause.
+    tight = envelope.to_job(published(app, "proj.add", (1,), time_limit=60, soft_time_limit=50))
+    out = deliver(tight, expire_seconds=3600)
+    assert out["headers"]["timelimit"] == [60, 50] and "pgboss_expiry_limit" not in out["headers"]
+    out = deliver(job, expire_seconds=3600, task_limits=(30, None))
+    assert out["headers"]["timelimit"] == [30, None]
+    node_job = envelope.Job({"x": 1}, None, 0, None, None, 0)
+    assert deliver(node_job, expire_seconds=900, task_name="proj.add")["headers"]["timelimit"] == [
+        899.0,
+        894.0,
+    ]
+    assert deliver(job)["headers"]["timelimit"] == [None, None]  # no expiry known: Celery's own
