@@ -808,8 +808,13 @@ class Transport(virtual.Transport):
             queue, job.id, start_after=start_after, data=job.data, retry_count=job.attempt
         ):
             return  # the statement announced the retry (now or later) to the queue's consumers
-        if job.id is None:
-            logger.info("message to pg-boss queue %r deduplicated by the queue's policy", queue)
+        if job.id is None or (job.attempt is None and self.manager.get_job(job.id) is None):
+            # AsyncResult of such a task id reads PENDING: there is no job behind it.
+            logger.info(
+                "message %s to pg-boss queue %r deduplicated by the queue's policy or a singleton option",
+                job.id or "",
+                queue,
+            )
         else:
             logger.warning(
                 "job %s already exists in pg-boss queue %r and is not active%s; dropped",

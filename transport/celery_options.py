@@ -93,10 +93,14 @@ def task_namespace(task: Any) -> dict[str, Any]:
     return _namespace(value, f"task {getattr(task, 'name', '?')!r}")
 
 
-def retry_policy(app: Any, task: Any, call_options: Mapping[str, Any] | None = None) -> str:
+def retry_policy(
+    app: Any, task: Any, call_options: Mapping[str, Any] | None = None, queue: str | None = None
+) -> str:
     """Who retries a raise of this task: pg-boss when the call or task sets pg-boss retry options,
     Celery when the task sets a Celery retry option, else the task's ``pgboss_retry`` attribute
-    (zeke's schema tasks: ``"pgboss"``), else the app's ``retry_policy``."""
+    (zeke's schema tasks: ``"pgboss"``), else pg-boss when the job's queue is one the app
+    configured (``queue_options``), else the app's ``retry_policy`` (the queues the transport
+    creates for plain Celery tasks)."""
     if PGBOSS_RETRY_OPTIONS & set(call_options or {}):
         return PGBOSS
     if task is not None:
@@ -107,6 +111,9 @@ def retry_policy(app: Any, task: Any, call_options: Mapping[str, Any] | None = N
         declared = getattr(task, "pgboss_retry", None)
         if declared in POLICIES:
             return str(declared)
+    options = getattr(app.conf, "broker_transport_options", None) or {}
+    if queue is not None and queue in (options.get("queue_options") or {}):
+        return PGBOSS
     return policy_of_app(app)
 
 
@@ -131,15 +138,15 @@ def celery_retry_fields(task: Any) -> dict[str, Any]:
 
 
 def publish_options(
-    app: Any, task: Any, call_options: Mapping[str, Any] | None
+    app: Any, task: Any, call_options: Mapping[str, Any] | None, queue: str | None = None
 ) -> tuple[str | None, dict[str, Any]]:
-    """``(policy, send options)`` for one publish of ``task`` (None: not registered here). The
-    policy is None when the sender cannot tell (a task it does not know, sent by name): the
-    worker's task and app decide then."""
+    """``(policy, send options)`` for one publish of ``task`` (None: not registered here) to
+    ``queue``. The policy is None when the sender cannot tell (a task it does not know, sent by
+    name): the worker's task, queue and app decide then."""
     call = _namespace(call_options, "the call")
     if task is None and not PGBOSS_RETRY_OPTIONS & set(call):
         return None, call
-    policy = retry_policy(app, task, call)
+    policy = retry_policy(app, task, call, queue)
     options: dict[str, Any] = {}
     if policy == CELERY and task is not None:
         options.update(celery_retry_fields(task))
@@ -152,6 +159,7 @@ def on_before_publish(
     sender: str | None = None,
     headers: MutableMapping[str, Any] | None = None,
     properties: MutableMapping[str, Any] | None = None,
+    routing_key: str | None = None,
     **_: Any,
 ) -> None:
     """``before_task_publish``: stamp the pg-boss headers on a task message of a pg-boss app.
@@ -166,7 +174,7 @@ def on_before_publish(
         return
     call = properties.pop(NAMESPACE, None)
     try:
-        policy, options = publish_options(app, task, call)
+        policy, options = publish_options(app, task, call, routing_key)
     except Exception as exc:  # noqa: BLE001 - reported by the transport, which raises it at send
         headers[OPTIONS_HEADER] = {"__invalid__": str(exc)}
         return
@@ -184,11 +192,12 @@ def on_before_publish(
 
 def raise_is_retried_by_pgboss(app: Any, task: Any, request: Any) -> bool:
     """Whether pg-boss's queue policy decides about a raise that reached the result backend: what
-    the sender stamped (``pgboss_retry``), else what this worker's task and app say."""
+    the sender stamped (``pgboss_retry``), else what this worker's task, queue and app say."""
     stamped = _request_header(request, RETRY_HEADER)
     if stamped in POLICIES:
         return stamped == PGBOSS
-    return retry_policy(app, task) == PGBOSS
+    delivery_info = getattr(request, "delivery_info", None) or {}
+    return retry_policy(app, task, queue=delivery_info.get("routing_key")) == PGBOSS
 
 
 def never_succeeds(exc: Any, task: Any, request: Any) -> bool:

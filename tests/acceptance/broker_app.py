@@ -78,7 +78,7 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
-@app.task(name="broker_app.boom", pgboss_retry="pgboss")  # a raise follows the queue's pg-boss retries
+@app.task(name="broker_app.boom")
 def boom(message: str) -> None:
     record("boom", message)
     raise ValueError(message)

@@ -48,6 +48,10 @@ def test_who_retries_a_raise() -> None:
     assert policy(app, namespace) == "pgboss"
     assert policy(app, queue) == "pgboss"
     assert policy(app, by_celery, {"retry_limit": 1}) == "pgboss"  # the call says last
+    # A queue the app configured follows its pg-boss options; others the app's retry_policy.
+    configured = make_app(queue_options={"fragile": {"retry_limit": 2}})
+    assert policy(configured, plain, queue="fragile") == "pgboss"
+    assert policy(configured, plain, queue="celery") == "celery"
     with pytest.raises(InvalidOption, match="retry_policy"):
         policy(make_app(retry_policy="sometimes"), plain)
 
