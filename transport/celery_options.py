@@ -118,20 +118,21 @@ def retry_policy(
 
 
 def celery_retry_fields(task: Any) -> dict[str, Any]:
-    """A task's Celery retry options as the job's pg-boss fields: ``max_retries`` is the
-    ``retry_limit`` (so ``max_retries=2`` allows three runs), ``retry_backoff`` (a factor) and
-    ``retry_backoff_max`` the backoff, else ``default_retry_delay`` the fixed delay. They govern the
-    retries pg-boss's supervisor makes (expired or lost attempts) within the same budget."""
+    """A task's Celery retry options as the job's pg-boss fields: ``max_retries`` (Celery's default
+    3 when the task sets another retry option) is the ``retry_limit``, so ``max_retries=2`` allows
+    three runs; a ``retry_backoff`` it sets (a factor) and ``retry_backoff_max`` the backoff, else a
+    ``default_retry_delay`` it sets the fixed delay. Delays it leaves alone stay the queue's. They
+    govern the retries pg-boss's supervisor makes (expired or lost attempts) within the budget."""
     max_retries = getattr(task, "max_retries", None)
     fields: dict[str, Any] = {"retry_limit": UNLIMITED if max_retries is None else int(max_retries)}
     backoff = getattr(task, "retry_backoff", False)
-    if backoff:
+    if sets(task, "retry_backoff") and backoff:
         fields["retry_backoff"] = True
         fields["retry_delay"] = max(1, int(backoff))
         backoff_max = getattr(task, "retry_backoff_max", None)
         if backoff_max is not None:
             fields["retry_delay_max"] = int(backoff_max)
-    else:
+    elif sets(task, "default_retry_delay"):
         fields["retry_backoff"] = False
         fields["retry_delay"] = int(getattr(task, "default_retry_delay", None) or 0)
     return fields
@@ -148,8 +149,8 @@ def publish_options(
         return None, call
     policy = retry_policy(app, task, call, queue)
     options: dict[str, Any] = {}
-    if policy == CELERY and task is not None:
-        options.update(celery_retry_fields(task))
+    if policy == CELERY and task is not None and any(sets(task, a) for a in CELERY_RETRY_ATTRIBUTES):
+        options.update(celery_retry_fields(task))  # a task that sets nothing keeps its queue's
     options.update(task_namespace(task))
     options.update(call)
     return policy, options

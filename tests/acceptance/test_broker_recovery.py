@@ -121,16 +121,17 @@ def test_a_task_running_through_a_reconnect_stays_heartbeated(broker_env: Broker
     worker.stop()
 
 
-def test_a_message_the_worker_refuses_goes_back_to_pg_boss(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_a_message_the_worker_refuses_fails_at_once(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
     """Celery rejects a message it will not run (pickle content; the worker accepts only JSON)
-    without writing any result. The job must come back to pg-boss once its heartbeat runs out
-    (here it has no retry left: failed). (The worker kept heartbeating it: it stayed active until
-    its expiry an hour later, then ran into the same refusal attempt after attempt.)"""
-    broker_env.manager.create_queue("refused", retry_limit=0, heartbeat_seconds=10)
+    without writing any result. No retry can mend that: the job fails at once, retries left or
+    not. (The worker kept heartbeating it: it stayed active until its expiry an hour later, then
+    ran into the same refusal attempt after attempt.)"""
+    broker_env.manager.create_queue("refused", retry_limit=2, heartbeat_seconds=10)
     worker = broker_env.worker("refuser", ["refused"]).start()
     result = app_module.add.apply_async((1, 2), queue="refused", serializer="pickle")
     job = broker_env.wait_state(result.id, "failed", timeout=40)
-    assert job["output"] == {"value": {"message": "job heartbeat timeout"}}
+    assert job["output"] == {"value": {"message": "rejected by the consumer"}}
+    assert job["retry_count"] == 0
     assert "Refusing to deserialize untrusted content" in worker.log()
     worker.stop()
 

@@ -254,9 +254,11 @@ def test_celery_retry_options_become_the_jobs_retry_fields(app: Celery, manager:
     assert (forever["retry_limit"], forever["retry_backoff"], forever["retry_delay"]) == (
         celery_options.UNLIMITED, False, 7,
     )  # fmt: skip
-    # A plain task under the default policy: Celery's defaults (max_retries 3, 180 s).
+    # A task that sets no retry option keeps its queue's fields (an attempt whose worker died is
+    # retried as the queue says); its raise fails once (the stamped policy).
     plain = row(manager, app.tasks["opts.plain"].delay())
-    assert (plain["retry_limit"], plain["retry_delay"], plain["retry_backoff"]) == (3, 180, False)
+    assert (plain["retry_limit"], plain["retry_delay"], plain["retry_backoff"]) == (4, 3, False)
+    assert plain["data"]["__celery"]["headers"]["pgboss_retry"] == "celery"
 
 
 def test_under_the_pgboss_policy_a_plain_task_keeps_its_queues_retries(

@@ -71,6 +71,9 @@ def test_celery_retry_options_as_pg_boss_fields() -> None:
     @app.task(name="t.forever", max_retries=None, default_retry_delay=10)
     def forever() -> None: ...
 
+    @app.task(name="t.auto", autoretry_for=(KeyError,))
+    def auto() -> None: ...
+
     assert celery_options.celery_retry_fields(backoff) == {
         "retry_limit": 4,
         "retry_backoff": True,
@@ -82,6 +85,8 @@ def test_celery_retry_options_as_pg_boss_fields() -> None:
         "retry_backoff": False,
         "retry_delay": 10,
     }
+    # Celery's default max_retries is the budget; delays the task leaves alone stay the queue's.
+    assert celery_options.celery_retry_fields(auto) == {"retry_limit": 3}
 
 
 def test_errors_no_retry_mends() -> None:
