@@ -481,8 +481,8 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         task = self._task_of(request)
         if celery_options.never_succeeds(exc, task, request):
             return False
-        if celery_options.stopped_by_expiry(exc, request):
-            return True  # the attempt outlived its job's expire_seconds: pg-boss's expiry retries it
+        if celery_options.attempt_lost(exc, request):
+            return True  # its worker process died, or it outlived its job's expire_seconds
         return celery_options.raise_is_retried_by_pgboss(self.app, task, request)
 
     def _task_of(self, request: Any) -> Any:

@@ -217,15 +217,21 @@ def never_succeeds(exc: Any, task: Any, request: Any) -> bool:
     return False
 
 
-def stopped_by_expiry(exc: Any, request: Any) -> bool:
-    """Whether a failure is the time limit derived from the job's ``expire_seconds`` (header
-    ``pgboss_expiry_limit``, see :func:`transport.envelope.expiry_time_limits`): pg-boss's expiry,
-    not a task error."""
+def attempt_lost(exc: Any, request: Any) -> bool:
+    """Whether a failure is the attempt lost rather than a task error: its pool process died
+    (``WorkerLostError``, as pg-boss's supervisor retries a job whose worker's heartbeat stopped),
+    or the time limit derived from the job's ``expire_seconds`` stopped it (header
+    ``pgboss_expiry_limit``, see :func:`transport.envelope.expiry_time_limits`: pg-boss's expiry).
+    Such a failure is retried within the job's budget, whoever decides about raises."""
+    from billiard.exceptions import WorkerLostError
     from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
-    names = ("TimeLimitExceeded", "SoftTimeLimitExceeded")
-    limit = isinstance(exc, TimeLimitExceeded | SoftTimeLimitExceeded) or (
-        isinstance(exc, dict) and exc.get("exc_type") in names
+    name = exc.get("exc_type") if isinstance(exc, dict) else type(exc).__name__
+    if isinstance(exc, WorkerLostError) or name == "WorkerLostError":
+        return True
+    limit = isinstance(exc, TimeLimitExceeded | SoftTimeLimitExceeded) or name in (
+        "TimeLimitExceeded",
+        "SoftTimeLimitExceeded",
     )
     return limit and bool(_request_header(request, "pgboss_expiry_limit"))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from billiard.exceptions import WorkerLostError
 from celery import Celery
 from celery.app.task import Context
 from celery.exceptions import Reject, SoftTimeLimitExceeded
@@ -110,8 +111,10 @@ def test_errors_no_retry_mends() -> None:
     assert not never(ValueError("maybe next time"), add, Context(args=[1, 2], kwargs={}))
 
 
-def test_only_the_expiry_limit_counts_as_an_expiry() -> None:
+def test_a_lost_attempt_is_not_a_task_error() -> None:
     limit = SoftTimeLimitExceeded()
-    assert celery_options.stopped_by_expiry(limit, Context(pgboss_expiry_limit=True))
-    assert not celery_options.stopped_by_expiry(limit, Context())
-    assert not celery_options.stopped_by_expiry(ValueError(), Context(pgboss_expiry_limit=True))
+    assert celery_options.attempt_lost(limit, Context(pgboss_expiry_limit=True))
+    assert not celery_options.attempt_lost(limit, Context())  # the task's own time limit
+    assert not celery_options.attempt_lost(ValueError(), Context(pgboss_expiry_limit=True))
+    assert celery_options.attempt_lost(WorkerLostError("signal 9"), Context())
+    assert celery_options.attempt_lost({"exc_type": "WorkerLostError", "exc_message": []}, None)
