@@ -8,7 +8,7 @@ two headers the transport and the result backend read:
   options mapped onto pg-boss's fields, the task's ``pgboss={...}`` attribute (``@app.task(pgboss=...)``)
   and the call's ``pgboss={...}`` (``apply_async``, ``signature.set``; Celery hands unknown options
   to the message properties). The transport takes it out of the message and sends the job with it;
-  the manager validates it there (:func:`transport.manager.validate_send_options`), so a bad option
+  the manager's ``send`` checks it there (the one check ``zeke.client`` uses too), so a bad option
   is an :class:`~transport.exceptions.InvalidOption` raised by ``apply_async``.
 * ``pgboss_retry``: ``"celery"`` or ``"pgboss"``, who decides whether a raise is retried
   (:func:`retry_policy`). It is stored with the job and comes back on delivery, so the worker's
@@ -16,7 +16,11 @@ two headers the transport and the result backend read:
 
 The retry budget is the job's own ``retry_count``/``retry_limit``: every delivery carries
 ``retries = retry_count`` (:mod:`transport.envelope`), so Celery's ``max_retries`` check and
-pg-boss's supervisor count the same attempts.
+pg-boss's supervisor count the same attempts. A raise of a task that sets no retry option follows
+its queue's pg-boss retries when the app configured the queue (``queue_options``; zeke's schema
+tasks declare ``pgboss_retry = "pgboss"``), else the app's ``retry_policy`` transport option:
+``"celery"`` (the default: a raise fails once) or ``"pgboss"``. A lost attempt (its process died, or
+it was stopped at its job's expiry) is retried within the budget either way (:func:`attempt_lost`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ RETRY_HEADER = "pgboss_retry"
 CELERY = "celery"
 PGBOSS = "pgboss"
 POLICIES = frozenset({CELERY, PGBOSS})
-#: ``broker_transport_options`` key choosing the policy of tasks that set no retry option.
+#: ``broker_transport_options`` key: who retries a raise of a task that sets no retry option, on a
+#: queue the app did not configure.
 POLICY_OPTION = "retry_policy"
 DEFAULT_POLICY = CELERY
 #: Task attributes that hand retries to Celery when a task sets one of them.

@@ -726,12 +726,6 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
 _SEND_JOB_COLUMNS = frozenset({"data", "id", "priority", "start_after_at", "keep_until"})
 
 
-def validate_send_options(options: Mapping[str, Any]) -> None:
-    """Raise :class:`InvalidOption` for an unknown or malformed pg-boss send option (the check
-    ``send`` makes), without sending anything."""
-    _send_row({"data": None, **options})
-
-
 def _debounce_delay(singleton_seconds: int) -> int:
     """Seconds until a debounced job may start: the rest of the current slot, plus one (pg-boss)."""
     now = time.time()
