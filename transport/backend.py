@@ -483,7 +483,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             return False
         if celery_options.attempt_lost(exc, request):
             return True  # its worker process died, or it outlived its job's expire_seconds
-        return celery_options.raise_is_retried_by_pgboss(self.app, task, request)
+        return celery_options.raise_is_retried_by_pgboss(task, request)
 
     def _task_of(self, request: Any) -> Any:
         task = getattr(request, "task", None) if request is not None else None

@@ -53,8 +53,10 @@ Transport Options
   task cancels it. Default: on unless the Celery app's result backend is pg-boss's (which records
   each job's end itself); with another backend or none, nothing else would end the job. Use it with
   ``task_acks_late = True`` and ``task_acks_on_failure = False`` (so a failure rejects).
-* ``retry_policy``: ``"celery"`` (default: a raise of a task that sets no retry option fails
-  once) or ``"pgboss"`` (its queue's pg-boss retries); see :mod:`transport.celery_options`.
+* ``retry_policy``: the retries of queues this transport creates without ``queue_options``:
+  ``"celery"`` (default: ``retry_limit`` 0, a raise fails once) or ``"pgboss"`` (the seed's 3
+  retries with backoff). A task that sets no retry option follows its queue; see
+  :mod:`transport.celery_options`.
 * ``native_eta``: ETA as ``start_after`` (default True). A delivery still carries the ``eta`` it
   was sent with (``request.eta``), never later than now.
 * ``polling_interval``: seconds between safety polls (default 5).
@@ -90,7 +92,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from queue import Empty
 from typing import Any
@@ -100,7 +102,7 @@ import psycopg2
 from kombu.transport import virtual
 from kombu.transport.virtual.exchange import STANDARD_EXCHANGE_TYPES
 
-from transport import envelope
+from transport import celery_options, envelope
 from transport.bindings import Bindings
 from transport.db import dsn_from_url
 from transport.exceptions import PgBossError, QueueNotFound
@@ -189,6 +191,9 @@ class Channel(virtual.Channel):
     #: Ack completes, reject(requeue=False) fails. None (the default): unless the Celery app's result
     #: backend is pg-boss's, which writes each job's end itself (see :func:`_acks_must_settle`).
     settle_on_ack: bool | None = None
+    #: Retries of the queues this transport creates without ``queue_options``: ``"celery"`` (a raise
+    #: fails once) or ``"pgboss"`` (the seed's: 3 with backoff); see transport.celery_options.
+    retry_policy: str = celery_options.DEFAULT_POLICY
     #: ``eta`` becomes ``start_after`` and is dropped on delivery.
     native_eta: bool = True
     #: Most jobs one fetch claims.
@@ -204,6 +209,7 @@ class Channel(virtual.Channel):
         "heartbeat_seconds",
         "concurrency_limits",
         "settle_on_ack",
+        "retry_policy",
         "native_eta",
         "fetch_batch_size",
         "transient_queue_limit",
@@ -236,8 +242,17 @@ class Channel(virtual.Channel):
         if exclusive or auto_delete or not durable:
             self.connection.declare_transient(queue, arguments or {}, self.transient_queue_limit)
         else:
-            options = {"heartbeat_seconds": self.heartbeat_seconds, **self.queue_options.get(queue, {})}
-            self.connection.declare_durable(queue, options)
+            self.connection.declare_durable(queue, self.new_queue_options(queue))
+
+    def new_queue_options(self, queue: str) -> dict[str, Any]:
+        """``create_queue`` options of a queue this transport creates: its ``queue_options`` when
+        given (zeke's schema tasks: the seed's policy), else the ``retry_policy``'s."""
+        options: dict[str, Any] = {"heartbeat_seconds": self.heartbeat_seconds}
+        if queue in self.queue_options:
+            options.update(self.queue_options[queue])
+        else:
+            options.update(celery_options.queue_defaults(self.retry_policy))
+        return options
 
     def _has_queue(self, queue: str, **kwargs: Any) -> bool:
         if queue in self.connection.transient:
@@ -326,7 +341,7 @@ class Channel(virtual.Channel):
             local.push(message)
             return
         job = envelope.to_job(message, native_eta=self.native_eta)
-        self.connection.send_job(queue, job, message)
+        self.connection.send_job(queue, job, message, self.new_queue_options)
 
     # -- consuming ------------------------------------------------------------------------------
 
@@ -781,7 +796,13 @@ class Transport(virtual.Transport):
     def forget_durable(self, queue: str) -> None:
         declared_queues(self.manager).discard(queue)
 
-    def send_job(self, queue: str, job: envelope.Job, message: dict[str, Any]) -> None:
+    def send_job(
+        self,
+        queue: str,
+        job: envelope.Job,
+        message: dict[str, Any],
+        queue_options: Callable[[str], Mapping[str, Any]],
+    ) -> None:
         options = {"id": job.id, "priority": job.priority, "start_after": job.start_after}
         if job.keep_until is not None:
             options["keep_until"] = job.keep_until
@@ -795,7 +816,7 @@ class Transport(virtual.Transport):
                 self.broadcast("", queue, message)
                 return
             declared_queues(self.manager).discard(queue)
-            self.declare_durable(queue, {"heartbeat_seconds": Channel.heartbeat_seconds})
+            self.declare_durable(queue, queue_options(queue))
             ids = self.manager.send(queue, job.data, **options)
         future = _starts_later(options.get("start_after"))
         if ids:

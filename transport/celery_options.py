@@ -16,11 +16,12 @@ two headers the transport and the result backend read:
 
 The retry budget is the job's own ``retry_count``/``retry_limit``: every delivery carries
 ``retries = retry_count`` (:mod:`transport.envelope`), so Celery's ``max_retries`` check and
-pg-boss's supervisor count the same attempts. A raise of a task that sets no retry option follows
-its queue's pg-boss retries when the app configured the queue (``queue_options``; zeke's schema
-tasks declare ``pgboss_retry = "pgboss"``), else the app's ``retry_policy`` transport option:
-``"celery"`` (the default: a raise fails once) or ``"pgboss"``. A lost attempt (its process died, or
-it was stopped at its job's expiry) is retried within the budget either way (:func:`attempt_lost`).
+pg-boss's supervisor count the same attempts. A task that sets no retry option follows its queue's
+pg-boss policy; the ``retry_policy`` transport option (:func:`queue_defaults`) chooses that policy
+for the queues the transport creates without ``queue_options``: Celery's "a raise fails once"
+(``retry_limit`` 0, the default) or pg-boss's retries (the seed's: 3 with backoff). A lost attempt
+(its process died, or it was stopped at its job's expiry) is retried within the budget whoever
+decides about raises (:func:`attempt_lost`).
 """
 
 from __future__ import annotations
@@ -38,8 +39,7 @@ RETRY_HEADER = "pgboss_retry"
 CELERY = "celery"
 PGBOSS = "pgboss"
 POLICIES = frozenset({CELERY, PGBOSS})
-#: ``broker_transport_options`` key: who retries a raise of a task that sets no retry option, on a
-#: queue the app did not configure.
+#: ``broker_transport_options`` key: the retry policy of the queues the transport creates.
 POLICY_OPTION = "retry_policy"
 DEFAULT_POLICY = CELERY
 #: Task attributes that hand retries to Celery when a task sets one of them.
@@ -64,15 +64,16 @@ NEVER_SUCCEEDS_TYPES = frozenset(
 UNLIMITED = 2**31 - 1
 
 
-def policy_of_app(app: Any) -> str:
-    """The app's ``retry_policy`` transport option (default :data:`DEFAULT_POLICY`)."""
-    options = getattr(app.conf, "broker_transport_options", None) or {}
-    policy = options.get(POLICY_OPTION, DEFAULT_POLICY)
+def queue_defaults(policy: str | None) -> dict[str, Any]:
+    """``create_queue`` options of a queue the transport creates under a ``retry_policy``: Celery's
+    (a raise fails once: ``retry_limit`` 0) or pg-boss's (nothing to add: the seed's queue
+    defaults, 3 retries with backoff)."""
+    policy = DEFAULT_POLICY if policy is None else policy
     if policy not in POLICIES:
         from transport.exceptions import InvalidOption
 
         raise InvalidOption(f"{POLICY_OPTION} must be 'celery' or 'pgboss', not {policy!r}")
-    return str(policy)
+    return {"retry_limit": 0} if policy == CELERY else {}
 
 
 def sets(task: Any, attribute: str) -> bool:
@@ -98,28 +99,15 @@ def task_namespace(task: Any) -> dict[str, Any]:
     return _namespace(value, f"task {getattr(task, 'name', '?')!r}")
 
 
-def retry_policy(
-    app: Any, task: Any, call_options: Mapping[str, Any] | None = None, queue: str | None = None
-) -> str:
-    """Who retries a raise of this task: pg-boss when the call or task sets pg-boss retry options,
-    Celery when the task sets a Celery retry option, else the task's ``pgboss_retry`` attribute
-    (zeke's schema tasks: ``"pgboss"``), else pg-boss when the job's queue is one the app
-    configured (``queue_options``), else the app's ``retry_policy`` (the queues the transport
-    creates for plain Celery tasks)."""
+def retry_policy(task: Any, call_options: Mapping[str, Any] | None = None) -> str:
+    """Who decides about a raise of this task: pg-boss (the job's retry_limit) when the call sets
+    pg-boss retry options, Celery when the task sets a Celery retry option (it retried already, or
+    chose not to: the job then fails), else pg-boss as the job's queue says."""
     if PGBOSS_RETRY_OPTIONS & set(call_options or {}):
         return PGBOSS
-    if task is not None:
-        if any(sets(task, name) for name in CELERY_RETRY_ATTRIBUTES):
-            return CELERY
-        if PGBOSS_RETRY_OPTIONS & set(task_namespace(task)):
-            return PGBOSS
-        declared = getattr(task, "pgboss_retry", None)
-        if declared in POLICIES:
-            return str(declared)
-    options = getattr(app.conf, "broker_transport_options", None) or {}
-    if queue is not None and queue in (options.get("queue_options") or {}):
-        return PGBOSS
-    return policy_of_app(app)
+    if task is not None and any(sets(task, name) for name in CELERY_RETRY_ATTRIBUTES):
+        return CELERY
+    return PGBOSS
 
 
 def celery_retry_fields(task: Any) -> dict[str, Any]:
@@ -143,19 +131,17 @@ def celery_retry_fields(task: Any) -> dict[str, Any]:
     return fields
 
 
-def publish_options(
-    app: Any, task: Any, call_options: Mapping[str, Any] | None, queue: str | None = None
-) -> tuple[str | None, dict[str, Any]]:
-    """``(policy, send options)`` for one publish of ``task`` (None: not registered here) to
-    ``queue``. The policy is None when the sender cannot tell (a task it does not know, sent by
-    name): the worker's task, queue and app decide then."""
+def publish_options(task: Any, call_options: Mapping[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
+    """``(policy, send options)`` for one publish of ``task`` (None: not registered here). The
+    policy is None when the sender cannot tell (a task it does not know, sent by name): the
+    worker's task decides then."""
     call = _namespace(call_options, "the call")
     if task is None and not PGBOSS_RETRY_OPTIONS & set(call):
         return None, call
-    policy = retry_policy(app, task, call, queue)
+    policy = retry_policy(task, call)
     options: dict[str, Any] = {}
-    if policy == CELERY and task is not None and any(sets(task, a) for a in CELERY_RETRY_ATTRIBUTES):
-        options.update(celery_retry_fields(task))  # a task that sets nothing keeps its queue's
+    if policy == CELERY:
+        options.update(celery_retry_fields(task))
     options.update(task_namespace(task))
     options.update(call)
     return policy, options
@@ -165,7 +151,6 @@ def on_before_publish(
     sender: str | None = None,
     headers: MutableMapping[str, Any] | None = None,
     properties: MutableMapping[str, Any] | None = None,
-    routing_key: str | None = None,
     **_: Any,
 ) -> None:
     """``before_task_publish``: stamp the pg-boss headers on a task message of a pg-boss app.
@@ -180,7 +165,7 @@ def on_before_publish(
         return
     call = properties.pop(NAMESPACE, None)
     try:
-        policy, options = publish_options(app, task, call, routing_key)
+        policy, options = publish_options(task, call)
     except Exception as exc:  # noqa: BLE001 - reported by the transport, which raises it at send
         headers[OPTIONS_HEADER] = {"__invalid__": str(exc)}
         return
@@ -196,14 +181,13 @@ def on_before_publish(
             headers["ignore_result"] = bool(ignore)
 
 
-def raise_is_retried_by_pgboss(app: Any, task: Any, request: Any) -> bool:
-    """Whether pg-boss's queue policy decides about a raise that reached the result backend: what
-    the sender stamped (``pgboss_retry``), else what this worker's task, queue and app say."""
+def raise_is_retried_by_pgboss(task: Any, request: Any) -> bool:
+    """Whether the job's pg-boss retries decide about a raise that reached the result backend: what
+    the sender stamped (``pgboss_retry``), else what this worker's task says."""
     stamped = _request_header(request, RETRY_HEADER)
     if stamped in POLICIES:
         return stamped == PGBOSS
-    delivery_info = getattr(request, "delivery_info", None) or {}
-    return retry_policy(app, task, queue=delivery_info.get("routing_key")) == PGBOSS
+    return retry_policy(task) == PGBOSS
 
 
 def never_succeeds(exc: Any, task: Any, request: Any) -> bool:

@@ -192,9 +192,6 @@ class SchemaTask(Task):
     concurrency_limit: int | None = None
     #: We check payloads ourselves; Celery's signature check would reject a positional payload.
     typing = False
-    #: A raise is retried by the queue's pg-boss policy (the seed's: 3 retries with backoff), whatever
-    #: the app's ``retry_policy`` (see transport.celery_options).
-    pgboss_retry = "pgboss"
 
     # -- sending ---------------------------------------------------------------------------------
 

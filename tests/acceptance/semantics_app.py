@@ -73,14 +73,7 @@ def runs(key: str) -> int:
 
 @app.task(name="sem.boom", bind=True)
 def boom(self: Any, key: str) -> None:
-    """Sets no retry option: Celery's "a raise fails once", unless the app's retry_policy is pgboss."""
-    record(key, "boom", self.request.retries)
-    raise ValueError(key)
-
-
-@app.task(name="sem.queue_boom", bind=True, pgboss_retry="pgboss")
-def queue_boom(self: Any, key: str) -> None:
-    """Follows its queue's pg-boss retries (``pgboss_retry="pgboss"``)."""
+    """Sets no retry option: follows its queue (one the transport creates: the retry_policy's)."""
     record(key, "boom", self.request.retries)
     raise ValueError(key)
 
@@ -106,18 +99,18 @@ def retry_then_ok(self: Any, key: str, countdown: float) -> int:
     return self.request.retries
 
 
-@app.task(name="sem.add", pgboss_retry="pgboss")
+@app.task(name="sem.add")
 def add(x: int, y: int) -> int:
     return x + y
 
 
-@app.task(name="sem.nul", bind=True, pgboss_retry="pgboss")
+@app.task(name="sem.nul", bind=True)
 def nul(self: Any, key: str) -> str:
     record(key, "nul", self.request.retries)
     return "a\x00b"
 
 
-@app.task(name="sem.reject", bind=True, pgboss_retry="pgboss")
+@app.task(name="sem.reject", bind=True)
 def reject(self: Any, key: str, requeue: bool) -> int:
     """Rejects its first run (requeued or not); a requeued job then succeeds."""
     record(key, "reject", self.request.retries)

@@ -1,8 +1,9 @@
 """Tasks behave as Celery documents them on ``pgboss://``, in real prefork workers.
 
 A plain Celery app (tests/acceptance/semantics_app.py) runs in two workers: ``sem1`` with the
-transport's default ``retry_policy`` (celery) on queues ``celery`` and ``sem-retry``, ``sem2`` with
-``retry_policy="pgboss"`` on ``sem-pgboss``. The test process sends like the app's own code (tasks
+transport's default ``retry_policy`` (celery) on queues ``celery`` (which it creates) and
+``sem-retry`` (made beforehand, 2 retries), ``sem2`` with ``retry_policy="pgboss"`` on
+``sem-pgboss`` (which it creates). The test process sends like the app's own code (tasks
 registered) or like another codebase (a bare client app sending by name).
 """
 
@@ -32,7 +33,6 @@ CELERY = str(Path(sys.executable).with_name("celery"))
 #: Queues made before the workers start (they would create them with the transport's defaults).
 QUEUES: dict[str, dict[str, Any]] = {
     "sem-retry": {"retry_limit": 2, "retry_delay": 0, "retry_backoff": False},
-    "sem-pgboss": {"retry_limit": 1, "retry_delay": 0, "retry_backoff": False},
 }
 
 
@@ -172,9 +172,9 @@ def test_a_plain_raise_fails_once_and_get_raises_the_tasks_exception(env: Env, s
     assert result.state == states.FAILURE
     assert "ValueError" in result.traceback and "semantics_app.py" in result.traceback
     job = env.job(result.id)
-    # The queue ("celery", made by the transport) would retry 3 times; Celery's default fails once.
-    assert (job["state"], job["retry_count"]) == ("failed", 0)
-    assert job["retry_limit"] == 3  # Celery's default max_retries, the budget of expired attempts
+    # The queue the transport made under the default retry_policy: Celery's "a raise fails once".
+    assert (job["state"], job["retry_count"], job["retry_limit"]) == ("failed", 0, 0)
+    assert env.manager.get_queue("celery")["retry_limit"] == 0
     assert [e["retries"] for e in env.effects(k)] == [0]
 
 
@@ -199,26 +199,27 @@ def test_self_retry_with_max_retries_2_runs_three_times(env: Env, sem: ModuleTyp
     assert [e["retries"] for e in env.effects(k)] == [0, 1, 2]
 
 
-def test_a_task_following_its_queue_gets_pg_boss_retries(env: Env, sem: ModuleType) -> None:
+def test_a_task_setting_nothing_follows_its_queues_retries(env: Env, sem: ModuleType) -> None:
     k = key()
-    result = sem.queue_boom.apply_async((k,), queue="sem-retry")  # retry_limit 2
+    result = sem.boom.apply_async((k,), queue="sem-retry")  # retry_limit 2
     with pytest.raises(ValueError, match=k):
         result.get(timeout=30)
     assert env.job(result.id)["retry_count"] == 2
     assert [e["retries"] for e in env.effects(k)] == [0, 1, 2]
 
 
-def test_the_retry_policy_pgboss_retries_a_plain_raise(env: Env, client: Celery) -> None:
+def test_the_retry_policy_pgboss_makes_queues_that_retry(env: Env, client: Celery) -> None:
+    # sem2 (retry_policy pgboss) made its queue with pg-boss's retries: 3, 1 s apart with backoff.
+    assert env.manager.get_queue("sem-pgboss")["retry_limit"] == 3
     k = key()
-    result = client.send_task("sem.boom", (k,), queue="sem-pgboss")  # sem2: retry_policy pgboss
-    with pytest.raises(ValueError, match=k):
-        result.get(timeout=30)
-    assert env.job(result.id)["retry_count"] == 1  # the queue's retry_limit
-    assert [e["retries"] for e in env.effects(k)] == [0, 1]
+    result = client.send_task("sem.boom", (k,), queue="sem-pgboss")
+    job = env.settled(result.id, "retry")
+    assert job["output"]["message"] == k and client.AsyncResult(result.id).state == states.RETRY
+    env.manager.cancel("sem-pgboss", [result.id])
 
 
 def test_errors_no_retry_can_mend_fail_at_once(env: Env, sem: ModuleType, client: Celery) -> None:
-    # Each task follows pg-boss's queue retries (2 on sem-retry): these fail on their first run.
+    # These tasks follow their queue (2 retries on sem-retry), and still fail on their first run.
     wrong = client.send_task("sem.add", (1,), queue="sem-retry")  # one argument short
     with pytest.raises(TypeError):
         wrong.get(timeout=30)

@@ -18,7 +18,7 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
-@shared_task(name="zt.boom", pgboss_retry="pgboss")  # a raise follows the queue's pg-boss retries
+@shared_task(name="zt.boom")
 def boom(message: str) -> None:
     raise ValueError(message)
 

@@ -254,26 +254,22 @@ def test_celery_retry_options_become_the_jobs_retry_fields(app: Celery, manager:
     assert (forever["retry_limit"], forever["retry_backoff"], forever["retry_delay"]) == (
         celery_options.UNLIMITED, False, 7,
     )  # fmt: skip
-    # A task that sets no retry option keeps its queue's fields (an attempt whose worker died is
-    # retried as the queue says); its raise fails once (the stamped policy).
+    # A task that sets no retry option follows its queue.
     plain = row(manager, app.tasks["opts.plain"].delay())
     assert (plain["retry_limit"], plain["retry_delay"], plain["retry_backoff"]) == (4, 3, False)
-    assert plain["data"]["__celery"]["headers"]["pgboss_retry"] == "celery"
+    assert plain["data"]["__celery"]["headers"]["pgboss_retry"] == "pgboss"
 
 
-def test_under_the_pgboss_policy_a_plain_task_keeps_its_queues_retries(
-    db_url: str, schema: str, manager: JobManager
+@pytest.mark.parametrize(("policy", "retry_limit"), [(None, 0), ("celery", 0), ("pgboss", 3)])
+def test_the_retry_policy_of_queues_the_transport_creates(
+    db_url: str, schema: str, manager: JobManager, policy: str | None, retry_limit: int
 ) -> None:
-    app = make_app(db_url, schema, transport={"retry_policy": "pgboss"})
-
-    @app.task(name="opts.pg")
-    def pg() -> None:
-        return None
-
+    app = make_app(db_url, schema, transport={"retry_policy": policy} if policy else {})
+    queue = "made-" + uuid.uuid4().hex[:8]
     try:
-        job = row(manager, pg.delay())
-        assert (job["retry_limit"], job["retry_delay"], job["retry_backoff"]) == (4, 3, False)  # the queue's
-        assert job["data"]["__celery"]["headers"]["pgboss_retry"] == "pgboss"
+        job = row(manager, app.send_task("opts.anything", queue=queue))
+        made = manager.get_queue(queue)
+        assert (made["retry_limit"], job["retry_limit"]) == (retry_limit, retry_limit)
     finally:
         app.close()
 

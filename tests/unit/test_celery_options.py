@@ -35,32 +35,25 @@ def test_who_retries_a_raise() -> None:
     @app.task(name="t.auto", autoretry_for=(KeyError,))
     def auto() -> None: ...
 
-    @app.task(name="t.namespace", pgboss={"retry_limit": 5})
-    def namespace() -> None: ...
-
-    @app.task(name="t.queue", pgboss_retry="pgboss")
-    def queue() -> None: ...
-
     policy = celery_options.retry_policy
-    assert policy(app, plain) == "celery"  # the default: a raise fails once
-    assert policy(make_app(retry_policy="pgboss"), plain) == "pgboss"
-    assert policy(make_app(retry_policy="pgboss"), by_celery) == "celery"  # set on the task
-    assert policy(app, auto) == "celery"
-    assert policy(app, namespace) == "pgboss"
-    assert policy(app, queue) == "pgboss"
-    assert policy(app, by_celery, {"retry_limit": 1}) == "pgboss"  # the call says last
-    # A queue the app configured follows its pg-boss options; others the app's retry_policy.
-    configured = make_app(queue_options={"fragile": {"retry_limit": 2}})
-    assert policy(configured, plain, queue="fragile") == "pgboss"
-    assert policy(configured, plain, queue="celery") == "celery"
+    assert policy(plain) == "pgboss"  # sets nothing: its queue decides
+    assert policy(by_celery) == "celery"  # Celery retried already, or chose not to
+    assert policy(auto) == "celery"
+    assert policy(by_celery, {"retry_limit": 1}) == "pgboss"  # the call says last
+    assert policy(None) == "pgboss"
+
+
+def test_the_retry_policy_of_queues_the_transport_creates() -> None:
+    assert celery_options.queue_defaults(None) == {"retry_limit": 0}
+    assert celery_options.queue_defaults("celery") == {"retry_limit": 0}
+    assert celery_options.queue_defaults("pgboss") == {}  # the seed's queue defaults
     with pytest.raises(InvalidOption, match="retry_policy"):
-        policy(make_app(retry_policy="sometimes"), plain)
+        celery_options.queue_defaults("sometimes")
 
 
 def test_a_stamped_policy_wins_over_the_workers_guess() -> None:
-    app = make_app(retry_policy="pgboss")
-    assert celery_options.raise_is_retried_by_pgboss(app, None, Context(pgboss_retry="celery")) is False
-    assert celery_options.raise_is_retried_by_pgboss(app, None, Context()) is True
+    assert celery_options.raise_is_retried_by_pgboss(None, Context(pgboss_retry="celery")) is False
+    assert celery_options.raise_is_retried_by_pgboss(None, Context()) is True
 
 
 def test_celery_retry_options_as_pg_boss_fields() -> None:
