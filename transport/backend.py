@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import psycopg2
 from celery import signals, states
 from celery._state import get_current_task
 from celery.backends.asynchronous import AsyncBackendMixin, BaseResultConsumer
@@ -60,9 +61,10 @@ from celery.backends.base import BaseKeyValueStoreBackend, _is_request_ignore_re
 from celery.canvas import maybe_signature
 from celery.exceptions import ChordError, Ignore, ImproperlyConfigured, NotRegistered
 from celery.result import GroupResult, task_join_will_block
+from kombu.exceptions import EncodeError
 from kombu.utils import json as kombu_json
 
-from transport import heartbeat, outputs
+from transport import celery_options, heartbeat, outputs
 from transport.db import CONNECTION_ERRORS, Connection
 from transport.envelope import RESERVED_KEY, job_id_for
 from transport.manager import JobManager
@@ -84,6 +86,9 @@ JOB_STATES: dict[str, str] = {
     "cancelled": states.REVOKED,
 }
 _FINISHED = frozenset({"completed", "failed", "cancelled"})
+#: What storing a result that PostgreSQL or JSON cannot hold raises (a NUL in a string, NaN, an
+#: object kombu cannot encode).
+UNSTORABLE = (psycopg2.DataError, TypeError, ValueError)
 #: Job states after which a result will not change; NOTIFYs of other states wake nobody.
 _FINAL_NOTIFY = frozenset({*_FINISHED, *states.READY_STATES})
 #: A waiter re-reads its results this often even without a NOTIFY (results written by Node or SQL).
@@ -441,7 +446,13 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         store = store_result and not _is_request_ignore_result(request)
         part = _chord_part(task_id, request)
         value = self.encode_result(result, state) if store else None
-        settled, count = self._through_outage(task_id, lambda: self._complete(ref, value, request, part))
+        try:
+            settled, count = self._through_outage(
+                task_id, lambda: self._complete(ref, value, request, part, ignored=not store)
+            )
+        except UNSTORABLE as exc:
+            # Celery records an EncodeError as the task's failure; a retry would return it again.
+            raise EncodeError(f"the task's result cannot be stored as pg-boss output: {exc}") from exc
         if not settled:
             logger.warning(
                 "result backend: job %s is no longer active in attempt %s; result dropped",
@@ -488,7 +499,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             output = self._error_output(exc, traceback)
             if isinstance(exc, NotRegistered):
                 output["message"] = f"no task named {exc} is registered in this worker"
-            retry = not isinstance(exc, NotRegistered)
+            retry = not isinstance(exc, NotRegistered) and self._may_retry(exc, request)
             moved = self._through_outage(task_id, lambda: self._fail(ref, output, retry=retry))
         except CONNECTION_ERRORS as error:
             # Nothing could be recorded. In the worker's main process (where a pool child's failure
@@ -558,6 +569,23 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         if handed:
             logger.warning("result backend: job %s handed back to its queue to run again: %s", ref.id, exc)
 
+    def _may_retry(self, exc: Any, request: Any) -> bool:
+        """Whether pg-boss may retry this failure (within the job's retry budget): not when a retry
+        cannot mend it, nor when Celery decides about the task's raises (it already retried, or
+        chose not to); see :mod:`transport.celery_options`."""
+        task = self._task_of(request)
+        if celery_options.never_succeeds(exc, task, request):
+            return False
+        if celery_options.attempt_lost(exc, request):
+            return True  # its worker process died, or it outlived its job's expire_seconds
+        return celery_options.raise_is_retried_by_pgboss(task, request)
+
+    def _task_of(self, request: Any) -> Any:
+        task = getattr(request, "task", None) if request is not None else None
+        if isinstance(task, str):
+            return self.app.tasks.get(task)
+        return task
+
     def _store_result(
         self,
         task_id: str,
@@ -575,7 +603,13 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         if state == states.SUCCESS and ref.active:
             self._complete(ref, result, request, None)
         elif state == states.FAILURE and ref.active:
-            self._fail(ref, self._error_output(result, traceback))
+            self._fail(ref, self._error_output(result, traceback), retry=self._may_retry(result, request))
+        elif state == states.RETRY and result is not None and ref.attempt is not None:
+            # self.retry(exc=...): the row is back in retry already (the republish); keep why.
+            with self._single() as conn:
+                self.manager.set_retry_output(
+                    ref.queue, ref.id, self._error_output(result, traceback), retry_count=ref.attempt
+                )
         elif state == states.REVOKED:
             with self._single() as conn:
                 self.manager.cancel(ref.queue, [ref.id], conn=conn)
@@ -585,7 +619,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)
             meta["task_id"] = ref.id
             self._set(self.get_key_for_task(ref.id), self.encode(meta), state=state, job=ref)
-        # STARTED and RETRY: the row already says so (fetched active; the broker moved it to retry).
+        # STARTED: the row already says so (fetched active; read as STARTED when the task tracks it).
         return result
 
     def settle_ignored(self, task_id: str, request: Any, replaced: bool = False) -> None:
@@ -610,16 +644,19 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         request: Any,
         part: tuple[str, str] | None,
         keep_children: bool = True,
+        *,
+        ignored: bool = False,
     ) -> tuple[bool, tuple[int, int | None] | None]:
-        """Complete the job and, in the same transaction, count the chord part and keep its children."""
+        """Complete the job and, in the same transaction, count the chord part and keep its children.
+        ``ignored``: Celery does not store this result (ignore_result); the row then reads PENDING."""
         count = None
         children = self.current_task_children(request) if value is not None and keep_children else []
         result = [(ref.id, _to_json_value(value), ref.attempt)]
         if part is None and not children:
             with self._single() as conn:
-                return bool(self.manager.complete(ref.queue, result, conn=conn)), None
+                return bool(self.manager.complete(ref.queue, result, conn=conn, ignored=ignored)), None
         with self._transaction() as conn:
-            done = self.manager.complete(ref.queue, result, conn=conn)
+            done = self.manager.complete(ref.queue, result, conn=conn, ignored=ignored)
             if done and part is not None:
                 count = self._count_chord_part(part[0], part[1], request, conn=conn)
             if done and children:
@@ -687,6 +724,19 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         extra = extra or {}
         if extra.get("status") not in (None, *states.ALL_STATES) and state not in states.READY_STATES:
             return extra  # a custom progress state of an unfinished job
+        task = self.app.tasks.get(job["task_name"]) if job.get("task_name") else None
+        if self._ignored(job, task) and not (state == states.FAILURE and self._errors_kept(task)):
+            # As Celery: an ignored result is never stored, so it reads PENDING.
+            return {
+                "task_id": task_id,
+                "status": states.PENDING,
+                "result": None,
+                "traceback": None,
+                "children": [],
+                "date_done": None,
+            }
+        if state == states.STARTED and not self._tracked(task):
+            state = states.PENDING  # STARTED only when the task tracks it (task_track_started)
         output = job["output"]
         if state == states.SUCCESS and outputs.is_replaced(output):
             # Replaced (Task.replace): the replacement's final task has not reopened the row yet.
@@ -715,6 +765,24 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         if self.extended and job.get("data") is not None:
             meta.update(_extended_fields(job))
         return meta
+
+    def _ignored(self, job: Mapping[str, Any], task: Any) -> bool:
+        flag = job.get("ignore_result")
+        if isinstance(flag, bool):
+            return flag
+        if task is not None and task.ignore_result is not None:
+            return bool(task.ignore_result)
+        return bool(self.app.conf.task_ignore_result) and job.get("task_name") is not None
+
+    def _errors_kept(self, task: Any) -> bool:
+        if task is not None:
+            return bool(task.store_errors_even_if_ignored)
+        return bool(self.app.conf.task_store_errors_even_if_ignored)
+
+    def _tracked(self, task: Any) -> bool:
+        if task is not None:
+            return bool(task.track_started)
+        return bool(self.app.conf.task_track_started)
 
     # -- key/value primitives (BaseKeyValueStoreBackend) ---------------------------------------
 
@@ -1052,7 +1120,7 @@ def _extended_fields(job: Mapping[str, Any]) -> dict[str, Any]:
         "args": envelope.get("args") or [],
         "kwargs": {k: v for k, v in data.items() if k != RESERVED_KEY},
         "queue": job["name"],
-        "retries": headers.get("retries", 0) if envelope else job.get("retry_count"),
+        "retries": job.get("retry_count"),  # one budget: request.retries is the job's retry_count
         "worker": None,
     }
     if headers.get("group"):
@@ -1075,3 +1143,6 @@ def _settle_ignored(
         if isinstance(backend, PgBossBackend):
             replaced = isinstance(retval, Ignore) and str(retval) == _REPLACED_MESSAGE
             backend.settle_ignored(task_id, task.request, replaced=replaced)
+
+
+celery_options.connect()  # results of tasks sent from this process honour the task's ignore_result

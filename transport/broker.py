@@ -17,7 +17,11 @@ Features
 * Supports TTL: ``expires`` becomes the job's ``keep_until`` (pg-boss deletes it unstarted after
   that, and Celery revokes it on receipt); transient queues honour ``x-message-ttl``.
 * Native ETA: ``eta``/``countdown``/``Task.retry()`` become ``start_after``; workers never hold
-  ETA messages in memory, and ``Task.retry()`` moves the same job row back to ``retry``.
+  ETA messages in memory (``inspect scheduled`` lists them from the database, :mod:`transport.control`),
+  and ``Task.retry()`` moves the same job row back to ``retry``.
+* pg-boss send options from Celery: ``apply_async(pgboss={...})``, ``signature.set(pgboss=...)``,
+  ``@app.task(pgboss={...})``; one retry budget (``request.retries`` is the job's ``retry_count``);
+  each attempt's time limits end it before its job expires (:mod:`transport.celery_options`).
 * Push, not polling: a LISTEN socket on the worker's event loop (pg-boss's own NOTIFY channel, so
   Node inserts wake Python workers), a timer for the next ``start_after``, and a slow safety poll.
   A woken worker fetches up to its free prefetch budget in one statement: inline when it holds
@@ -49,7 +53,12 @@ Transport Options
   task cancels it. Default: on unless the Celery app's result backend is pg-boss's (which records
   each job's end itself); with another backend or none, nothing else would end the job. Use it with
   ``task_acks_late = True`` and ``task_acks_on_failure = False`` (so a failure rejects).
-* ``native_eta``: ETA as ``start_after`` (default True).
+* ``retry_policy``: the retries of queues this transport creates without ``queue_options``:
+  ``"celery"`` (default: ``retry_limit`` 0, a raise fails once) or ``"pgboss"`` (the seed's 3
+  retries with backoff). A task that sets no retry option follows its queue; see
+  :mod:`transport.celery_options`.
+* ``native_eta``: ETA as ``start_after`` (default True). A delivery still carries the ``eta`` it
+  was sent with (``request.eta``), never later than now.
 * ``polling_interval``: seconds between safety polls (default 5).
 * ``fetch_batch_size``: most jobs per fetch (default 100; the prefetch budget is used when smaller).
 * ``refill_fraction``: while it holds jobs, a consumer fetches again once this fraction of its
@@ -71,8 +80,9 @@ Node's ``createQueue`` leaves ``notify`` off; a worker turns it on for the queue
 (``notify_queues``), and a Node process sends with NOTIFY once it has refreshed its queue cache
 (every 60 s by default). Until then, and on pg-boss 12.5.4's schema (no notify), Node's jobs wait
 for the safety poll, as a Node ``startAfter`` job does (Python ETAs announce themselves and start
-on time). A task that runs longer than its queue's
-``expire_in_seconds`` is expired by pg-boss whatever its heartbeat, as in Node.
+on time). A task that runs longer than its job's
+``expire_in_seconds`` is stopped by the time limits its delivery carries (prefork pool) before
+pg-boss would expire it whatever its heartbeat, as in Node.
 """
 
 from __future__ import annotations
@@ -82,7 +92,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from queue import Empty
 from typing import Any
@@ -92,7 +102,7 @@ import psycopg2
 from kombu.transport import virtual
 from kombu.transport.virtual.exchange import STANDARD_EXCHANGE_TYPES
 
-from transport import envelope, outage, outputs, wellformed
+from transport import celery_options, envelope, outage, outputs, wellformed
 from transport.bindings import Bindings
 from transport.db import dsn_from_url
 from transport.exceptions import MalformedJob, PgBossError, QueueNotFound
@@ -195,6 +205,9 @@ class Channel(virtual.Channel):
     #: Ack completes, reject(requeue=False) fails. None (the default): unless the Celery app's result
     #: backend is pg-boss's, which writes each job's end itself (see :func:`_acks_must_settle`).
     settle_on_ack: bool | None = None
+    #: Retries of the queues this transport creates without ``queue_options``: ``"celery"`` (a raise
+    #: fails once) or ``"pgboss"`` (the seed's: 3 with backoff); see transport.celery_options.
+    retry_policy: str = celery_options.DEFAULT_POLICY
     #: ``eta`` becomes ``start_after`` and is dropped on delivery.
     native_eta: bool = True
     #: Most jobs one fetch claims.
@@ -210,6 +223,7 @@ class Channel(virtual.Channel):
         "heartbeat_seconds",
         "concurrency_limits",
         "settle_on_ack",
+        "retry_policy",
         "native_eta",
         "fetch_batch_size",
         "transient_queue_limit",
@@ -244,8 +258,17 @@ class Channel(virtual.Channel):
         if exclusive or auto_delete or not durable:
             self.connection.declare_transient(queue, arguments or {}, self.transient_queue_limit)
         else:
-            options = {"heartbeat_seconds": self.heartbeat_seconds, **self.queue_options.get(queue, {})}
-            self.connection.declare_durable(queue, options)
+            self.connection.declare_durable(queue, self.new_queue_options(queue))
+
+    def new_queue_options(self, queue: str) -> dict[str, Any]:
+        """``create_queue`` options of a queue this transport creates: its ``queue_options`` when
+        given (zeke's schema tasks: the seed's policy), else the ``retry_policy``'s."""
+        options: dict[str, Any] = {"heartbeat_seconds": self.heartbeat_seconds}
+        if queue in self.queue_options:
+            options.update(self.queue_options[queue])
+        else:
+            options.update(celery_options.queue_defaults(self.retry_policy))
+        return options
 
     def _has_queue(self, queue: str, **kwargs: Any) -> bool:
         if queue in self.connection.transient:
@@ -334,7 +357,7 @@ class Channel(virtual.Channel):
             local.push(message)
             return
         job = envelope.to_job(message, native_eta=self.native_eta)
-        self.connection.send_job(queue, job, message)
+        self.connection.send_job(queue, job, message, self.new_queue_options)
 
     # -- consuming ------------------------------------------------------------------------------
 
@@ -490,6 +513,8 @@ class Channel(virtual.Channel):
                 delivery_tag=tag,
                 task_name=task_name,
                 native_eta=self.native_eta,
+                expire_seconds=job.expire_seconds,
+                task_limits=_task_time_limits(task_name or _envelope_task(job.data)),
             )
         except self.connection.connection_errors:
             raise
@@ -550,11 +575,11 @@ class Channel(virtual.Channel):
             elif self.settle_on_ack:
                 self.connection.settler.fail(held)
             else:
-                # Celery let the message go for good: the result backend wrote the job's end, or
-                # nothing will (a message Celery refused to run, e.g. content it does not accept).
-                # Still heartbeated, such a job stayed active until its expiry (an hour by default);
-                # let go, pg-boss retries or fails it once its heartbeat runs out.
+                # Celery let the message go for good: Reject(requeue=False), content it cannot decode
+                # or does not accept, or a failure the result backend wrote already. No retry can
+                # mend it: the job fails for good, fenced on its attempt (a written end is kept).
                 self.connection.heartbeat.discard(held.id)
+                self.connection.settler.reject(held)
             self._freed(held)
 
     def _restore_tags(self, tags: Iterable[str]) -> None:
@@ -606,6 +631,10 @@ class Transport(virtual.Transport):
         psycopg2.InterfaceError,
     )
     channel_errors = virtual.Transport.channel_errors + (PgBossError,)
+    #: A lost database is retried (publish retry policy, reconnects); a refused send (an invalid
+    #: option or payload) is not: it reaches the caller as the transport raised it.
+    recoverable_connection_errors = connection_errors
+    recoverable_channel_errors: tuple[type[BaseException], ...] = ()
     implements = virtual.Transport.implements.extend(
         asynchronous=True,
         exchange_type=frozenset({"direct", "topic", "fanout"}),
@@ -838,10 +867,17 @@ class Transport(virtual.Transport):
     def forget_durable(self, queue: str) -> None:
         declared_queues(self.manager).discard(queue)
 
-    def send_job(self, queue: str, job: envelope.Job, message: dict[str, Any]) -> None:
+    def send_job(
+        self,
+        queue: str,
+        job: envelope.Job,
+        message: dict[str, Any],
+        queue_options: Callable[[str], Mapping[str, Any]],
+    ) -> None:
         options = {"id": job.id, "priority": job.priority, "start_after": job.start_after}
         if job.keep_until is not None:
             options["keep_until"] = job.keep_until
+        options.update(job.options)  # the pgboss namespace: validated by the manager's send
         try:
             with self.publishing.connection() as conn:
                 ids = self.manager.send(queue, job.data, conn=conn, **options)
@@ -851,9 +887,9 @@ class Transport(virtual.Transport):
                 self.broadcast("", queue, message)
                 return
             declared_queues(self.manager).discard(queue)
-            self.declare_durable(queue, {"heartbeat_seconds": Channel.heartbeat_seconds})
+            self.declare_durable(queue, queue_options(queue))
             ids = self.manager.send(queue, job.data, **options)
-        future = job.start_after is not None and job.start_after > _utcnow()
+        future = _starts_later(options.get("start_after"))
         if ids:
             if future:
                 self.notify_timer(queue)
@@ -868,8 +904,13 @@ class Transport(virtual.Transport):
         # whose row already completed as replaced.
         if job.id and self.manager.renew_replaced(queue, job.id, start_after=start_after, data=job.data):
             return
-        if job.id is None:
-            logger.info("message to pg-boss queue %r deduplicated by the queue's policy", queue)
+        if job.id is None or (job.attempt is None and self.manager.get_job(job.id) is None):
+            # AsyncResult of such a task id reads PENDING: there is no job behind it.
+            logger.info(
+                "message %s to pg-boss queue %r deduplicated by the queue's policy or a singleton option",
+                job.id or "",
+                queue,
+            )
         else:
             logger.warning(
                 "job %s already exists in pg-boss queue %r and is not active%s; dropped",
@@ -1294,6 +1335,34 @@ def _storable(text: str) -> str:
     """Text PostgreSQL's jsonb can hold (no NUL, no lone surrogate), at most MESSAGE_MAX long."""
     text = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
     return text if len(text) <= MESSAGE_MAX else text[:MESSAGE_MAX] + "…"
+
+
+def _envelope_task(data: Any) -> str | None:
+    env = data.get(envelope.RESERVED_KEY) if isinstance(data, dict) else None
+    return env.get("task") if isinstance(env, dict) else None
+
+
+def _task_time_limits(name: str | None) -> tuple[float | None, float | None]:
+    """``(hard, soft)`` time limits of the current Celery app's task ``name`` (its own, else the
+    app's ``task_time_limit``/``task_soft_time_limit``); ``(None, None)`` outside Celery."""
+    if name is None:
+        return None, None
+    try:
+        from celery import current_app
+    except ImportError:  # plain Kombu
+        return None, None
+    task = current_app.tasks.get(name)
+    if task is None:
+        return current_app.conf.task_time_limit, current_app.conf.task_soft_time_limit
+    return task.time_limit, task.soft_time_limit
+
+
+def _starts_later(start_after: Any) -> bool:
+    """Whether a send's ``start_after`` (datetime, ISO text or seconds) is in the future."""
+    if isinstance(start_after, int | float) and not isinstance(start_after, bool):
+        return start_after > 0
+    when = envelope.parse_time(start_after)
+    return when is not None and when > _utcnow()
 
 
 def _utcnow() -> dt.datetime:

@@ -39,11 +39,11 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from transport import wellformed
-from transport.exceptions import InvalidPayload
+from transport.exceptions import InvalidOption, InvalidPayload
 
 RESERVED_KEY = "__celery"
 VERSION = 1
@@ -51,6 +51,14 @@ JSON = "application/json"
 #: Header (of task messages) and ``delivery_info`` key (of every message) carrying the pg-boss
 #: attempt (``retry_count``) a delivery was fetched with.
 ATTEMPT_HEADER = "pgboss_attempt"
+#: Message property/header carrying pg-boss send options (see :mod:`transport.celery_options`).
+OPTIONS_KEY = "pgboss"
+#: Header set when a delivery's hard time limit comes from the job's expire_seconds.
+EXPIRY_LIMIT_HEADER = "pgboss_expiry_limit"
+#: Seconds (at most) the hard time limit ends an attempt before its job expires, and the soft one
+#: before the hard one (see expiry_time_limits).
+EXPIRY_MARGIN = 1.0
+SOFT_MARGIN = 5.0
 #: Namespace of the job ids derived from Celery task ids that are not UUIDs.
 TASK_ID_NAMESPACE = uuid.UUID("6f1a6b0e-0c1d-5d1e-9a55-7a656b650001")
 
@@ -90,6 +98,8 @@ class Job:
     #: The pg-boss attempt (``retry_count``) of the delivery a republish comes from (Task.retry()
     #: copies the request's headers), or None for a fresh message.
     attempt: int | None = None
+    #: pg-boss send options of the ``pgboss`` namespace (see :mod:`transport.celery_options`).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def job_id_for(task_id: Any) -> str | None:
@@ -124,6 +134,7 @@ def to_job(message: Mapping[str, Any], *, native_eta: bool = True) -> Job:
     # A republish (Task.retry) copies it: the attempt asking; each delivery stamps its own.
     attempt = headers.pop(ATTEMPT_HEADER, None)
     properties = dict(message.get("properties") or {})
+    options = _send_options(properties.pop(OPTIONS_KEY, None), headers.pop(OPTIONS_KEY, None))
     content_type = message.get("content-type")
     content_encoding = message.get("content-encoding")
     body = message.get("body")
@@ -190,7 +201,29 @@ def to_job(message: Mapping[str, Any], *, native_eta: bool = True) -> Job:
         keep_until=expires,
         retries=retries if isinstance(retries, int) else 0,
         attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None,
+        options=options,
     )
+
+
+def _send_options(*given: Any) -> dict[str, Any]:
+    """The ``pgboss`` send options of a message: a plain Kombu publish's property, overridden by
+    what the Celery sender merged into the header."""
+    options: dict[str, Any] = {}
+    for value in given:
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            raise InvalidOption(f"{OPTIONS_KEY} options must be a dict, not {type(value).__name__}")
+        if "__invalid__" in value:  # the sender's check failed (a signal handler cannot raise)
+            raise InvalidOption(str(value["__invalid__"]))
+        options.update(value)
+    refused = {"id", "data"} & set(options)
+    if refused:
+        raise InvalidOption(
+            f"{OPTIONS_KEY} option(s) {', '.join(sorted(refused))} are not send options here: the "
+            "task id is the job id and the message body its data"
+        )
+    return options
 
 
 def to_message(
@@ -203,13 +236,21 @@ def to_message(
     delivery_tag: str,
     task_name: str | None = None,
     native_eta: bool = True,
+    expire_seconds: float | None = None,
+    task_limits: tuple[float | None, float | None] = (None, None),
 ) -> dict[str, Any]:
     """The Kombu payload (``body``/``headers``/``properties``) delivering a fetched job, or
     :class:`~transport.exceptions.MalformedJob` saying why its data cannot be one.
 
+    ``expire_seconds`` (the job's) bounds the attempt: the ``timelimit`` header becomes the tighter of
+    the message's (else ``task_limits``, the worker's task's ``(hard, soft)``) and
+    :func:`expiry_time_limits`, so the pool stops the attempt before pg-boss's supervisor expires
+    and retries the job, and two attempts of one job never run at once.
+
     ``task_name`` is the task a job without ``"__celery"`` runs as (see :func:`is_foreign`).
-    With ``native_eta`` the ``eta`` header is dropped: the job became runnable at its ``start_after``,
-    so the worker runs it at once instead of holding it in memory.
+    With ``native_eta`` the ``eta`` header is the one sent (``request.eta``), capped at now: the job
+    became runnable at its ``start_after``, so the worker runs it at once instead of holding it.
+    ``retries`` is the job's ``retry_count`` (``attempt``): Celery and pg-boss count one budget.
     """
     wellformed.check(data)  # MalformedJob naming what Celery would choke on
     envelope = data.get(RESERVED_KEY) if isinstance(data, dict) else None
@@ -223,7 +264,9 @@ def to_message(
         "delivery_info": delivery_info,
     }
     if envelope is None:
-        return _foreign_message(job_id, data, task_name, attempt, properties)
+        message = _foreign_message(job_id, data, task_name, attempt, properties)
+        _bound_by_expiry(message["headers"], expire_seconds, task_limits)
+        return message
 
     headers: dict[str, Any] = {}
     # Stored properties never override what each delivery sets itself (its tag, its attempt).
@@ -253,8 +296,11 @@ def to_message(
             body = json.dumps({k: v for k, v in data.items() if k != RESERVED_KEY})
     if "task" in envelope:
         headers[ATTEMPT_HEADER] = attempt  # plain Kombu messages keep their headers exactly
+        # One retry budget: Celery's request.retries is the job's retry_count.
+        headers["retries"] = attempt
         if native_eta:
-            headers["eta"] = None
+            headers["eta"] = _due_eta(headers.get("eta"))
+        _bound_by_expiry(headers, expire_seconds, task_limits)
     return {
         "body": body,
         "content-type": content_type,
@@ -262,6 +308,47 @@ def to_message(
         "headers": headers,
         "properties": properties,
     }
+
+
+def expiry_time_limits(expire_seconds: float) -> tuple[float, float]:
+    """``(hard, soft)`` time limits (seconds) of an attempt of a job that expires after
+    ``expire_seconds`` active: the hard limit a quarter of the expiry (at most one second) before it,
+    for the clocks of worker and database and the delivery; the soft limit a tenth of the hard one
+    (at most five seconds) before that, so the task may clean up."""
+    hard = expire_seconds - min(EXPIRY_MARGIN, expire_seconds / 4)
+    return hard, hard - min(SOFT_MARGIN, hard / 10)
+
+
+def _bound_by_expiry(
+    headers: dict[str, Any], expire_seconds: float | None, task_limits: tuple[float | None, float | None]
+) -> None:
+    """Make the ``timelimit`` header ``[hard, soft]`` end the attempt before the job's expiry; mark
+    (:data:`EXPIRY_LIMIT_HEADER`) when the expiry set the hard limit, so its failure is taken as
+    pg-boss's expiry (retried within the job's budget) rather than a task error."""
+    if not expire_seconds or expire_seconds <= 0:
+        return
+    given = headers.get("timelimit") or [None, None]
+    given_hard = given[0] if given[0] is not None else task_limits[0]
+    given_soft = given[1] if given[1] is not None else task_limits[1]
+    hard, soft = expiry_time_limits(float(expire_seconds))
+    if given_hard is not None and given_hard <= hard:
+        hard = given_hard
+    else:
+        headers[EXPIRY_LIMIT_HEADER] = True
+    if given_soft is not None and given_soft < soft:
+        soft = given_soft
+    headers["timelimit"] = [hard, soft if soft < hard else None]
+
+
+def _due_eta(eta: Any) -> str | None:
+    """The ``eta`` a fetched job is delivered with: the one it was sent with (``request.eta``), but
+    never later than now by this clock, so the worker runs it at once (the database already held it
+    until its ``start_after``) instead of holding it in memory for a clock skew."""
+    when = parse_time(eta)
+    if when is None:
+        return None
+    now = dt.datetime.now(dt.UTC)
+    return (when if when <= now else now).isoformat()
 
 
 def is_foreign(data: Any) -> bool:
@@ -289,6 +376,7 @@ def _foreign_message(
         origin="pg-boss",
     )
     headers[ATTEMPT_HEADER] = attempt
+    headers["retries"] = attempt
     properties.update(correlation_id=job_id, reply_to="")
     return {
         "body": json.dumps([args, kwargs, _EMPTY_EMBED]),

@@ -9,6 +9,7 @@ fail by delete-and-reinsert with pg-boss's backoff and dead-letter copy, and so 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -77,6 +78,8 @@ SEND_OPTION_KEYS = frozenset(
         "retry_delay_max",
         "dead_letter",
         "heartbeat_seconds",
+        "singleton_next_slot",
+        "group",
     }
 )
 
@@ -244,6 +247,11 @@ class JobManager:
         rows = [_send_row(job) for job in jobs]
         if not rows:
             return []
+        if any("group_id" in row for row in rows) and not self.info.has("group"):
+            raise InvalidOption("group needs pg-boss schema 27 or later; this schema has no job groups")
+        debounced = [job.get("singleton_next_slot") is True for job in jobs]
+        for row in rows:
+            row.pop("singleton_next_slot", None)
         # The job table's dead-letter key is checked only at commit (a raw foreign-key error then, and
         # in the caller's transaction not even here): ask first.
         for dead_letter in sorted({row["dead_letter"] for row in rows if "dead_letter" in row}):
@@ -258,10 +266,42 @@ class JobManager:
             params, statement = {"jobs": _rows_json(rows)}, "send_jobs"
         params.update(name=name, channel=self.channel)
         ids: list[str] = self._run(statement, params, conn=conn)[0]["ids"]
+        if any(debounced) and len(ids) < len(rows):
+            ids += self._send_next_slot(name, rows, ids, debounced, conn)
         # Asked on the caller's connection: a queue created earlier in their transaction counts.
         if len(ids) < len(rows) and not self._run("get_queue", {"name": name}, conn=conn):
             raise QueueNotFound(f"queue {name!r} does not exist; create it first")
         return ids
+
+    def _send_next_slot(
+        self,
+        name: str,
+        rows: Sequence[dict[str, Any]],
+        ids: Sequence[str],
+        debounced: Sequence[bool],
+        conn: Any,
+    ) -> list[str]:
+        """pg-boss's debounce (``singleton_next_slot``): a job whose throttle slot is taken goes into
+        the next slot instead, starting when that slot begins. Jobs without an id cannot be told
+        apart from the inserted ones, so they are only retried when the whole batch was refused."""
+        sent = set(ids)
+        retry = [
+            {
+                **row,
+                "singleton_offset": row["singleton_seconds"],
+                "start_after_seconds": _debounce_delay(row["singleton_seconds"]),
+            }
+            for row, debounce in zip(rows, debounced, strict=True)
+            if debounce
+            and row.get("singleton_seconds")
+            and (row.get("id") not in sent if row.get("id") else not sent)
+        ]
+        for row in retry:
+            row.pop("start_after_at", None)
+        if not retry:
+            return []
+        params = {"jobs": _rows_json(retry), "name": name, "channel": self.channel}
+        return list(self._run("send_jobs", params, conn=conn)[0]["ids"])
 
     # -- working --------------------------------------------------------------------------------
 
@@ -339,16 +379,21 @@ class JobManager:
         *,
         conn: Any = None,
         synchronous_commit: bool = True,
+        ignored: bool = False,
     ) -> list[str]:
         """Complete active jobs: ``(id, return value, retry_count fence or None)`` each.
 
         The value is stored in Node's shape. A job no longer active in that attempt (expired by a
         supervisor, cancelled, already settled) is left alone and missing from the returned ids.
+        ``ignored``: Celery ignores these results; their envelope records it (they read PENDING).
         """
         items = [
             {"id": names.parse_job_id(i), "output": outputs.completion_output(v), "retry_count": rc}
             for i, v, rc in results
         ]
+        if ignored:
+            for item in items:
+                item["ignored"] = True
         if not items:
             return []
         with self.db.cursor(conn) as cur:
@@ -400,7 +445,9 @@ class JobManager:
         """Move an active job back to ``retry`` at ``start_after`` with new ``data`` (Celery's retry()).
 
         ``retry_count`` fences it on the attempt that asks: a late request from an attempt that was
-        expired meanwhile must not move the attempt running now.
+        expired meanwhile must not move the attempt running now. The retry Celery asked for is an
+        allowed attempt: ``retry_limit`` grows to at least the attempt it starts, so the one budget
+        (``retry_count`` against ``retry_limit``) still bounds what the supervisor retries after it.
         """
         rows = self._run(
             "retry_in_place",
@@ -429,6 +476,24 @@ class JobManager:
             },
         )
         return bool(rows)
+
+    def set_retry_output(self, name: str, job_id: str, output: Any, *, retry_count: int | None) -> bool:
+        """Store why a job waiting in ``retry`` is retried (Celery's ``self.retry(exc=...)``), fenced
+        on the attempt that asked; a job fetched again meanwhile is left alone."""
+        params = {
+            "name": name,
+            "id": names.parse_job_id(job_id),
+            "output": outputs.to_json(output),
+            "retry_count": retry_count,
+        }
+        return bool(self._run("set_retry_output", params))
+
+    def list_scheduled(self, queue_names: Sequence[str], limit: int = 1000) -> list[dict[str, Any]]:
+        """Jobs of some queues waiting for a later ``start_after`` (Celery's ETA tasks), soonest first."""
+        if not queue_names:
+            return []
+        rows = self._run("list_scheduled_jobs", {"names": list(queue_names), "limit": limit})
+        return [_job_row(r) for r in rows]
 
     def touch(self, name: str, ids: Sequence[str]) -> list[str]:
         """Heartbeat: refresh ``heartbeat_on``; returns the ids still active."""
@@ -586,6 +651,24 @@ def _check_job_options(options: Mapping[str, Any]) -> None:
         names.validate_queue_name(options["dead_letter"])
     if options.get("retry_delay_max") is not None and options.get("retry_backoff") is False:
         raise InvalidOption("retry_delay_max only applies with retry_backoff")
+    retry_backoff = options.get("retry_backoff")
+    if retry_backoff is not None and not isinstance(retry_backoff, bool):
+        raise InvalidOption(f"retry_backoff must be true or false, not {retry_backoff!r}")
+    next_slot = options.get("singleton_next_slot")
+    if next_slot is not None:
+        if not isinstance(next_slot, bool):
+            raise InvalidOption(f"singleton_next_slot must be true or false, not {next_slot!r}")
+        if next_slot and options.get("singleton_seconds") is None:
+            raise InvalidOption("singleton_next_slot (debounce) needs singleton_seconds")
+    group = options.get("group")
+    if group is not None:
+        if not isinstance(group, Mapping) or set(group) - {"id", "tier"}:
+            raise InvalidOption(f"group must be {{'id': str, 'tier': str}}, not {group!r}")
+        if not isinstance(group.get("id"), str) or not group["id"]:
+            raise InvalidOption("group id must be a non-empty string")
+        tier = group.get("tier")
+        if tier is not None and (not isinstance(tier, str) or not tier):
+            raise InvalidOption("group tier must be a non-empty string when given")
 
 
 #: Send options copied as they are into the send_jobs recordset: option name -> column.
@@ -635,6 +718,13 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
     for option in ("singleton_slot", "keep_until"):
         if options.get(option) is not None:
             row[option] = _iso(options[option])
+    if options.get("singleton_next_slot"):
+        row["singleton_next_slot"] = True  # taken out again by send_many before the insert
+    group = options.get("group")
+    if group is not None:
+        row["group_id"] = group["id"]
+        if group.get("tier") is not None:
+            row["group_tier"] = group["tier"]
     start_after = options.get("start_after")
     if isinstance(start_after, dt.datetime | str):
         row["start_after_at"] = _iso(start_after)
@@ -649,6 +739,14 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
 
 #: The columns of a row that the single-job statement send_job takes.
 _SEND_JOB_COLUMNS = frozenset({"data", "id", "priority", "start_after_at", "keep_until"})
+
+
+def _debounce_delay(singleton_seconds: int) -> int:
+    """Seconds until a debounced job may start: the rest of the current slot, plus one (pg-boss)."""
+    now = time.time()
+    slot = math.floor(now / singleton_seconds) * singleton_seconds
+    delay = (singleton_seconds - math.floor(now - slot)) or 1
+    return delay + 1 if singleton_seconds > 1 else delay
 
 
 def _data_json(data: Any) -> str:

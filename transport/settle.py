@@ -5,9 +5,11 @@ writes kept here are:
 
 * ``restore`` (warm shutdown, channel close): the job goes back to ``created`` untouched, fenced on
   the attempt that was fetched, as if never fetched;
-* ``requeue`` (``reject(requeue=True)``, e.g. ``reject_on_worker_lost``): the job goes back to
-  ``retry`` runnable now, so the next fetch counts an attempt, and once ``retry_count`` has reached
-  ``retry_limit`` it is failed instead (the poison-message cap);
+* ``requeue`` (``reject(requeue=True)``, e.g. ``Reject(requeue=True)``, ``reject_on_worker_lost``):
+  the same as a restore. As in AMQP, a requeue is no failed attempt: ``retry_count`` stays;
+* ``reject`` (``reject(requeue=False)`` while the result backend is pg-boss's: Celery's ``Reject``, a
+  message it cannot decode or does not accept): the job fails for good, retries left or not
+  (its dead letter still applies), fenced on its attempt, so a failure the backend wrote is kept;
 * with ``settle_on_ack`` (a result backend that is not pg-boss): ack completes the job (or cancels
   it when Celery revoked the task), ``reject(requeue=False)`` fails it.
 
@@ -40,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 #: Outputs of failures the transport itself decides.
 REJECTED = {"value": {"message": "rejected by the consumer"}}
-REQUEUE_LIMIT = {"value": {"message": "requeued after its last attempt"}}
 #: Seconds a settle batch gathers writes after the first one arrives: a job's end is committed at
 #: most this much later, and a drain writes several acks per statement instead of one each.
 SETTLE_WINDOW = 0.002
@@ -109,7 +110,7 @@ class Settler:
         self._ready = threading.Condition(self._lock)
         self._complete: list[Held] = []
         self._fail: list[Held] = []
-        self._requeue: list[Held] = []
+        self._reject: list[Held] = []
         self._restore: list[Held] = []
         #: Queues to wake once the writes pending now are committed (capped queues' freed slots).
         self._wake_after: list[str] = []
@@ -176,7 +177,11 @@ class Settler:
         self._add(self._fail, held)
 
     def requeue(self, held: Held) -> None:
-        self._add(self._requeue, held)
+        self._add(self._restore, held)  # not a failed attempt: back as if never fetched
+
+    def reject(self, held: Held) -> None:
+        """Fail for good: Celery rejected the message without requeue."""
+        self._add(self._reject, held)
 
     def restore(self, held: Held) -> None:
         self._add(self._restore, held)
@@ -188,7 +193,7 @@ class Settler:
 
     @property
     def pending(self) -> bool:
-        return bool(self._complete or self._fail or self._requeue or self._restore or self._wake_after)
+        return bool(self._complete or self._fail or self._reject or self._restore or self._wake_after)
 
     def _add(self, bucket: list[Any], item: Any) -> None:
         with self._ready:
@@ -204,25 +209,23 @@ class Settler:
         with self._lock:
             complete, self._complete = self._complete, []
             fail, self._fail = self._fail, []
-            requeue, self._requeue = self._requeue, []
+            reject, self._reject = self._reject, []
             restore, self._restore = self._restore, []
             wake_after, self._wake_after = self._wake_after, []
-        if not (complete or fail or requeue or restore or wake_after):
+        if not (complete or fail or reject or restore or wake_after):
             return
         try:
-            self._write(complete, fail, requeue, restore)
+            self._write(complete, fail, reject, restore)
         except BaseException:
             with self._lock:  # the lists hold only what no committed statement wrote (see _write)
                 self._complete[:0], self._fail[:0] = complete, fail
-                self._requeue[:0], self._restore[:0] = requeue, restore
+                self._reject[:0], self._restore[:0] = reject, restore
                 self._wake_after[:0] = wake_after
             raise
         for queue in dict.fromkeys(wake_after):
             self.wake(queue)
 
-    def _write(
-        self, complete: list[Held], fail: list[Held], requeue: list[Held], restore: list[Held]
-    ) -> None:
+    def _write(self, complete: list[Held], fail: list[Held], reject: list[Held], restore: list[Held]) -> None:
         """Each statement commits as it ends, and what it wrote leaves its list then: a failure part
         way leaves the lists holding only the unwritten rest. Written twice, a hand-back could pull a
         job back to ``created`` from a worker that fetched it meanwhile (a restore clears
@@ -235,19 +238,10 @@ class Settler:
                 attempts = {h.id: h.attempt for h in held}
                 self.manager.fail(queue, list(attempts), REJECTED, attempts=attempts, conn=conn)
                 _drop(fail, held)
-        while requeue:
-            held = requeue[0]
-            if held.attempt >= held.retry_limit:
-                self.manager.fail(held.queue, [held.id], REQUEUE_LIMIT, attempts={held.id: held.attempt})
-            else:
-                self.manager.retry_in_place(
-                    held.queue,
-                    held.id,
-                    start_after=held.start_after,
-                    data=held.data,
-                    retry_count=held.attempt,
-                )
-            del requeue[0]
+            for queue, held in _by_queue(reject).items():
+                attempts = {h.id: h.attempt for h in held}
+                self.manager.fail(queue, list(attempts), REJECTED, attempts=attempts, retry=False, conn=conn)
+                _drop(reject, held)
         by_attempt: dict[tuple[str, int], list[Held]] = defaultdict(list)
         for held in restore:
             by_attempt[held.queue, held.attempt].append(held)

@@ -98,7 +98,8 @@ def revoked_ids() -> Revoked:
 
 
 def register_with_celery() -> None:
-    """Let Mingle (revoked-id sync at start) and Gossip (worker events) run on this transport."""
+    """Let Mingle (revoked-id sync at start) and Gossip (worker events) run on this transport, stamp
+    task messages with their pg-boss options, and answer ``inspect scheduled`` from the database."""
     try:
         from celery.worker.consumer.gossip import Gossip
         from celery.worker.consumer.mingle import Mingle
@@ -106,3 +107,7 @@ def register_with_celery() -> None:
         return
     Mingle.compatible_transports = set(Mingle.compatible_transports) | {DRIVER_TYPE}
     Gossip.compatible_transports = set(Gossip.compatible_transports) | {DRIVER_TYPE}
+    from transport import celery_options, control
+
+    celery_options.connect()  # the pgboss option namespace and retry policy of task messages
+    control.register()  # inspect scheduled: ETA jobs the database holds

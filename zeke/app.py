@@ -25,6 +25,8 @@ from types import ModuleType
 from typing import Any
 
 from celery import Celery
+from celery.app.amqp import AMQP, Queues
+from kombu.utils.objects import cached_property
 
 import transport  # noqa: F401  (registers the pgboss:// transport alias)
 from transport.db import Database
@@ -51,12 +53,35 @@ def load_config() -> ModuleType:
     return module
 
 
+class ZekeAMQP(AMQP):
+    """Celery's AMQP helper whose queue map knows every schema task's queue on first use.
+
+    A schema task declares its pg-boss queue to Celery when its module is imported; a worker imports
+    them first, but ``celery -A zeke purge`` (or ``inspect active_queues``, ``amqp``) never does and
+    would see only ``celery``. Reading the map imports the configured task modules first.
+    """
+
+    _importing = False
+
+    @cached_property
+    def queues(self) -> Queues:
+        if not self._importing:
+            self._importing = True  # the imports read this map themselves (schema_task select_adds)
+            self.app.loader.import_default_modules()
+        cached = self.__dict__.get("queues")
+        return cached if cached is not None else self.Queues(self.app.conf.task_queues)
+
+    @queues.setter
+    def queues(self, queues: Any) -> Queues:
+        return self.Queues(queues)
+
+
 def create_app(name: str = "zeke") -> Celery:
     """The app, configured without touching the database: the URL is only resolved when Celery first
     reads its configuration (a worker starting, a task sent), so importing zeke opens nothing."""
     settings = get_settings()
     config = load_config()
-    app = Celery(name)
+    app = Celery(name, amqp=ZekeAMQP)
     app.config_from_object(config)
     app.add_defaults(DatabaseDefaults())
     # Writes only: app.conf is read (and so loaded) later, on first use.

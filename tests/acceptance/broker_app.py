@@ -46,6 +46,9 @@ app.conf.update(
         "supervise_interval": 1.0,
         "monitor_interval": 1.0,
         "heartbeat_seconds": 10,
+        # Queues the workers create retry as pg-boss does (3 with backoff): these tests are about
+        # pg-boss redelivering lost attempts, not Celery's "a raise fails once" (the default).
+        "retry_policy": "pgboss",
         "queue_options": {
             # Fails twice more after the first attempt, 1 s apart with pg-boss's backoff.
             "fragile": {"retry_limit": 2, "retry_delay": 1, "retry_backoff": True},

@@ -209,6 +209,8 @@ def test_ignore_result_still_settles_the_job(app: Celery, manager: JobManager) -
     result = send(app, "zt.echo", "quiet")
     job = wait_for(lambda: (j := manager.get_job(result.id)) and j["state"] == "completed" and j, 30)
     assert job["output"] is None
+    # As Celery: an ignored result is never stored, so it reads PENDING (the worker's task says so).
+    assert app.AsyncResult(result.id).state == states.PENDING
 
 
 def test_custom_progress_state_then_success(app: Celery) -> None:

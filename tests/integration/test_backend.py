@@ -40,6 +40,9 @@ def app(db_url: str, boss: JobManager) -> Iterator[Celery]:
         result_backend="transport.backend:PgBossBackend://" + db_url.split("://", 1)[1],
         result_backend_transport_options={"schema": boss.schema},
         result_extended=True,
+        # These tests read an active job as STARTED (tests/acceptance/test_celery_semantics.py
+        # covers the untracked default: PENDING).
+        task_track_started=True,
     )
     boss.create_queue(QUEUE, retry_limit=1, retry_delay=0, retry_backoff=False)
     yield app

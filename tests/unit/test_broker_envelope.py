@@ -7,12 +7,13 @@ import datetime as dt
 import json
 import pickle
 import uuid
+from typing import Any
 
 import pytest
 from celery import Celery
 
 from transport import envelope
-from transport.exceptions import InvalidPayload
+from transport.exceptions import InvalidOption, InvalidPayload
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,8 @@ def test_celery_task_message_round_trips(app: Celery) -> None:
 
     out = deliver(job, attempt=2, native_eta=False)
     assert json.loads(out["body"]) == json.loads(message["body"])
-    expected = {**message["headers"], "pgboss_attempt": 2}
+    # request.retries is the job's retry_count: one retry budget for Celery and pg-boss.
+    expected = {**message["headers"], "pgboss_attempt": 2, "retries": 2}
     assert out["headers"] == expected
     assert out["properties"]["correlation_id"] == task_id
     assert out["properties"]["priority"] == 7
@@ -77,11 +79,46 @@ def test_celery_task_message_round_trips(app: Celery) -> None:
     }
 
 
-def test_native_eta_drops_the_eta_on_delivery(app: Celery) -> None:
+def test_native_eta_delivers_the_eta_but_never_a_future_one(app: Celery) -> None:
     message = published(app, "proj.add", (1,), countdown=30)
+    sent_eta = envelope.parse_time(message["headers"]["eta"])
+    before = dt.datetime.now(dt.UTC)
     out = deliver(envelope.to_job(message))
-    assert out["headers"]["eta"] is None  # runnable at start_after: run at once
+    # request.eta is set, but no later than now: the job is runnable (start_after), so run at once.
+    delivered = envelope.parse_time(out["headers"]["eta"])
+    assert delivered is not None and before <= delivered < sent_eta
     assert "redelivered" not in out["properties"]["delivery_info"]
+    past = published(app, "proj.add", (1,), eta=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    out = deliver(envelope.to_job(past))
+    assert envelope.parse_time(out["headers"]["eta"]) == dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    assert deliver(envelope.to_job(published(app, "proj.add", (1,))))["headers"]["eta"] is None
+
+
+def test_delivered_retries_are_the_attempt(app: Celery) -> None:
+    job = envelope.to_job(published(app, "proj.retry", retries=5))
+    assert deliver(job, attempt=1)["headers"]["retries"] == 1
+    node_job = deliver(envelope.Job({"x": 1}, None, 0, None, None, 0), attempt=3, task_name="proj.add")
+    assert node_job["headers"]["retries"] == 3
+
+
+def test_pgboss_options_leave_the_message_for_the_job(app: Celery) -> None:
+    message = published(app, "proj.add", (1,))
+    message["headers"]["pgboss"] = {"singleton_key": "k", "retry_limit": 5}
+    message["properties"]["pgboss"] = {"singleton_key": "from-property", "priority": 3}
+    job = envelope.to_job(message)
+    assert job.options == {"singleton_key": "k", "retry_limit": 5, "priority": 3}
+    stored = job.data["__celery"]
+    assert "pgboss" not in stored.get("headers", {}) and "pgboss" not in stored.get("properties", {})
+
+
+@pytest.mark.parametrize(
+    "options", [["not", "a", "dict"], {"id": "x"}, {"data": {}}, {"__invalid__": "bad option"}]
+)
+def test_pgboss_options_that_cannot_be_sent_are_refused(app: Celery, options: Any) -> None:
+    message = published(app, "proj.add", (1,))
+    message["headers"]["pgboss"] = options
+    with pytest.raises(InvalidOption):
+        envelope.to_job(message)
 
 
 def test_defaults_are_not_stored(app: Celery) -> None:
@@ -180,7 +217,7 @@ def test_node_job_becomes_a_protocol_2_task_message(data, args, kwargs) -> None:
                                                        "chord": None}]  # fmt: skip
     headers = out["headers"]
     assert headers["task"] == "analyze-story" and headers["id"] == headers["root_id"] == job_id
-    assert headers["pgboss_attempt"] == 1 and headers["retries"] == 0
+    assert headers["pgboss_attempt"] == 1 and headers["retries"] == 1  # one budget
     assert out["properties"]["correlation_id"] == job_id
     assert out["properties"]["delivery_info"]["routing_key"] == "analyze-story"
 
@@ -189,3 +226,24 @@ def test_parse_time() -> None:
     assert envelope.parse_time("2030-01-01T00:00:00Z") == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     assert envelope.parse_time("2030-01-01T00:00:00") == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     assert envelope.parse_time(None) is None and envelope.parse_time("garbage") is None
+
+
+def test_expiry_bounds_the_attempts_time_limits(app: Celery) -> None:
+    assert envelope.expiry_time_limits(3600) == (3599.0, 3594.0)
+    assert envelope.expiry_time_limits(2) == (1.5, 1.35)
+    job = envelope.to_job(published(app, "proj.add", (1,)))
+    out = deliver(job, expire_seconds=3600)
+    assert out["headers"]["timelimit"] == [3599.0, 3594.0]
+    assert out["headers"]["pgboss_expiry_limit"] is True
+    # A tighter limit of the task (sent, or the worker's own) is kept; the expiry then is not the cause.
+    tight = envelope.to_job(published(app, "proj.add", (1,), time_limit=60, soft_time_limit=50))
+    out = deliver(tight, expire_seconds=3600)
+    assert out["headers"]["timelimit"] == [60, 50] and "pgboss_expiry_limit" not in out["headers"]
+    out = deliver(job, expire_seconds=3600, task_limits=(30, None))
+    assert out["headers"]["timelimit"] == [30, None]
+    node_job = envelope.Job({"x": 1}, None, 0, None, None, 0)
+    assert deliver(node_job, expire_seconds=900, task_name="proj.add")["headers"]["timelimit"] == [
+        899.0,
+        894.0,
+    ]
+    assert deliver(job)["headers"]["timelimit"] == [None, None]  # no expiry known: Celery's own

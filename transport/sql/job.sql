@@ -12,7 +12,7 @@ WITH input AS (
     singleton_key text, singleton_seconds int, singleton_offset int, singleton_slot timestamp,
     expire_seconds int, deletion_seconds int, retention_seconds int, keep_until timestamptz,
     retry_limit int, retry_delay int, retry_backoff bool, retry_delay_max int,
-    dead_letter text, heartbeat_seconds int
+    dead_letter text, heartbeat_seconds int, group_id text, group_tier text
   )
 ),
 {_insert_jobs}
@@ -26,7 +26,8 @@ WITH input AS (
     NULL::int AS singleton_offset, NULL::timestamp AS singleton_slot, NULL::int AS expire_seconds,
     NULL::int AS deletion_seconds, NULL::int AS retention_seconds, NULL::int AS retry_limit,
     NULL::int AS retry_delay, NULL::bool AS retry_backoff, NULL::int AS retry_delay_max,
-    NULL::text AS dead_letter, NULL::int AS heartbeat_seconds
+    NULL::text AS dead_letter, NULL::int AS heartbeat_seconds, NULL::text AS group_id,
+    NULL::text AS group_tier
   FROM (SELECT %(id)s::uuid AS id, %(priority)s::int AS priority, %(data)s::jsonb AS data,
     %(start_after_at)s::timestamptz AS start_after_at, %(keep_until)s::timestamptz AS keep_until) AS x
 ),
@@ -39,6 +40,7 @@ inserted AS (
     id, name, data, priority, start_after, created_on, singleton_key, singleton_on,
     expire_seconds, deletion_seconds, keep_until, retry_limit, retry_delay, retry_backoff,
     retry_delay_max, policy, dead_letter/*if:heartbeat*/, heartbeat_seconds/*end*/
+    /*if:group*/, group_id, group_tier/*end*/
   )
   SELECT
     COALESCE(i.id, gen_random_uuid()),
@@ -64,6 +66,7 @@ inserted AS (
     q.policy,
     COALESCE(i.dead_letter, q.dead_letter)/*if:heartbeat*/,
     COALESCE(i.heartbeat_seconds, q.heartbeat_seconds)/*end*/
+    /*if:group*/, i.group_id, i.group_tier/*end*/
   FROM input i
   JOIN {schema}.queue q ON q.name = %(name)s
   ON CONFLICT DO NOTHING
@@ -167,10 +170,15 @@ WHERE name = ANY(%(names)s::text[]) AND state < 'active' /*if:blocked*/AND NOT b
 -- name: complete_jobs
 -- Complete active jobs with their outputs, each fenced on the attempt (retry_count) that ran it.
 WITH input AS (
-  SELECT * FROM json_to_recordset(%(jobs)s::text::json) AS x (id uuid, retry_count int, output jsonb)
+  SELECT * FROM json_to_recordset(%(jobs)s::text::json) AS x (id uuid, retry_count int, output jsonb, ignored bool)
 ),
 results AS (
-  UPDATE {schema}.job j SET completed_on = {now}, state = 'completed', output = i.output
+  UPDATE {schema}.job j SET completed_on = {now}, state = 'completed', output = i.output,
+    -- a Celery result the task ignores: say so in the envelope, so any reader finds it PENDING
+    data = CASE WHEN i.ignored AND jsonb_typeof(j.data -> '__celery') = 'object'
+      THEN jsonb_set(j.data, '{__celery,headers}',
+        COALESCE(j.data #> '{__celery,headers}', '{}'::jsonb) || '{"ignore_result": true}'::jsonb)
+      ELSE j.data END
   FROM input i
   WHERE j.name = %(name)s AND j.id = i.id AND j.state = 'active'
     AND (i.retry_count IS NULL OR j.retry_count = i.retry_count)
@@ -293,7 +301,9 @@ WITH results AS (
     start_after = %(start_after)s::timestamptz,
     keep_until = GREATEST(j.keep_until, %(start_after)s::timestamptz + (j.keep_until - j.start_after)),
     data = %(data)s::jsonb,
-    output = %(output)s::jsonb
+    output = %(output)s::jsonb,
+    -- the attempt Celery asked for is allowed: retry_count stays within retry_limit
+    retry_limit = GREATEST(j.retry_limit, j.retry_count + 1)
     /*if:heartbeat*/, heartbeat_on = NULL/*end*/
   WHERE j.name = %(name)s AND j.id = %(id)s::uuid AND j.state = 'active'
     AND (%(retry_count)s::int IS NULL OR j.retry_count = %(retry_count)s::int)
@@ -325,6 +335,24 @@ made_runnable AS (SELECT name, start_after FROM results),
 {_announce}
 {_notify_states}
 SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0 AND (SELECT count(*) FROM announced) >= 0
+
+-- name: set_retry_output
+-- Record why a job waiting in retry is retried (Celery's self.retry(exc=...)), fenced on the attempt that asked.
+WITH results AS (
+  UPDATE {schema}.job j SET output = %(output)s::jsonb
+  WHERE j.name = %(name)s AND j.id = %(id)s::uuid AND j.state = 'retry'
+    AND (%(retry_count)s::int IS NULL OR j.retry_count = %(retry_count)s::int)
+  RETURNING j.id, j.state
+),
+{_notify_states}
+SELECT id FROM results WHERE (SELECT count(*) FROM notified) >= 0
+
+-- name: list_scheduled_jobs
+-- Jobs of some queues waiting for a later start_after (Celery's ETA tasks held by the database), soonest first.
+SELECT * FROM {schema}.job
+WHERE name = ANY(%(names)s::text[]) AND state < 'active' /*if:blocked*/AND NOT blocked/*end*/ AND start_after > {now}
+ORDER BY start_after, priority DESC
+LIMIT %(limit)s
 
 -- name: touch_jobs
 -- Refresh heartbeat_on of active jobs; returns the ids still active.

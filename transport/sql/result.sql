@@ -27,12 +27,13 @@ CREATE INDEX IF NOT EXISTS result_expires_at ON {aux}.result (expires_at) WHERE 
 -- name: get_task_results
 -- Task results by id: the job rows (found through every queue's primary key; a task replaced on another queue has two: the newer, as get_job picks) and any stored values, in one round trip.
 (SELECT DISTINCT ON (j.id) 'job' AS source, j.id::text AS id, j.name, j.state::text AS state, j.output,
-  j.retry_count, j.completed_on, CASE WHEN %(extended)s THEN j.data END AS data, NULL::text AS value
+  j.retry_count, j.completed_on, CASE WHEN %(extended)s THEN j.data END AS data, NULL::text AS value,
+  j.data #>> '{__celery,task}' AS task_name, j.data #> '{__celery,headers,ignore_result}' AS ignore_result
 FROM {schema}.queue q
 JOIN {schema}.job j ON j.name = q.name AND j.id = ANY(%(ids)s::uuid[])
 ORDER BY j.id, j.created_on DESC)
 UNION ALL
-SELECT 'store', r.key, NULL, NULL, NULL, NULL, NULL, NULL, r.value
+SELECT 'store', r.key, NULL, NULL, NULL, NULL, NULL, NULL, r.value, NULL, NULL
 FROM {aux}.result r
 WHERE r.key = ANY(%(keys)s::text[]) AND (r.expires_at IS NULL OR r.expires_at > now())
 
