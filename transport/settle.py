@@ -42,6 +42,14 @@ logger = logging.getLogger(__name__)
 
 #: Outputs of failures the transport itself decides.
 REJECTED = {"value": {"message": "rejected by the consumer"}}
+#: A message Celery rejected without requeue while the pg-boss backend records results: an error in
+#: Node's shape, so every job failed without running reads the same way (see transport.wellformed).
+REFUSED = {
+    "name": "Rejected",
+    "message": "Celery rejected the message without requeue (Reject, a task this worker does not know, "
+    "or a message it cannot run); the worker's log says which",
+    "stack": "",
+}
 #: Seconds a settle batch gathers writes after the first one arrives: a job's end is committed at
 #: most this much later, and a drain writes several acks per statement instead of one each.
 SETTLE_WINDOW = 0.002
@@ -240,7 +248,7 @@ class Settler:
                 _drop(fail, held)
             for queue, held in _by_queue(reject).items():
                 attempts = {h.id: h.attempt for h in held}
-                self.manager.fail(queue, list(attempts), REJECTED, attempts=attempts, retry=False, conn=conn)
+                self.manager.fail(queue, list(attempts), REFUSED, attempts=attempts, retry=False, conn=conn)
                 _drop(reject, held)
         by_attempt: dict[tuple[str, int], list[Held]] = defaultdict(list)
         for held in restore:

@@ -14,6 +14,7 @@ import pickle
 import time
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -168,13 +169,17 @@ def generate(count: int) -> list[dict[str, Any]]:
     return rows
 
 
-def test_malformed_rows_fail_at_once_and_the_worker_stays_up(broker_env: BrokerEnv) -> None:  # noqa: F811
+def test_malformed_rows_fail_at_once_and_the_worker_stays_up(
+    broker_env: BrokerEnv,  # noqa: F811
+    request: pytest.FixtureRequest,
+) -> None:
     rows = generate(POISON_ROWS)
     assert len(rows) >= 1000, f"hypothesis generated only {len(rows)} rows"
     env, queue = broker_env, unique("poison")
     manager = env.manager
     manager.create_queue(queue, retry_limit=3, retry_delay=1, heartbeat_seconds=10)
     worker = env.worker("poison", [queue], concurrency=2).start()
+    request.addfinalizer(worker.stop)  # later modules count the session's workers (inspect, control)
     assert worker.process is not None
     pid = worker.process.pid
 
