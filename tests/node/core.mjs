@@ -3,7 +3,7 @@
 //
 //   node tests/node/core.mjs <release> <connectionString> <schema> <command> [--option value ...]
 //
-// <release>: 12.38 | 12.5 (the npm aliases installed by package.json in this folder).
+// <release>: 12.38 | 12.34 | 12.5 (the npm aliases installed by package.json in this folder).
 // Every command but `install` starts pg-boss with migrate: false (never altering the schema it finds);
 // all run with supervise: false and schedule: false (so only the test moves jobs), print one JSON
 // object on stdout and exit 0; a failure prints the error on stderr and exits 1.
@@ -20,7 +20,11 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 
-const RELEASES = { '12.38': 'pg-boss', '12.38.0': 'pg-boss', '12.5': 'pg-boss-12-5', '12.5.4': 'pg-boss-12-5' };
+const RELEASES = {
+  '12.38': 'pg-boss', '12.38.1': 'pg-boss',
+  '12.34': 'pg-boss-12-34', '12.34.0': 'pg-boss-12-34',
+  '12.5': 'pg-boss-12-5', '12.5.4': 'pg-boss-12-5'
+};
 const require = createRequire(import.meta.url);
 
 async function loadBoss(release) {
