@@ -43,7 +43,7 @@ class Node:
     """One Node pg-boss release on one schema: ``node(command, **options)`` -> its JSON output."""
 
     #: Options core.mjs parses as JSON; the rest are plain strings.
-    JSON_OPTIONS = frozenset({"data", "options", "result"})
+    JSON_OPTIONS = frozenset({"data", "options", "result", "names", "jobs"})
 
     def __init__(self, directory: Path, release: str, url: str, schema: str) -> None:
         self.script = directory / "core.mjs"
