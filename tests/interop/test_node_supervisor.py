@@ -40,7 +40,9 @@ def pair(
     return release, node, boss
 
 
-def supervisor(boss: JobManager, warnings: list[dict[str, Any]] | None = None, **intervals: float) -> Supervisor:
+def supervisor(
+    boss: JobManager, warnings: list[dict[str, Any]] | None = None, **intervals: float
+) -> Supervisor:
     """A supervisor whose every claim is due at once (the tests call its passes themselves)."""
     bindings.install(boss)  # the transport's tables, whose broadcast log a pass sweeps
     options = {"monitor_interval": 0.0, "maintenance_interval": 0.0, "flow_interval": 0.0, **intervals}
@@ -58,7 +60,11 @@ def test_python_supervisor_fills_the_counts_node_reads(pair: tuple[str, Node, Jo
     boss.complete("counted", [(first.id, {"ok": 1}, first.retry_count)])
 
     before = node("queues", names=["counted"])["queues"][0]
-    assert (before["queuedCount"], before["activeCount"], before["totalCount"]) == (0, 0, 0)  # nobody counted yet
+    assert (before["queuedCount"], before["activeCount"], before["totalCount"]) == (
+        0,
+        0,
+        0,
+    )  # nobody counted yet
 
     warnings: list[dict[str, Any]] = []
     sup = supervisor(boss, warnings)
@@ -135,7 +141,10 @@ def test_python_steps_back_while_a_node_supervisor_runs(pair: tuple[str, Node, J
     for n in range(3):
         node("send", queue="shared", data={"n": n})
     proc = subprocess.Popen(
-        node.argv("supervise", interval=1, seconds=8), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        node.argv("supervise", interval=1, seconds=8),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert json.loads(proc.stdout.readline()) == {"started": True}
@@ -156,7 +165,9 @@ def test_python_steps_back_while_a_node_supervisor_runs(pair: tuple[str, Node, J
         [seen] = node("queues", names=["shared"])["queues"]
         assert seen["queuedCount"] == 3  # Node counted
         with boss.db.cursor() as cur:
-            cur.execute(f'SELECT now() - monitor_on AS age FROM "{boss.schema}".queue WHERE name = %s', ("shared",))
+            cur.execute(
+                f'SELECT now() - monitor_on AS age FROM "{boss.schema}".queue WHERE name = %s', ("shared",)
+            )
             assert cur.fetchone()["age"] < dt.timedelta(seconds=3)  # fresh: within two intervals
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
