@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from celery import signals
+
 from transport.fanout import BroadcastLog
 from transport.manager import JobManager
 from transport.upkeep import Upkeep
@@ -41,17 +43,27 @@ logger = logging.getLogger(__name__)
 WARNING_EVENT = "pgboss-queue-warning"
 
 
-def emit_warning(warning: dict[str, Any]) -> None:
-    """A supervisor warning as a log record and, in a Celery worker sending events (``-E``), as a
-    ``pgboss-queue-warning`` event that ``celery events`` and Flower receive."""
-    logger.warning("pg-boss warning: %s", warning["message"])
-    try:
-        from celery import current_app
+#: The Celery worker of this process (set by its worker_init signal), whose -E decides on events.
+_worker: Any = None
 
-        app = current_app._get_current_object()
-        if not app.conf.worker_send_task_events:
-            return
-        with app.events.default_dispatcher() as dispatcher:
+
+def _remember_worker(sender: Any = None, **_: Any) -> None:
+    global _worker
+    _worker = sender
+
+
+signals.worker_init.connect(_remember_worker, weak=False)
+
+
+def emit_warning(warning: dict[str, Any]) -> None:
+    """A supervisor warning as a log record and, in a Celery worker sending task events (``-E``),
+    as a ``pgboss-queue-warning`` event that ``celery events`` and Flower receive."""
+    logger.warning("pg-boss warning: %s", warning["message"])
+    worker = _worker
+    if worker is None or not getattr(worker, "task_events", False):
+        return
+    try:
+        with worker.app.events.default_dispatcher(hostname=worker.hostname) as dispatcher:
             dispatcher.send(WARNING_EVENT, **warning)
     except Exception as exc:  # an event is a courtesy; the log record is the warning
         logger.debug("could not send %s event: %r", WARNING_EVENT, exc)
