@@ -31,8 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celery import signals
-
+from transport import worker_events
 from transport.fanout import BroadcastLog
 from transport.manager import JobManager
 from transport.upkeep import Upkeep
@@ -43,30 +42,11 @@ logger = logging.getLogger(__name__)
 WARNING_EVENT = "pgboss-queue-warning"
 
 
-#: The Celery worker of this process (set by its worker_init signal), whose -E decides on events.
-_worker: Any = None
-
-
-def _remember_worker(sender: Any = None, **_: Any) -> None:
-    global _worker
-    _worker = sender
-
-
-signals.worker_init.connect(_remember_worker, weak=False)
-
-
 def emit_warning(warning: dict[str, Any]) -> None:
     """A supervisor warning as a log record and, in a Celery worker sending task events (``-E``),
     as a ``pgboss-queue-warning`` event that ``celery events`` and Flower receive."""
     logger.warning("pg-boss warning: %s", warning["message"])
-    worker = _worker
-    if worker is None or not getattr(worker, "task_events", False):
-        return
-    try:
-        with worker.app.events.default_dispatcher(hostname=worker.hostname) as dispatcher:
-            dispatcher.send(WARNING_EVENT, **warning)
-    except Exception as exc:  # an event is a courtesy; the log record is the warning
-        logger.debug("could not send %s event: %r", WARNING_EVENT, exc)
+    worker_events.send(WARNING_EVENT, **warning)
 
 
 class Supervisor:
@@ -96,7 +76,7 @@ class Supervisor:
         self.manager = manager
         self.log = BroadcastLog(manager)
         self.upkeep = Upkeep(manager)
-        #: Called with each backlog warning (a dict with type, queue, queued, threshold, message).
+        #: Called with each backlog warning (a dict with kind, queue, queued, threshold, message).
         self.on_warning = on_warning
         if flow_interval is not None:
             self.flow_interval = flow_interval

@@ -88,7 +88,7 @@ class Upkeep:
             if queued > threshold:
                 warnings.append(
                     {
-                        "type": "queue_backlog",
+                        "kind": "queue_backlog",
                         "queue": row["name"],
                         "queued": queued,
                         "threshold": threshold,

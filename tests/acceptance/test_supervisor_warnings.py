@@ -35,7 +35,12 @@ def test_a_backlog_is_warned_of_as_a_celery_event(broker_env: BrokerEnv) -> None
                 break
     assert seen, "no pgboss-queue-warning event arrived"
     event = seen[0]
-    assert (event["type"], event["queued"], event["threshold"]) == (WARNING_EVENT, 3, 2)
+    assert (event["type"], event["kind"], event["queued"], event["threshold"]) == (
+        WARNING_EVENT,
+        "queue_backlog",
+        3,
+        2,
+    )
     assert event["hostname"].endswith("@zeke-test")  # sent by a worker
     assert "over its warning threshold of 2" in event["message"]
     row = wait_for(lambda: (q := manager.get_queue(queue)) and q["queued_count"] == 3 and q, 10, "counts")
