@@ -21,7 +21,7 @@ from transport.db import dsn_from_url
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 #: node_modules folder -> the version package.json pins; anything else means a reinstall.
-NODE_PACKAGES = {"pg-boss": "12.38.0", "pg-boss-12-5": "12.5.4"}
+NODE_PACKAGES = {"pg-boss": "12.38.1", "pg-boss-12-34": "12.34.0", "pg-boss-12-5": "12.5.4"}
 
 
 def _installed_versions() -> dict[str, str | None]:

@@ -91,8 +91,17 @@ _FINISHED = frozenset({"completed", "failed", "cancelled"})
 UNSTORABLE = (psycopg2.DataError, TypeError, ValueError)
 #: Job states after which a result will not change; NOTIFYs of other states wake nobody.
 _FINAL_NOTIFY = frozenset({*_FINISHED, *states.READY_STATES})
-#: A waiter re-reads its results this often even without a NOTIFY (results written by Node or SQL).
+#: A waiter re-reads its results at least this often even without a NOTIFY (results written by Node
+#: or SQL), and this often at most for a job a zeke worker has announced running (it announces the end).
 REREAD_INTERVAL = 2.0
+#: A job nobody announced (queued, or running on a Node worker, which notifies nothing) is re-read
+#: after REREAD_FIRST, the gap growing by REREAD_GROWTH per unchanged read up to REREAD_FAST_MAX; once
+#: unchanged for REREAD_FAST_WINDOW the gap grows on to REREAD_INTERVAL. Only ids being waited on are
+#: read, in one statement, and only while someone waits: an idle database sees nothing.
+REREAD_FIRST = 0.025
+REREAD_GROWTH = 1.5
+REREAD_FAST_MAX = 0.1
+REREAD_FAST_WINDOW = 60.0
 #: Seconds a waiter pauses after losing the database before it tries again, doubling (with jitter)
 #: on each failed attempt up to RECONNECT_MAX_DELAY.
 RECONNECT_DELAY = 0.5
@@ -125,6 +134,29 @@ def _running_now(task_id: str) -> bool:
     waiting for the database holds up nothing but this task."""
     task = get_current_task()
     return task is not None and getattr(task.request, "id", None) == task_id
+
+
+@dataclass(slots=True)
+class _Pace:
+    """When a waited-for task is re-read next, and why."""
+
+    due: float
+    gap: float = REREAD_FIRST
+    #: When its state last changed (or the wait began).
+    since: float = 0.0
+    status: str | None = None
+    #: A zeke worker announced it running: its end will be announced too.
+    announced: bool = False
+
+    def after_read(self, now: float, status: str | None) -> None:
+        if status != self.status:
+            self.status, self.since, self.gap = status, now, REREAD_FIRST
+        elif self.announced:
+            self.gap = REREAD_INTERVAL
+        else:
+            cap = REREAD_FAST_MAX if now - self.since < REREAD_FAST_WINDOW else REREAD_INTERVAL
+            self.gap = min(self.gap * REREAD_GROWTH, cap)
+        self.due = now + self.gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +207,9 @@ class PgBossResultConsumer(BaseResultConsumer):
     NOTIFYs name jobs, so waiters are kept by job id (a task id that is not a UUID has a uuid5 job
     id, :func:`transport.envelope.job_id_for`). A task published by this process was listened for
     before it was sent, so its first wait needs no re-read unless its end was announced already.
-    Results written without a NOTIFY (a Node worker, plain SQL) are caught by a slow re-read.
+    Results written without a NOTIFY (a Node worker, plain SQL) are caught by re-reading the awaited
+    ids: every few tens of milliseconds while nothing announced them (see REREAD_FIRST), every
+    REREAD_INTERVAL once a zeke worker announced one running.
     """
 
     _connection_errors = CONNECTION_ERRORS
@@ -194,6 +228,8 @@ class PgBossResultConsumer(BaseResultConsumer):
         self.subscribed: dict[str, str] = {}
         #: Keys of tasks published since LISTEN began -> whether their end has been announced.
         self._published: OrderedDict[str, bool] = OrderedDict()
+        #: Task id -> its re-read pace, for every task waited on.
+        self._paces: dict[str, _Pace] = {}
 
     def start(self, initial_task_id: str, **kwargs: Any) -> None:
         self.consume_from(initial_task_id)
@@ -202,6 +238,8 @@ class PgBossResultConsumer(BaseResultConsumer):
         with self._lock:
             for key in _notify_keys(task_id):
                 self.subscribed[key] = task_id
+            now = time.monotonic()
+            self._paces.setdefault(task_id, _Pace(due=now + REREAD_FIRST, since=now))
         self.listening()
 
     def cancel_for(self, task_id: str) -> None:
@@ -209,6 +247,7 @@ class PgBossResultConsumer(BaseResultConsumer):
             for key in _notify_keys(task_id):
                 self.subscribed.pop(key, None)
                 self._published.pop(key, None)
+            self._paces.pop(task_id, None)
 
     def published(self, task_id: str) -> None:
         """Called before ``task_id`` is sent: from now on its end is announced to this process."""
@@ -250,6 +289,7 @@ class PgBossResultConsumer(BaseResultConsumer):
         self._conn, self._pid = None, os.getpid()
         self.subscribed.clear()
         self._published.clear()
+        self._paces.clear()
 
     def on_wait_for_pending(self, result: Any, **kwargs: Any) -> None:
         # LISTEN is already up (consume_from ran in add_pending_result), so a result stored before
@@ -289,8 +329,8 @@ class PgBossResultConsumer(BaseResultConsumer):
                 self._reconnected = False
                 self._reread_all()  # anything may have happened while we were away
             if not conn.notifies:
-                wait = timeout if timeout is not None else REREAD_INTERVAL
-                readable, _, _ = select.select([conn], [], [], min(wait, REREAD_INTERVAL))
+                wait = min(timeout if timeout is not None else REREAD_INTERVAL, REREAD_INTERVAL)
+                readable, _, _ = select.select([conn], [], [], min(wait, self._until_due()))
                 if readable:
                     conn.poll()
             else:
@@ -302,6 +342,8 @@ class PgBossResultConsumer(BaseResultConsumer):
                 for notify in notifies:
                     key, _, state = notify.payload.partition(" ")
                     final = state in _FINAL_NOTIFY
+                    if key in self.subscribed and (pace := self._paces.get(self.subscribed[key])):
+                        pace.announced = state == "active"  # a zeke worker runs it and will say when done
                     if key in self.subscribed and (final or self.on_message is not None):
                         wanted.add(self.subscribed[key])
                     elif final and key in self._published:
@@ -309,6 +351,8 @@ class PgBossResultConsumer(BaseResultConsumer):
             self._reread(wanted)
             if time.monotonic() - self._last_reread >= REREAD_INTERVAL:
                 self._reread_all()
+            else:
+                self._reread_due()
         except CONNECTION_ERRORS as exc:
             # The LISTEN socket or a re-read lost the database (a restart): waiters keep waiting,
             # and once connected again everything waited for is re-read.
@@ -327,6 +371,18 @@ class PgBossResultConsumer(BaseResultConsumer):
                 self._backoff.reset()
                 self._outage.succeeded()
 
+    def _until_due(self) -> float:
+        """Seconds until the next task is due for a re-read (REREAD_INTERVAL when none waits)."""
+        with self._lock:
+            due = min((pace.due for pace in self._paces.values()), default=None)
+        return REREAD_INTERVAL if due is None else max(0.0, due - time.monotonic())
+
+    def _reread_due(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            ids = {task_id for task_id, pace in self._paces.items() if pace.due <= now}
+        self._reread(ids)
+
     def _reread_all(self) -> None:
         self._last_reread = time.monotonic()
         with self._lock:
@@ -337,7 +393,13 @@ class PgBossResultConsumer(BaseResultConsumer):
         ids = list(task_ids)
         if not ids:
             return
-        for meta in self.backend.task_metas(ids).values():
+        metas = self.backend.task_metas(ids)
+        now = time.monotonic()
+        with self._lock:
+            for task_id in ids:
+                if (pace := self._paces.get(task_id)) is not None:
+                    pace.after_read(now, (metas.get(task_id) or {}).get("status"))
+        for meta in metas.values():
             self.on_state_change(meta, None)
 
 

@@ -59,7 +59,8 @@ Transport Options
   :mod:`transport.celery_options`.
 * ``native_eta``: ETA as ``start_after`` (default True). A delivery still carries the ``eta`` it
   was sent with (``request.eta``), never later than now.
-* ``polling_interval``: seconds between safety polls (default 5).
+* ``polling_interval``: seconds between safety polls (default 5); ``node_polling_interval`` (2) and
+  ``node_cache_seconds`` (65): see below.
 * ``fetch_batch_size``: most jobs per fetch (default 100; the prefetch budget is used when smaller).
 * ``refill_fraction``: while it holds jobs, a consumer fetches again once this fraction of its
   prefetch count is free (default 0.5: fewer, larger fetches); an idle one fetches at once.
@@ -78,9 +79,11 @@ Transport Options
 
 Node's ``createQueue`` leaves ``notify`` off; a worker turns it on for the queues it consumes
 (``notify_queues``), and a Node process sends with NOTIFY once it has refreshed its queue cache
-(every 60 s by default). Until then, and on pg-boss 12.5.4's schema (no notify), Node's jobs wait
-for the safety poll, as a Node ``startAfter`` job does (Python ETAs announce themselves and start
-on time). A task that runs longer than its job's
+(every 60 s by default). Until then (for 65 s after a worker turned it on), on schemas without
+``notify`` (pg-boss 12.5.4's) and with ``notify_queues`` off, the safety poll runs at least every
+2 s, Node's own default polling, so a Node job never waits longer for a Python worker than it would
+for a Node one; a Node ``startAfter`` job waits for the safety poll too (Python ETAs announce
+themselves and start on time). A task that runs longer than its job's
 ``expire_in_seconds`` is stopped by the time limits its delivery carries (prefork pool) before
 pg-boss would expire it whatever its heartbeat, as in Node.
 """
@@ -90,6 +93,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -645,6 +649,11 @@ class Transport(virtual.Transport):
     schema: str = "pgboss"
     #: Seconds between safety polls (lost NOTIFYs, Node ``startAfter`` jobs, pg-boss backoff retries).
     polling_interval: float = 5.0
+    #: The safety poll's interval at most while Node may send to a consumed queue without NOTIFY
+    #: (Node's default ``pollingIntervalSeconds``), and how long after notify is turned on that lasts
+    #: (Node's default ``queueCacheIntervalSeconds``, plus a margin).
+    node_polling_interval: float = 2.0
+    node_cache_seconds: float = 65.0
     #: Wait for WAL flush on fetch and ack-settlement.
     synchronous_commit: bool = False
     #: Settle acks from a background thread, many per statement, instead of one statement per ack
@@ -677,6 +686,8 @@ class Transport(virtual.Transport):
     from_transport_options = (
         "schema",
         "polling_interval",
+        "node_polling_interval",
+        "node_cache_seconds",
         "synchronous_commit",
         "settle_batch",
         "settle_window",
@@ -748,6 +759,8 @@ class Transport(virtual.Transport):
         self._waker: Waker | None = None
         self._pid = os.getpid()
         self._notify_checked: set[str] = set()
+        #: Until when (monotonic) Node may insert into a consumed queue without NOTIFY.
+        self._unheard_until = 0.0
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -858,10 +871,14 @@ class Transport(virtual.Transport):
         """Make a queue this process consumes NOTIFY on every insert, Node's too. Node's
         ``createQueue`` leaves pg-boss's ``notify`` off, and then its sends would wake no one: they
         would wait for the safety poll."""
-        if not self.notify_queues or queue in self._notify_checked:
+        if queue in self._notify_checked:
             return
-        if self.manager.enable_notify(queue):
+        if not self.notify_queues or not self.manager.info.has("notify"):
+            self._unheard_until = math.inf  # Node's sends never wake us: poll as often as Node does
+        elif self.manager.enable_notify(queue):
             logger.info("pg-boss notify turned on for queue %r: jobs Node sends now wake this worker", queue)
+            # Node processes already running see it at their next queue-cache refresh.
+            self._unheard_until = max(self._unheard_until, time.monotonic() + self.node_cache_seconds)
         self._notify_checked.add(queue)
 
     def forget_durable(self, queue: str) -> None:
@@ -1164,9 +1181,18 @@ class Transport(virtual.Transport):
         self._dirty.update(self._consumed_durable())
         self.timers_stale = True
 
+    def _safety_interval(self) -> float:
+        if time.monotonic() < self._unheard_until:
+            return min(self.polling_interval, self.node_polling_interval)
+        return self.polling_interval
+
     def _safety_poll(self) -> None:
-        self._next_safety = time.monotonic() + self.polling_interval
+        self._next_safety = time.monotonic() + self._safety_interval()
         self._mark_all_dirty()
+
+    def _safety_tick(self) -> None:
+        if time.monotonic() >= self._next_safety:
+            self._safety_poll()
 
     # -- blocking consumers (celery inspect, Flower's event thread, SimpleQueue) -------------------
 
@@ -1214,7 +1240,9 @@ class Transport(virtual.Transport):
         self.fetcher = Fetcher(self.fetch, self._wake_loop, prepare=self._open_consuming)
         self.fetcher.start()
         loop.on_tick.add(self._on_tick)
-        self._loop_entries = [loop.call_repeatedly(self.polling_interval, self._safety_poll)]
+        # A tick finer than either interval, so each poll comes within a quarter of its due time.
+        tick = min(self.polling_interval, self.node_polling_interval) / 4
+        self._loop_entries = [loop.call_repeatedly(tick, self._safety_tick)]
         if self.supervise and self._supervisor is None:
             self._supervisor = Supervisor(
                 self.manager,

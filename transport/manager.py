@@ -91,6 +91,8 @@ _FAIL_REWRITTEN = frozenset(
 
 EXPIRY_BATCH = 1000
 DELETION_BATCH = 10_000
+#: Completed parents resolved per flow statement (pg-boss's FLOW_BATCH_SIZE).
+FLOW_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -580,6 +582,23 @@ class JobManager:
 
     def delete_finished(self, queue_names: Sequence[str]) -> int:
         return self._sweep("deletion", "delete_finished_jobs", queue_names, None, DELETION_BATCH)
+
+    def claim_flow_pass(self, interval_seconds: float) -> bool:
+        """pg-boss's flow-resolver claim (``version.flow_on``): True when this caller owns the pass."""
+        return bool(self._run("claim_flow_pass", {"seconds": interval_seconds}))
+
+    def resolve_flows(self, queue_names: Sequence[str]) -> tuple[int, int]:
+        """Resolve flows as pg-boss's background resolver does: each completed parent still marked
+        ``blocking`` takes one dependency off each child and stops blocking; a child left with none is
+        unblocked and its queue woken. Batch by batch per table; returns (parents, children unblocked)."""
+        parents = unblocked = 0
+        for _table, queues in self._queues_by_table(queue_names).items():
+            while True:
+                [row] = self._run("resolve_flows", {"names": queues, "limit": FLOW_BATCH})
+                parents, unblocked = parents + row["parents"], unblocked + row["unblocked"]
+                if row["parents"] < FLOW_BATCH:
+                    break
+        return parents, unblocked
 
     def _sweep(self, lock: str, statement: str, queue_names: Sequence[str], output: Any, batch: int) -> int:
         total = 0

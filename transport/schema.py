@@ -3,7 +3,7 @@ refuse versions zeke does not serve.
 
 zeke never alters an existing schema. Upgrades belong to Node pg-boss (``npx pg-boss migrate``), which
 owns the migration chain; zeke only creates a schema where there is none, identical to the one
-Node pg-boss 12.38.0 would create (``transport/sql/schema_v46.sql``).
+Node pg-boss 12.38 (12.38.0 and 12.38.1) would create (``transport/sql/schema_v46.sql``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from transport.sql import schema_ddl, statement
 
 #: The oldest schema zeke serves: pg-boss 12.0 (the same schema as 11.1).
 MIN_VERSION = 26
-#: The schema zeke installs, and the newest it knows: pg-boss 12.38.0.
+#: The schema zeke installs, and the newest it knows: pg-boss 12.38.0 - 12.38.1.
 CURRENT_VERSION = 46
 DEFAULT_SCHEMA = "pgboss"
 
@@ -56,7 +56,7 @@ RELEASES: dict[int, str] = {
     43: "pg-boss 12.35",
     44: "pg-boss 12.36",
     45: "pg-boss 12.37",
-    46: "pg-boss 12.38.0",
+    46: "pg-boss 12.38",
 }
 
 #: Optional features, each detected by the presence of one catalog object: (table, column), or
@@ -74,7 +74,16 @@ FEATURE_PROBES: dict[str, tuple[str | None, str]] = {
     "singletons_active": ("queue", "singletons_active"),
     "group": ("job", "group_id"),  # 27+
     "upsert": ("job", "upsert_by_key"),  # 45+
-    "instances": ("instance", "workers"),  # Node's process registry
+    # What the supervisor keeps (transport.upkeep): the queue statistics each version's monitor
+    # writes, its vacuum backoff, the flow resolver's claim, and the Node instance registry.
+    "queue_ready": ("queue", "ready_count"),  # 32+ (ready_count, failed_count)
+    "ready_history": ("queue", "ready_history"),  # 35+
+    "queue_blocked": ("queue", "blocked_count"),  # 44+
+    "retained": ("queue", "retained_count"),  # 46 (total_count = live + retained)
+    "monitor_backoff": ("version", "monitor_backoff_on"),  # 40+
+    "flows": ("version", "flow_on"),  # 33+ (the background flow resolver)
+    "dependencies": ("job_dependency", "parent_id"),  # 31+
+    "instances": ("instance", "supervise"),  # 44+
 }
 
 

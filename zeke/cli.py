@@ -304,6 +304,27 @@ def schedules(as_json: bool) -> None:
     emit(rows, as_json, lambda r: table(r, ("name", "key", "cron", "timezone", "data", "last_job_id")))
 
 
+@cli.command()
+@json_option
+def doctor(as_json: bool) -> None:
+    """Compare the database's pg-boss schema with what zeke expects for its version (exit 1 on drift)."""
+    from transport import drift
+
+    manager = _manager()
+    with manager.db.connection() as conn:
+        report = drift.compare(conn, manager.schema)
+
+    def human(r: drift.Report) -> str:
+        head = f"pg-boss schema {r.schema!r}: version {r.version} ({r.release})"
+        verdict = "drift found" if r.drift else "no drift"
+        compared = "compared with zeke's catalog of this version" if r.catalog else "no stored catalog"
+        return "\n".join([f"{head}; {compared}; {verdict}", *(f"  {f}" for f in r.findings)])
+
+    emit(report.as_dict() if as_json else report, as_json, human)
+    if report.drift:
+        sys.exit(1)
+
+
 @cli.command(name="tasks")
 @json_option
 def list_tasks(as_json: bool) -> None:

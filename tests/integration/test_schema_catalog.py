@@ -1,4 +1,4 @@
-"""transport.schema against Node pg-boss itself: the catalog zeke installs is the one Node 12.38.0
+"""transport.schema against Node pg-boss itself: the catalog zeke installs is the one Node 12.38.1
 installs, its functions behave the same, Node runs on it, older/newer schemas are detected or refused,
 and concurrent installers (Python and Node) end with one schema.
 
@@ -230,7 +230,7 @@ def py_install(url: str, schema: str) -> bool:
 
 @pytest.fixture
 def installed_pair(scratch_db: Callable[[str], str], node_boss: NodeBoss) -> Callable[[str], tuple[str, str]]:
-    """Factory: (node_url, python_url), the same schema installed by Node 12.38.0 and by zeke."""
+    """Factory: (node_url, python_url), the same schema installed by Node 12.38.1 and by zeke."""
 
     def make(schema: str) -> tuple[str, str]:
         node_url = scratch_db("zeke_schema_node")
@@ -519,8 +519,8 @@ def test_detects_current_schema(scratch_db) -> None:
         (25, r"version 25 \(pg-boss 11\.0\) .* older than 26 .*`npx pg-boss migrate`\) first$"),
         (
             47,
-            r"pg-boss schema version 47 \(a pg-boss release newer than 12\.38\.0\) .* is newer than 46 "
-            r"\(pg-boss 12\.38\.0\), the newest zeke knows; upgrade zeke",
+            r"pg-boss schema version 47 \(a pg-boss release newer than 12\.38\) .* is newer than 46 "
+            r"\(pg-boss 12\.38\), the newest zeke knows; upgrade zeke",
         ),
     ],
     ids=["v24", "v25", "v47"],

@@ -1,8 +1,9 @@
-"""The pg-boss core against real Node pg-boss from npm, both ways, for 12.38.0 AND 12.5.4.
+"""The pg-boss core against real Node pg-boss from npm, both ways, for 12.38.1, 12.34.0 AND 12.5.4.
 
-* pg-boss 12.38.0 runs on a schema Python installed (version 46), started with ``migrate: false``.
-* pg-boss 12.5.4 cannot use schema 46, so it creates its own (version 26) and JobManager must serve
-  that one: same tests, older catalog (no heartbeat, no job_now(), no dead-letter source columns).
+* pg-boss 12.38.1 runs on a schema Python installed (version 46), started with ``migrate: false``.
+* pg-boss 12.34.0 and 12.5.4 cannot use schema 46, so each creates its own (versions 42 and 26) and
+  JobManager must serve those: same tests, older catalogs (42: no ``source_output``, no upsert key;
+  26: no heartbeat, no job_now(), no notify, no dead-letter source columns).
 
 Node is driven through ``tests/node/core.mjs`` (subprocess, JSON on stdout), always with
 ``supervise: false`` so only the test moves jobs. tests/node is installed with npm by the session
@@ -32,7 +33,9 @@ from transport.manager import JobManager
 pytestmark = [pytest.mark.node, pytest.mark.own_database("interop")]
 
 #: Release -> the schema version it runs on.
-RELEASES = {"12.38": 46, "12.5": 26}
+RELEASES = {"12.38": 46, "12.34": 42, "12.5": 26}
+#: Release -> the npm version tests/node/package.json pins for it.
+VERSIONS = {"12.38": "12.38.1", "12.34": "12.34.0", "12.5": "12.5.4"}
 MS = dt.timedelta(milliseconds=1)  # Node's dates carry milliseconds only
 
 
@@ -40,7 +43,7 @@ class Node:
     """One Node pg-boss release on one schema: ``node(command, **options)`` -> its JSON output."""
 
     #: Options core.mjs parses as JSON; the rest are plain strings.
-    JSON_OPTIONS = frozenset({"data", "options", "result"})
+    JSON_OPTIONS = frozenset({"data", "options", "result", "names", "jobs"})
 
     def __init__(self, directory: Path, release: str, url: str, schema: str) -> None:
         self.script = directory / "core.mjs"
@@ -66,7 +69,7 @@ class Pair:
     boss: JobManager
 
 
-@pytest.fixture(params=list(RELEASES), ids=[f"pg-boss-{r}" for r in ("12.38.0", "12.5.4")])
+@pytest.fixture(params=list(RELEASES), ids=[f"pg-boss-{VERSIONS[r]}" for r in RELEASES])
 def pair(
     request: pytest.FixtureRequest,
     node_dir: Path,  # noqa: F811  (the imported fixture)
@@ -77,8 +80,9 @@ def pair(
     schema = "t_" + uuid.uuid4().hex[:12]
     boss = make_boss(schema)  # nothing touches the database until boss.info
     node = Node(node_dir, release, db_url, schema)
-    if release == "12.5":
-        assert node("install") == {"schemaVersion": 26}  # Node 12.5.4 makes its own schema
+    if RELEASES[release] != 46:
+        # Older releases cannot use schema 46: each makes its own.
+        assert node("install") == {"schemaVersion": RELEASES[release]}
     assert boss.info.version == RELEASES[release]  # Python installs 46 only where there is nothing
     return Pair(release, node, boss)
 
@@ -198,7 +202,7 @@ def test_python_fail_dead_letters_a_node_job_like_node(pair: Pair) -> None:
     boss.create_queue("graveyard", retry_limit=5, retention_seconds=600)
     boss.create_queue("doomed", retry_limit=0, dead_letter="graveyard")
     options: dict[str, Any] = {"priority": 4, "singletonKey": "key-1"}
-    if pair.release == "12.38":
+    if pair.release != "12.5":
         options["group"] = {"id": "tenant-7", "tier": "gold"}
     job_id = node("send", queue="doomed", data={"d": 1}, options=options)["id"]
     boss.fetch(["doomed"])
@@ -213,13 +217,18 @@ def test_python_fail_dead_letters_a_node_job_like_node(pair: Pair) -> None:
         assert (seen["sourceOutput"], seen["output"], seen["sourceRootId"]) == (error, None, job_id)
         assert (seen["priority"], seen["singletonKey"]) == (4, "key-1")
         assert (dead["group_id"], dead["group_tier"]) == ("tenant-7", "gold")
+    elif pair.release == "12.34":  # schema 42: the origin is recorded, the error stays the output
+        assert (seen["sourceName"], seen["sourceId"], seen["output"]) == ("doomed", job_id, error)
+        assert (seen["priority"], seen["singletonKey"]) == (4, "key-1")
+        assert (dead["group_id"], dead["group_tier"]) == ("tenant-7", "gold")
     else:  # schema 26 (pg-boss 12.0-12.5): the copy holds the error as its output
         assert seen["output"] == error
 
 
 def test_a_python_consumer_turns_notify_on_so_node_sends_wake_it(pair: Pair, db_url: str) -> None:
     """Node's createQueue leaves ``notify`` off: its sends then NOTIFY no one, and a Python consumer
-    would find them only at its safety poll. Consuming the queue turns it on (schema 32+)."""
+    would find them only at its safety poll. Consuming the queue turns it on (schema 32+); where
+    there is no notify the safety poll runs at Node's own polling interval."""
     node, boss = pair.node, pair.boss
     node("create-queue", queue="node-made")
     options = {
@@ -238,10 +247,12 @@ def test_a_python_consumer_turns_notify_on_so_node_sends_wake_it(pair: Pair, db_
         with conn.Consumer(kombu.Queue("node-made", routing_key="node-made"), callbacks=[keep]):
             with pytest.raises(TimeoutError):
                 conn.drain_events(timeout=0.5)  # the first pass finds nothing; the next poll is in 60 s
-            if pair.release == "12.5":  # schema 26 has no notify: nothing to turn on
+            if pair.release == "12.5":
+                # Schema 26 has no notify: nothing to turn on, so the consumer polls as often as
+                # Node's own workers do (2 s), whatever its polling_interval.
                 assert "notify" not in boss.get_queue("node-made")
-                return
-            assert boss.get_queue("node-made")["notify"] is True
+            else:
+                assert boss.get_queue("node-made")["notify"] is True
             job_id = node("send", queue="node-made", data={"storyId": "s1"})["id"]
             conn.drain_events(timeout=10)
     assert [(m.headers["id"], m.headers["task"]) for m in got] == [(job_id, "stories.analyze")]

@@ -22,7 +22,9 @@ import { pathToFileURL } from 'node:url';
 
 const RELEASES = {
   '12.38': 'pg-boss',
-  '12.38.0': 'pg-boss',
+  '12.38.1': 'pg-boss',
+  '12.34': 'pg-boss-12-34',
+  '12.34.0': 'pg-boss-12-34',
   '12.5': 'pg-boss-12-5',
   '12.5.4': 'pg-boss-12-5'
 };

@@ -1,17 +1,35 @@
 #!/usr/bin/env node
-// Node pg-boss 12.38 on the same queues as zeke's Celery workers, for the broker interop tests.
+// Node pg-boss on the same queues as zeke's Celery workers, for the broker interop tests.
 //
-//   node tests/node/celery_interop.mjs <connectionString> <schema> send <queue> <json data>
+// <release>: 12.38 | 12.34 | 12.5 (the npm aliases installed by package.json in this folder).
+//
+//   node tests/node/celery_interop.mjs <release> <connectionString> <schema> install
+//       start() with migrate: true (this release's own schema); prints {"schemaVersion": n}
+//   node tests/node/celery_interop.mjs <release> <connectionString> <schema> send <queue> <json data>
 //       boss.send(queue, data); prints {"id": "..."}
-//   node tests/node/celery_interop.mjs <connectionString> <schema> work <queue> <count> <timeoutMs>
+//   node tests/node/celery_interop.mjs <release> <connectionString> <schema> work <queue> <count> <timeoutMs>
 //       boss.work(queue) until <count> jobs were handled (each completed with {"handledBy": "node"});
 //       prints {"jobs": [{"id", "data"}...]}
 //
 // Exits 1 with the error on stderr on failure (including a timeout).
-import { PgBoss } from 'pg-boss';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 
-async function withBoss(url, schema, body) {
-  const boss = new PgBoss({ connectionString: url, schema, max: 3, supervise: false, schedule: false, migrate: false });
+const RELEASES = { '12.38': 'pg-boss', '12.34': 'pg-boss-12-34', '12.5': 'pg-boss-12-5' };
+const require = createRequire(import.meta.url);
+let release = '12.38';
+
+async function loadBoss() {
+  const name = RELEASES[release];
+  if (!name) throw new Error(`unknown pg-boss release ${release}; known: ${Object.keys(RELEASES).join(', ')}`);
+  const dir = require.resolve(`${name}/package.json`).replace(/package\.json$/, '');
+  const mod = await import(pathToFileURL(dir + 'dist/index.js').href);
+  return mod.PgBoss ?? mod.default;
+}
+
+async function withBoss(url, schema, body, migrate = false) {
+  const PgBoss = await loadBoss();
+  const boss = new PgBoss({ connectionString: url, schema, max: 3, supervise: false, schedule: false, migrate });
   const errors = [];
   boss.on('error', err => errors.push(err));
   await boss.start();
@@ -24,6 +42,10 @@ async function withBoss(url, schema, body) {
 }
 
 const COMMANDS = {
+  async install(url, schema) {
+    return withBoss(url, schema, async boss => ({ schemaVersion: await boss.schemaVersion() }), true);
+  },
+
   async send(url, schema, queue, json) {
     return withBoss(url, schema, async boss => ({ id: await boss.send(queue, JSON.parse(json)) }));
   },
@@ -49,9 +71,10 @@ const COMMANDS = {
 };
 
 async function main() {
-  const [url, schema, command, ...rest] = process.argv.slice(2);
+  const [which, url, schema, command, ...rest] = process.argv.slice(2);
+  release = which;
   const run = COMMANDS[command];
-  if (!run) throw new Error(`usage: celery_interop.mjs <url> <schema> <${Object.keys(COMMANDS).join('|')}> ...`);
+  if (!run) throw new Error(`usage: celery_interop.mjs <release> <url> <schema> <${Object.keys(COMMANDS).join('|')}> ...`);
   process.stdout.write(JSON.stringify(await run(url, schema, ...rest)) + '\n');
 }
 

@@ -3,7 +3,7 @@
 //
 //   node tests/node/core.mjs <release> <connectionString> <schema> <command> [--option value ...]
 //
-// <release>: 12.38 | 12.5 (the npm aliases installed by package.json in this folder).
+// <release>: 12.38 | 12.34 | 12.5 (the npm aliases installed by package.json in this folder).
 // Every command but `install` starts pg-boss with migrate: false (never altering the schema it finds);
 // all run with supervise: false and schedule: false (so only the test moves jobs), print one JSON
 // object on stdout and exit 0; a failure prints the error on stderr and exits 1.
@@ -14,13 +14,22 @@
 //   create-queue  createQueue(--queue, --options JSON); {"queue": {...getQueue}}
 //   send          send(--queue, --data JSON, --options JSON); {"id": id}
 //   get           getJobById(--queue, --id); {"job": {...} | null}
+//   queues        getQueues(--names JSON); {"queues": [...]}
+//   stats         getQueueStats(--queue); {"stats": ...} (this release's shape)
+//   flow          flow(--jobs JSON); {"ids": {ref: id}} (12.34+)
+//   supervise     a second instance with supervise: true (every interval --interval seconds) for
+//                 --seconds; {"warnings": [...]} it emitted
 //   work          work(--queue) until --count jobs were handled (handler returns --result JSON, or
 //                 {"seen": data} when absent), then offWork; {"jobs": [{id, data, retryCount}],
 //                 "final": [getJobById of each, once settled]}
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 
-const RELEASES = { '12.38': 'pg-boss', '12.38.0': 'pg-boss', '12.5': 'pg-boss-12-5', '12.5.4': 'pg-boss-12-5' };
+const RELEASES = {
+  '12.38': 'pg-boss', '12.38.1': 'pg-boss',
+  '12.34': 'pg-boss-12-34', '12.34.0': 'pg-boss-12-34',
+  '12.5': 'pg-boss-12-5', '12.5.4': 'pg-boss-12-5'
+};
 const require = createRequire(import.meta.url);
 
 async function loadBoss(release) {
@@ -80,6 +89,18 @@ const COMMANDS = {
     return { job: await boss.getJobById(o.queue, o.id) };
   },
 
+  async queues(boss, o) {
+    return { queues: await boss.getQueues(json(o.names, undefined)) };
+  },
+
+  async stats(boss, o) {
+    return { stats: await boss.getQueueStats(o.queue) };
+  },
+
+  async flow(boss, o) {
+    return { ids: await boss.flow(json(o.jobs, [])) };
+  },
+
   async work(boss, o) {
     const wanted = Number(o.count ?? 1);
     const deadline = Date.now() + Number(o.timeout ?? 30) * 1000;
@@ -105,8 +126,33 @@ const COMMANDS = {
   }
 };
 
+// A supervising instance beside the tests' own: Node's monitor, maintenance and flow passes.
+async function supervise(release, connectionString, schema, o) {
+  const Boss = await loadBoss(release);
+  const every = Number(o.interval ?? 1);
+  const boss = new Boss({
+    connectionString, schema, max: 3, migrate: false, supervise: true, schedule: false,
+    superviseIntervalSeconds: every, monitorIntervalSeconds: every, flowIntervalSeconds: every,
+    maintenanceIntervalSeconds: Number(o.maintenance ?? 86400)
+  });
+  const warnings = [];
+  const errors = [];
+  boss.on('warning', warning => warnings.push(warning));
+  boss.on('error', err => errors.push(err));
+  await boss.start();
+  process.stdout.write(JSON.stringify({ started: true }) + '\n');
+  await sleep(Number(o.seconds ?? 5) * 1000);
+  await boss.stop({ graceful: false, timeout: 5000 });
+  if (errors.length) throw errors[0];
+  return { warnings };
+}
+
 async function main() {
   const [release, url, schema, command, ...rest] = process.argv.slice(2);
+  if (command === 'supervise') {
+    process.stdout.write(JSON.stringify(await supervise(release, url, schema, parseOptions(rest))) + '\n');
+    return;
+  }
   const run = COMMANDS[command];
   if (!run) throw new Error(`usage: core.mjs <release> <url> <schema> <${Object.keys(COMMANDS).join('|')}> [--option value ...]`);
   const options = parseOptions(rest);

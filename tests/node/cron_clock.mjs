@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// A Node pg-boss 12.38 instance with cron on, driven by pg-boss's TestClock, for zeke's mixed-beat test.
+// A Node pg-boss 12.38.1 instance with cron on, driven by pg-boss's TestClock, for zeke's mixed-beat test.
 //
 //   node tests/node/cron_clock.mjs <connectionString> <schema> <queue> [--option value ...]
 //

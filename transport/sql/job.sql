@@ -245,12 +245,14 @@ dead_lettered AS (
     keep_until, deletion_seconds, expire_seconds
     /*if:heartbeat*/, heartbeat_seconds/*end*/
     /*if:source*/, source_name, source_id, source_created_on, source_retry_count/*end*/
-    /*if:source_output*/, priority, singleton_key, group_id, group_tier, source_output, source_root_id/*else*/, output/*end*/)
+    /*if:job_now*/, priority, singleton_key, group_id, group_tier/*end*/
+    /*if:source_output*/, source_output, source_root_id/*else*/, output/*end*/)
   SELECT r.dead_letter, r.data, q.retry_limit, q.retry_backoff, q.retry_delay, {now}, {now},
     {now} + q.retention_seconds * interval '1s', q.deletion_seconds, q.expire_seconds
     /*if:heartbeat*/, q.heartbeat_seconds/*end*/
     /*if:source*/, r.name, r.id, r.created_on, r.retry_count/*end*/
-    /*if:source_output*/, r.priority, r.singleton_key, r.group_id, r.group_tier, r.output, COALESCE(r.source_root_id, r.id)/*else*/, r.output/*end*/
+    /*if:job_now*/, r.priority, r.singleton_key, r.group_id, r.group_tier/*end*/
+    /*if:source_output*/, r.output, COALESCE(r.source_root_id, r.id)/*else*/, r.output/*end*/
   FROM results r
   JOIN {schema}.queue q ON q.name = r.dead_letter
   WHERE r.state = 'failed' AND r.dead_letter IS NOT NULL AND r.dead_letter <> r.name

@@ -32,12 +32,12 @@ SELECT to_regclass(%(relation)s) IS NOT NULL
 SELECT version FROM {schema}.version
 
 -- name: schema_columns
--- Columns of the schema's job, queue, schedule and instance tables in attnum order (catalog names are exact: the schema is always used quoted).
+-- Columns of the schema's tables that feature probes read, in attnum order (catalog names are exact: the schema is always used quoted).
 SELECT c.relname, a.attname
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %(schema)s AND c.relname IN ('job', 'queue', 'schedule', 'instance')
+WHERE n.nspname = %(schema)s AND c.relname IN ('job', 'queue', 'schedule', 'version', 'job_dependency', 'instance')
   AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY c.relname, a.attnum
 
