@@ -20,6 +20,7 @@ import psycopg2.errors
 from transport import names, outputs, schema, sql
 from transport.db import Database
 from transport.exceptions import InvalidOption, InvalidPayload, QueueNotFound
+from transport.verbs import PgBossVerbs
 
 #: The seed's queue defaults (Zeke's boss.ts): retryLimit 3, retryDelay 1 s with backoff,
 #: expire after 1 h active, delete 7 days after finishing. Node's own defaults differ (2/0/false/900).
@@ -113,8 +114,8 @@ def _fetched_jobs(rows: Iterable[tuple[Any, ...]]) -> list[FetchedJob]:
     return [FetchedJob(str(row[0]), *row[1:]) for row in rows]
 
 
-class JobManager:
-    """pg-boss jobs and queues in one schema of one database."""
+class JobManager(PgBossVerbs):
+    """pg-boss jobs and queues in one schema of one database (the rest of pg-boss's API: transport.verbs)."""
 
     def __init__(self, db: Database, schema_name: str = "pgboss", *, install: bool = True) -> None:
         self.db = db
@@ -234,7 +235,10 @@ class JobManager:
     # -- sending --------------------------------------------------------------------------------
 
     def send(self, name: str, data: Any = None, *, conn: Any = None, **options: Any) -> str | None:
-        """Insert one job. Returns its id, or None when a policy/singleton/throttle rule deduplicated it."""
+        """Insert one job. Returns its id, or None when a policy/singleton/throttle rule deduplicated it.
+        ``singleton_next_slot=True`` is pg-boss's debounce (:meth:`send_next_slot`)."""
+        if options.pop("singleton_next_slot", False):
+            return self.send_next_slot(name, data, conn=conn, **options)
         ids = self.send_many(name, [{"data": data, **options}], conn=conn)
         return ids[0] if ids else None
 
@@ -257,7 +261,10 @@ class JobManager:
         else:
             params, statement = {"jobs": _rows_json(rows)}, "send_jobs"
         params.update(name=name, channel=self.channel)
-        ids: list[str] = self._run(statement, params, conn=conn)[0]["ids"]
+        try:
+            ids: list[str] = self._run(statement, params, conn=conn)[0]["ids"]
+        except psycopg2.errors.CheckViolation as exc:
+            raise _check_violation(name, exc) from None
         # Asked on the caller's connection: a queue created earlier in their transaction counts.
         if len(ids) < len(rows) and not self._run("get_queue", {"name": name}, conn=conn):
             raise QueueNotFound(f"queue {name!r} does not exist; create it first")
@@ -522,6 +529,13 @@ class JobManager:
         for row in self._run("get_queues", {"names": list(queue_names)}):
             grouped.setdefault(row["table_name"], []).append(row["name"])
         return grouped
+
+
+def _check_violation(name: str, exc: psycopg2.errors.CheckViolation) -> InvalidOption:
+    """A job the table's CHECK constraints refuse, as pg-boss words the refusal."""
+    if "key_strict_fifo" in (exc.diag.constraint_name or ""):
+        return InvalidOption(f"queue {name!r}: key_strict_fifo queues require a singleton_key")
+    return InvalidOption(f"queue {name!r} refused the job: {exc.diag.message_primary}")
 
 
 def _queue_options(options: Mapping[str, Any]) -> dict[str, Any]:

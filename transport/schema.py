@@ -74,6 +74,7 @@ FEATURE_PROBES: dict[str, tuple[str | None, str]] = {
     "singletons_active": ("queue", "singletons_active"),
     "group": ("job", "group_id"),  # 27+
     "upsert": ("job", "upsert_by_key"),  # 45+
+    "retained": ("queue", "retained_count"),  # 46+
 }
 
 

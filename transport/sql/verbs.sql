@@ -1,0 +1,153 @@
+-- The rest of pg-boss 12.38's public API (transport.verbs, mixed into JobManager): pub/sub,
+-- queue edits, job search, bulk deletes, in-place job edits and the flow reads.
+
+-- name: subscribe
+-- pg-boss subscribe(event, name): the queue hears the event from now on (idempotent).
+INSERT INTO {schema}.subscription (event, name, created_on, updated_on)
+VALUES (%(event)s, %(name)s, {now}, {now})
+ON CONFLICT (event, name) DO UPDATE SET updated_on = {now}
+
+-- name: unsubscribe
+-- pg-boss unsubscribe(event, name).
+DELETE FROM {schema}.subscription WHERE event = %(event)s AND name = %(name)s
+
+-- name: queues_for_event
+-- The queues publish(event) sends to.
+SELECT name FROM {schema}.subscription WHERE event = %(event)s ORDER BY name
+
+-- name: update_queue
+-- pg-boss updateQueue: only the options given (keys of the JSON, Node's camelCase) change; a present null clears retryDelayMax, heartbeatSeconds and deadLetter. Returns the queue's name when it exists.
+WITH o AS (SELECT %(options)s::jsonb AS data)
+UPDATE {schema}.queue SET
+  retry_limit = COALESCE((o.data->>'retryLimit')::int, retry_limit),
+  retry_delay = COALESCE((o.data->>'retryDelay')::int, retry_delay),
+  retry_backoff = COALESCE((o.data->>'retryBackoff')::bool, retry_backoff),
+  retry_delay_max = CASE WHEN o.data ? 'retryDelayMax' THEN (o.data->>'retryDelayMax')::int ELSE retry_delay_max END,
+  expire_seconds = COALESCE((o.data->>'expireInSeconds')::int, expire_seconds),
+  retention_seconds = COALESCE((o.data->>'retentionSeconds')::int, retention_seconds),
+  deletion_seconds = COALESCE((o.data->>'deleteAfterSeconds')::int, deletion_seconds),
+  warning_queued = COALESCE((o.data->>'warningQueueSize')::int, warning_queued),
+  /*if:heartbeat*/heartbeat_seconds = CASE WHEN o.data ? 'heartbeatSeconds' THEN (o.data->>'heartbeatSeconds')::int ELSE heartbeat_seconds END,/*end*/
+  /*if:notify*/notify = COALESCE((o.data->>'notify')::bool, notify),/*end*/
+  dead_letter = CASE WHEN o.data ? 'deadLetter' THEN o.data->>'deadLetter' ELSE dead_letter END,
+  updated_on = {now}
+FROM o
+WHERE name = %(name)s
+RETURNING name
+
+-- name: find_jobs
+-- pg-boss findJobs: a queue's jobs by id, singleton key, data containment (@>) and/or not yet active, in (created_on, id) order, paged after a job.
+SELECT j.* FROM {schema}.job j
+WHERE j.name = %(name)s
+  AND (%(id)s::uuid IS NULL OR j.id = %(id)s::uuid)
+  AND (%(key)s::text IS NULL OR j.singleton_key = %(key)s::text)
+  AND (%(data)s::text IS NULL OR j.data @> %(data)s::text::jsonb)
+  AND (NOT %(queued)s OR j.state < 'active')
+  AND (%(after_created)s::timestamptz IS NULL
+    OR (j.created_on, j.id) > (%(after_created)s::timestamptz, %(after_id)s::uuid))
+ORDER BY j.created_on, j.id
+LIMIT %(limit)s
+
+-- name: find_jobs_anchor
+-- When the job a findJobs page ends on was created (no row: it was deleted since).
+SELECT created_on FROM {schema}.job WHERE name = %(name)s AND id = %(id)s::uuid
+
+-- name: delete_jobs_in_states
+-- pg-boss deleteQueuedJobs / deleteStoredJobs / deleteAllJobs for one queue: delete its jobs in the given states, then take them off the queue's cached total (and retained) counts at once, as Node does. Returns how many went.
+WITH removed AS (
+  DELETE FROM {schema}.job
+  WHERE name = %(name)s AND state::text = ANY(%(states)s::text[])
+  RETURNING state, completed_on
+),
+counted AS (
+  UPDATE {schema}.queue q SET
+    /*if:retained*/retained_count = CASE WHEN q.retained_count IS NULL THEN NULL ELSE GREATEST(q.retained_count - (
+      SELECT count(*) FROM removed r WHERE r.state IN ('completed', 'cancelled') AND r.completed_on <= q.retained_on)::int, 0) END,/*end*/
+    total_count = GREATEST(q.total_count - (SELECT count(*) FROM removed)::int, 0)
+  WHERE q.name = %(name)s AND EXISTS (SELECT 1 FROM removed)
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM removed)::int AS deleted WHERE (SELECT count(*) FROM counted) >= 0
+
+-- name: get_blocked_keys
+-- pg-boss getBlockedKeys: a key_strict_fifo queue's keys held back by a failed job, in order, paged after a key.
+SELECT DISTINCT singleton_key FROM {schema}.job
+WHERE name = %(name)s AND state = 'failed' AND policy = 'key_strict_fifo'
+  AND (%(after)s::text IS NULL OR singleton_key > %(after)s::text)
+ORDER BY singleton_key
+LIMIT %(limit)s
+
+-- name: get_dependencies
+-- pg-boss getDependencies: the jobs (name, id) a flow job waits for, paged after one.
+SELECT parent_name AS name, parent_id::text AS id FROM {schema}.job_dependency
+WHERE child_name = %(name)s AND child_id = %(id)s::uuid
+  AND (%(after_name)s::text IS NULL OR (parent_name, parent_id) > (%(after_name)s::text, %(after_id)s::uuid))
+ORDER BY parent_name, parent_id
+LIMIT %(limit)s
+
+-- name: get_dependents
+-- pg-boss getDependents: the jobs (name, id) that wait for a flow job, paged after one.
+SELECT child_name AS name, child_id::text AS id FROM {schema}.job_dependency
+WHERE parent_name = %(name)s AND parent_id = %(id)s::uuid
+  AND (%(after_name)s::text IS NULL OR (child_name, child_id) > (%(after_name)s::text, %(after_id)s::uuid))
+ORDER BY child_name, child_id
+LIMIT %(limit)s
+
+-- name: update_jobs
+-- pg-boss update(): edit not-yet-active jobs in place, found by id or by singleton key (newest, oldest or all); only the keys present in the JSON change (Node's camelCase names). A new startAfter moves keep_until with it. NOTIFY when an edited job is runnable.
+WITH o AS (SELECT %(job)s::jsonb AS data),
+target AS (
+  SELECT j.id FROM {schema}.job j, o
+  WHERE j.name = %(name)s AND j.state < 'active'
+    AND CASE WHEN %(by_id)s THEN j.id = (o.data->>'id')::uuid ELSE j.singleton_key = o.data->>'singletonKey' END
+  ORDER BY CASE WHEN %(match)s = 'oldest' THEN j.created_on END ASC,
+    CASE WHEN %(match)s = 'newest' THEN j.created_on END DESC
+  LIMIT CASE WHEN %(by_id)s OR %(match)s = 'all' THEN NULL ELSE 1 END
+),
+upd AS (
+  UPDATE {schema}.job j SET
+    data = CASE WHEN o.data ? 'data' THEN o.data->'data' ELSE j.data END,
+    priority = COALESCE((o.data->>'priority')::int, j.priority),
+    start_after = CASE WHEN o.data ? 'startAfterAt' THEN (o.data->>'startAfterAt')::timestamptz
+      WHEN o.data ? 'startAfterSeconds' THEN {now} + (o.data->>'startAfterSeconds')::float8 * interval '1s'
+      ELSE j.start_after END,
+    keep_until = CASE
+      WHEN o.data ? 'retentionSeconds' THEN (CASE WHEN o.data ? 'startAfterAt' THEN (o.data->>'startAfterAt')::timestamptz
+        WHEN o.data ? 'startAfterSeconds' THEN {now} + (o.data->>'startAfterSeconds')::float8 * interval '1s'
+        ELSE j.start_after END) + (o.data->>'retentionSeconds')::int * interval '1s'
+      WHEN o.data ? 'startAfterAt' THEN (o.data->>'startAfterAt')::timestamptz + (j.keep_until - j.start_after)
+      WHEN o.data ? 'startAfterSeconds' THEN {now} + (o.data->>'startAfterSeconds')::float8 * interval '1s' + (j.keep_until - j.start_after)
+      ELSE j.keep_until END,
+    expire_seconds = COALESCE((o.data->>'expireInSeconds')::int, j.expire_seconds),
+    deletion_seconds = COALESCE((o.data->>'deleteAfterSeconds')::int, j.deletion_seconds),
+    retry_limit = COALESCE((o.data->>'retryLimit')::int, j.retry_limit),
+    retry_delay = COALESCE((o.data->>'retryDelay')::int, j.retry_delay),
+    retry_backoff = COALESCE((o.data->>'retryBackoff')::bool, j.retry_backoff),
+    retry_delay_max = CASE WHEN o.data ? 'retryDelayMax' THEN (o.data->>'retryDelayMax')::int ELSE j.retry_delay_max END,
+    dead_letter = CASE WHEN o.data ? 'deadLetter' THEN o.data->>'deadLetter' ELSE j.dead_letter END
+    /*if:heartbeat*/, heartbeat_seconds = CASE WHEN o.data ? 'heartbeatSeconds' THEN (o.data->>'heartbeatSeconds')::int ELSE j.heartbeat_seconds END/*end*/
+    /*if:group*/, group_id = CASE WHEN o.data ? 'groupId' THEN o.data->>'groupId' ELSE j.group_id END,
+    group_tier = CASE WHEN o.data ? 'groupTier' THEN o.data->>'groupTier' ELSE j.group_tier END/*end*/
+  FROM o
+  WHERE j.name = %(name)s AND j.id IN (SELECT id FROM target) AND j.state < 'active'
+  RETURNING j.id, j.start_after
+),
+notified AS (
+  SELECT pg_notify(%(channel)s, %(name)s) FROM upd WHERE start_after <= {now} LIMIT 1
+)
+SELECT id::text FROM upd WHERE (SELECT count(*) FROM notified) >= 0
+
+-- name: mark_upsert_by_key
+-- An upsert that inserted a job by singleton key marks it upsert_by_key (schema 45+), so job_i13 keeps one such created job per key, as Node's upsert insert does.
+UPDATE {schema}.job SET upsert_by_key = true
+WHERE name = %(name)s AND id = ANY(%(ids)s::uuid[]) AND state = 'created'
+
+-- name: get_instances
+-- pg-boss getInstances (schema 44+): the registered Node PgBoss objects, oldest first, paged after one; live = not stopped and heard from within quiet_beats heartbeats.
+SELECT i.*, i.stopped_on IS NULL
+    AND i.heartbeat_on >= {now} - i.heartbeat_seconds * %(quiet_beats)s * interval '1s' AS live
+FROM {schema}.instance i
+WHERE %(after)s::uuid IS NULL
+  OR (i.started_on, i.id) > ((SELECT started_on FROM {schema}.instance WHERE id = %(after)s::uuid), %(after)s::uuid)
+ORDER BY i.started_on, i.id
+LIMIT %(limit)s
