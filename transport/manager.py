@@ -19,7 +19,7 @@ import psycopg2.errors
 
 from transport import names, outputs, schema, sql
 from transport.db import Database
-from transport.exceptions import InvalidOption, InvalidPayload, QueueNotFound
+from transport.exceptions import InvalidOption, InvalidPayload, QueueNotFound, UnsupportedBySchema
 from transport.verbs import PgBossVerbs
 
 #: The seed's queue defaults (Zeke's boss.ts): retryLimit 3, retryDelay 1 s with backoff,
@@ -78,6 +78,7 @@ SEND_OPTION_KEYS = frozenset(
         "retry_delay_max",
         "dead_letter",
         "heartbeat_seconds",
+        "group",
     }
 )
 
@@ -248,6 +249,8 @@ class JobManager(PgBossVerbs):
         rows = [_send_row(job) for job in jobs]
         if not rows:
             return []
+        if not self.info.has("group") and any("group_id" in row for row in rows):
+            raise UnsupportedBySchema("send(group=...)", "pg-boss 12.6", self.info.version)
         # The job table's dead-letter key is checked only at commit (a raw foreign-key error then, and
         # in the caller's transaction not even here): ask first.
         for dead_letter in sorted({row["dead_letter"] for row in rows if "dead_letter" in row}):
@@ -631,6 +634,8 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
         value = options.get(option)
         if value is not None:
             row[column] = value
+    if options.get("group") is not None:
+        row.update(_group_columns(options["group"]))
     for option in ("singleton_slot", "keep_until"):
         if options.get(option) is not None:
             row[option] = _iso(options[option])
@@ -644,6 +649,23 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
     elif start_after is not None:
         raise InvalidOption(f"start_after must be a datetime, ISO string or seconds, not {start_after!r}")
     return row
+
+
+def _group_columns(group: Any) -> dict[str, str]:
+    """pg-boss's ``group: {id, tier}`` send option as the job's group_id/group_tier columns."""
+    if not isinstance(group, Mapping):
+        raise InvalidOption(f"group must be a mapping with id (and tier), not {group!r}")
+    unknown = set(group) - {"id", "tier"}
+    if unknown:
+        raise InvalidOption(f"unknown group key(s): {', '.join(sorted(unknown))}")
+    if not isinstance(group.get("id"), str) or not group["id"]:
+        raise InvalidOption("group.id must be a non-empty string")
+    columns = {"group_id": group["id"]}
+    if group.get("tier") is not None:
+        if not isinstance(group["tier"], str) or not group["tier"]:
+            raise InvalidOption("group.tier must be a non-empty string if provided")
+        columns["group_tier"] = group["tier"]
+    return columns
 
 
 #: The columns of a row that the single-job statement send_job takes.

@@ -12,7 +12,7 @@ WITH input AS (
     singleton_key text, singleton_seconds int, singleton_offset int, singleton_slot timestamp,
     expire_seconds int, deletion_seconds int, retention_seconds int, keep_until timestamptz,
     retry_limit int, retry_delay int, retry_backoff bool, retry_delay_max int,
-    dead_letter text, heartbeat_seconds int
+    dead_letter text, heartbeat_seconds int, group_id text, group_tier text
   )
 ),
 {_insert_jobs}
@@ -26,7 +26,7 @@ WITH input AS (
     NULL::int AS singleton_offset, NULL::timestamp AS singleton_slot, NULL::int AS expire_seconds,
     NULL::int AS deletion_seconds, NULL::int AS retention_seconds, NULL::int AS retry_limit,
     NULL::int AS retry_delay, NULL::bool AS retry_backoff, NULL::int AS retry_delay_max,
-    NULL::text AS dead_letter, NULL::int AS heartbeat_seconds
+    NULL::text AS dead_letter, NULL::int AS heartbeat_seconds, NULL::text AS group_id, NULL::text AS group_tier
   FROM (SELECT %(id)s::uuid AS id, %(priority)s::int AS priority, %(data)s::jsonb AS data,
     %(start_after_at)s::timestamptz AS start_after_at, %(keep_until)s::timestamptz AS keep_until) AS x
 ),
@@ -39,6 +39,7 @@ inserted AS (
     id, name, data, priority, start_after, created_on, singleton_key, singleton_on,
     expire_seconds, deletion_seconds, keep_until, retry_limit, retry_delay, retry_backoff,
     retry_delay_max, policy, dead_letter/*if:heartbeat*/, heartbeat_seconds/*end*/
+    /*if:group*/, group_id, group_tier/*end*/
   )
   SELECT
     COALESCE(i.id, gen_random_uuid()),
@@ -64,6 +65,7 @@ inserted AS (
     q.policy,
     COALESCE(i.dead_letter, q.dead_letter)/*if:heartbeat*/,
     COALESCE(i.heartbeat_seconds, q.heartbeat_seconds)/*end*/
+    /*if:group*/, i.group_id, i.group_tier/*end*/
   FROM input i
   JOIN {schema}.queue q ON q.name = %(name)s
   ON CONFLICT DO NOTHING

@@ -151,3 +151,64 @@ WHERE %(after)s::uuid IS NULL
   OR (i.started_on, i.id) > ((SELECT started_on FROM {schema}.instance WHERE id = %(after)s::uuid), %(after)s::uuid)
 ORDER BY i.started_on, i.id
 LIMIT %(limit)s
+
+-- name: fetch_grouped_jobs
+-- pg-boss fetch with groupConcurrency (schema 27+): claim up to batch_size runnable jobs of one queue, at most limits(group_tier) active per group_id at once (default_limit, or the tier's entry in tiers). Jobs without a group are not limited. Rows in transport.manager.FetchedJob's order.
+WITH active_groups AS MATERIALIZED (
+  SELECT COALESCE(jsonb_object_agg(group_id, n), '{}'::jsonb) AS counts FROM (
+    SELECT group_id, count(*)::int AS n FROM {schema}.job
+    WHERE name = %(name)s AND state = 'active' AND group_id IS NOT NULL
+    GROUP BY group_id
+  ) a
+),
+next AS (
+  SELECT j.id, j.group_id,
+    COALESCE(((SELECT counts FROM active_groups) ->> j.group_id)::int, 0) AS active_cnt,
+    COALESCE((%(tiers)s::jsonb ->> j.group_tier)::int, %(default_limit)s) AS group_limit
+  FROM {schema}.job j
+  WHERE j.name = %(name)s
+    AND j.state < 'active'
+    /*if:blocked*/AND NOT j.blocked/*end*/
+    AND j.start_after <= {now}
+    AND (j.group_id IS NULL OR COALESCE(((SELECT counts FROM active_groups) ->> j.group_id)::int, 0)
+      < COALESCE((%(tiers)s::jsonb ->> j.group_tier)::int, %(default_limit)s))
+  ORDER BY j.priority DESC, j.created_on
+  LIMIT %(batch_size)s
+  FOR UPDATE OF j SKIP LOCKED
+),
+chosen AS (
+  SELECT id FROM (
+    SELECT id, group_id, active_cnt, group_limit,
+      row_number() OVER (PARTITION BY group_id ORDER BY id) AS group_rn
+    FROM next
+  ) ranked
+  WHERE group_id IS NULL OR active_cnt + group_rn <= group_limit
+),
+updated AS (
+  UPDATE {schema}.job j SET
+    state = 'active',
+    started_on = {now},
+    /*if:heartbeat*/heartbeat_on = {now},/*end*/
+    retry_count = CASE WHEN j.started_on IS NOT NULL THEN j.retry_count + 1 ELSE j.retry_count END
+  WHERE j.name = %(name)s AND j.id = ANY(ARRAY(SELECT id FROM chosen))
+  RETURNING j.id, j.name, j.data, j.priority, j.retry_count, j.retry_limit, j.expire_seconds,
+    /*if:heartbeat*/j.heartbeat_seconds/*else*/NULL::int AS heartbeat_seconds/*end*/,
+    j.created_on, j.start_after, j.keep_until, j.singleton_key
+),
+notified AS (
+  SELECT pg_notify(%(state_channel)s, id::text || ' active') FROM updated WHERE %(notify_states)s
+)
+SELECT * FROM updated WHERE (SELECT count(*) FROM notified) >= 0
+
+-- name: flow_mark_jobs
+-- pg-boss flow(): the jobs just inserted for a flow wait for their pending_dependencies (blocked) and/or hold others back (blocking). Input: JSON [{id, blocked, blocking, pending}].
+UPDATE {schema}.job j SET blocked = x.blocked, blocking = x.blocking, pending_dependencies = x.pending
+FROM json_to_recordset(%(marks)s::text::json) AS x (id uuid, blocked bool, blocking bool, pending int)
+WHERE j.name = %(name)s AND j.id = x.id
+
+-- name: flow_insert_dependencies
+-- pg-boss flow(): the edges child waits for parent.
+INSERT INTO {schema}.job_dependency (child_name, child_id, parent_name, parent_id)
+SELECT child_name, child_id, parent_name, parent_id
+FROM json_to_recordset(%(edges)s::text::json) AS x (child_name text, child_id uuid, parent_name text, parent_id uuid)
+ON CONFLICT DO NOTHING
