@@ -307,3 +307,124 @@ def test_old_schema_refuses_what_it_lacks(
     assert old("getQueue", "old")["retryLimit"] == 5
     assert [j["id"] for j in boss.find_jobs("old")] == [job_id]
     assert boss.delete_all_jobs("old") == 1
+
+
+def test_groups_both_ways(boss: JobManager, node: Node) -> None:
+    boss.create_queue("grp")
+    for n in range(3):
+        boss.send("grp", {"g": "a", "n": n}, group={"id": "a"})
+        node("send", "grp", {"g": "b", "n": n}, {"group": {"id": "b", "tier": "vip"}})
+    boss.send("grp", {"g": None})
+    seen = {j["data"]["g"]: (j["groupId"], j["groupTier"]) for j in node("findJobs", "grp")}
+    assert seen == {"a": ("a", None), "b": ("b", "vip"), None: (None, None)}
+
+    # At most 1 active per group, 2 for the vip tier, across every worker; no group: no limit.
+    got = boss.fetch_grouped("grp", 10, group_concurrency={"default": 1, "tiers": {"vip": 2}})
+    assert sorted(str(j.data["g"]) for j in got) == ["None", "a", "b", "b"]
+    assert boss.fetch_grouped("grp", 10, group_concurrency={"default": 1, "tiers": {"vip": 2}}) == []
+    # Node's fetch with the same limits sees the jobs Python holds active and claims nothing either.
+    assert (
+        node("fetch", "grp", {"batchSize": 10, "groupConcurrency": {"default": 1, "tiers": {"vip": 2}}}) == []
+    )
+    # Up to 3 per group: Node takes a's last two (1 active) and b's last one (2 active).
+    more = node("fetch", "grp", {"batchSize": 10, "groupConcurrency": 3})
+    assert sorted(j["data"]["g"] for j in more) == ["a", "a", "b"]
+
+    with pytest.raises(InvalidOption, match="group.id"):
+        boss.send("grp", {}, group={"id": ""})
+    with pytest.raises(InvalidOption, match="group_concurrency"):
+        boss.fetch_grouped("grp", 1, group_concurrency=0)
+
+
+def test_flow_both_ways(boss: JobManager, node: Node) -> None:
+    boss.create_queue("steps")
+    boss.create_queue("report")
+    ids = boss.flow(
+        [
+            {"ref": "fetch", "name": "steps", "data": {"step": 1}},
+            {"ref": "parse", "name": "steps", "data": {"step": 2}, "depends_on": ["fetch"]},
+            {"ref": "report", "name": "report", "depends_on": ["fetch", "parse"]},
+        ]
+    )
+    assert node("getDependencies", "report", ids["report"]) == sorted(
+        [{"name": "steps", "id": ids["fetch"]}, {"name": "steps", "id": ids["parse"]}], key=lambda r: r["id"]
+    )
+    assert node("getDependents", "steps", ids["fetch"]) == sorted(
+        [{"name": "report", "id": ids["report"]}, {"name": "steps", "id": ids["parse"]}],
+        key=lambda r: (r["name"], r["id"]),
+    )
+    job = node("getJobById", "report", ids["report"])
+    assert (job["blocked"], job["pendingDependencies"]) == (True, 2)
+    assert node("getJobById", "steps", ids["fetch"])["blocking"] is True
+    # Only the root is runnable, for Python and for Node.
+    assert [j.id for j in boss.fetch(["steps", "report"], 10)] == [ids["fetch"]]
+    assert node("fetch", "report", {"batchSize": 10}) == []
+
+    theirs = node(
+        "flow",
+        [
+            {"ref": "a", "name": "steps", "data": {"n": 1}},
+            {"ref": "b", "name": "report", "dependsOn": ["a"]},
+        ],
+    )
+    assert boss.get_dependencies("report", theirs["b"]) == [{"name": "steps", "id": theirs["a"]}]
+    assert boss.get_dependents("steps", theirs["a"]) == [{"name": "report", "id": theirs["b"]}]
+    assert boss.get_job(theirs["b"])["blocked"] is True
+    assert boss.fetch(["report"], 10) == []
+
+    with pytest.raises(InvalidOption, match="cycle"):
+        boss.flow(
+            [
+                {"ref": "x", "name": "steps", "depends_on": ["y"]},
+                {"ref": "y", "name": "steps", "depends_on": ["x"]},
+            ]
+        )
+    with pytest.raises(InvalidOption, match="at least one job with depends_on"):
+        boss.flow([{"ref": "x", "name": "steps"}, {"ref": "y", "name": "steps"}])
+    # Atomic: a job that cannot be inserted (its id is taken) sends nothing.
+    before = len(boss.find_jobs("steps"))
+    with pytest.raises(InvalidOption, match="nothing was sent"):
+        boss.flow(
+            [
+                {"ref": "new", "name": "steps"},
+                {"ref": "dup", "name": "steps", "options": {"id": ids["fetch"]}, "depends_on": ["new"]},
+            ]
+        )
+    assert len(boss.find_jobs("steps")) == before
+
+
+def test_redrive_both_ways(boss: JobManager, node: Node) -> None:
+    boss.create_queue("dead")
+    boss.create_queue("work", retry_limit=0, dead_letter="dead")
+    for n in range(3):
+        boss.send("work", {"n": n, "kind": "py"})
+    failed = boss.fetch(["work"], 3)
+    boss.fail("work", [j.id for j in failed], output={"boom": True})
+    assert len(boss.find_jobs("dead")) == 3
+
+    preview = boss.preview_redrive("dead")
+    assert preview == node("previewRedrive", "dead")
+    assert preview == {"total": 3, "destinations": [{"name": "work", "count": 3}], "unroutable": 0}
+    # Node moves one (filtered by data), Python the rest.
+    assert node("redrive", "dead", {"data": {"n": 0}}) == 1
+    assert boss.redrive("dead", limit=10) == 2
+    assert boss.find_jobs("dead") == []
+    back = boss.find_jobs("work", queued=True)
+    assert sorted(j["data"]["n"] for j in back) == [0, 1, 2]
+    assert {j["source_root_id"] for j in back} == {j.id for j in failed}
+    assert all(j["retry_count"] == 0 and j["id"] not in {f.id for f in failed} for j in back)
+
+    # Node dead-letters, Python redrives to another destination.
+    boss.create_queue("elsewhere")
+    assert boss.delete_queued_jobs("work") == 3
+    node_job = node("send", "work", {"n": 9})
+    fetched = node("fetch", "work", {"batchSize": 10})
+    node("fail", "work", [j["id"] for j in fetched], {"why": "node"})
+    assert boss.preview_redrive("dead", destination="elsewhere")["destinations"] == [
+        {"name": "elsewhere", "count": 1}
+    ]
+    assert boss.redrive("dead", destination="elsewhere") == 1
+    moved = node("findJobs", "elsewhere")
+    assert [j["data"] for j in moved] == [{"n": 9}] and moved[0]["sourceRootId"] == node_job
+    with pytest.raises(InvalidOption, match="limit"):
+        boss.redrive("dead", limit=0)

@@ -212,3 +212,83 @@ INSERT INTO {schema}.job_dependency (child_name, child_id, parent_name, parent_i
 SELECT child_name, child_id, parent_name, parent_id
 FROM json_to_recordset(%(edges)s::text::json) AS x (child_name text, child_id uuid, parent_name text, parent_id uuid)
 ON CONFLICT DO NOTHING
+
+-- name: _redrive_where
+-- Shared filter of redrive_jobs and preview_redrive: a dead letter queue's waiting jobs (not a key_strict_fifo key still held back by an active, retrying or failed job), narrowed by source queue, data containment, age and ids.
+j.name = %(name)s
+  AND j.state < 'active'
+  AND NOT EXISTS (
+    SELECT 1 FROM {schema}.job k
+    WHERE j.policy = 'key_strict_fifo' AND k.name = j.name AND k.singleton_key = j.singleton_key
+      AND k.policy = 'key_strict_fifo' AND k.state IN ('active', 'retry', 'failed'))
+  AND (%(source_name)s::text IS NULL OR j.source_name = %(source_name)s::text)
+  AND (%(data)s::text IS NULL OR j.data @> %(data)s::text::jsonb)
+  AND (%(created_before)s::timestamptz IS NULL OR j.created_on < %(created_before)s::timestamptz)
+  AND (%(ids)s::uuid[] IS NULL OR j.id = ANY(%(ids)s::uuid[]))
+
+-- name: redrive_jobs
+-- pg-boss redrive (schema 43+): move up to limit waiting jobs out of a dead letter queue, oldest first, re-created as new jobs (new id, retry_count 0, the destination queue's current settings; priority, key and group kept; source_root_id carries the chain's first job) in their source queue or the destination given. A job the destination refuses (a policy conflict) is failed in place with the reason. Returns how many moved.
+WITH candidates AS (
+  SELECT j.id, gen_random_uuid() AS new_id
+  FROM {schema}.job j
+  JOIN {schema}.queue q ON q.name = COALESCE(%(destination)s::text, j.source_name)
+  WHERE {_redrive_where}
+  ORDER BY j.created_on
+  LIMIT %(limit)s
+  FOR UPDATE OF j SKIP LOCKED
+),
+ins AS (
+  INSERT INTO {schema}.job (id, name, data, priority, retry_limit, retry_backoff, retry_delay, retry_delay_max,
+    expire_seconds, start_after, created_on, keep_until, deletion_seconds, policy, singleton_key, group_id, group_tier,
+    heartbeat_seconds, dead_letter, source_root_id)
+  SELECT c.new_id, q.name, m.data, m.priority, q.retry_limit, q.retry_backoff, q.retry_delay, q.retry_delay_max,
+    q.expire_seconds, {now}, {now}, {now} + q.retention_seconds * interval '1s', q.deletion_seconds, q.policy,
+    m.singleton_key, m.group_id, m.group_tier, q.heartbeat_seconds, q.dead_letter, COALESCE(m.source_root_id, m.source_id)
+  FROM candidates c
+  JOIN {schema}.job m ON m.name = %(name)s AND m.id = c.id
+  JOIN {schema}.queue q ON q.name = COALESCE(%(destination)s::text, m.source_name)
+  ORDER BY m.created_on
+  ON CONFLICT DO NOTHING
+  RETURNING id, name, start_after
+),
+settled AS (
+  SELECT c.id, (i.id IS NOT NULL) AS inserted FROM candidates c LEFT JOIN ins i ON i.id = c.new_id
+),
+removed AS (
+  DELETE FROM {schema}.job WHERE name = %(name)s AND id IN (SELECT id FROM settled WHERE inserted)
+),
+conflicted AS (
+  UPDATE {schema}.job j SET
+    state = 'failed',
+    completed_on = {now},
+    source_output = COALESCE(j.source_output, j.output),
+    output = jsonb_build_object(
+      'message', 'Not redriven: queue ' || q.name || CASE
+        WHEN j.singleton_key IS NULL THEN ' already has a job this one conflicts with'
+        ELSE ' already has a job with singletonKey ' || j.singleton_key
+      END || ' under its ' || COALESCE(q.policy, 'standard') || ' policy',
+      'reason', 'redrive_conflict', 'destination', q.name, 'policy', q.policy, 'singletonKey', j.singleton_key)
+  FROM settled s, {schema}.queue q
+  WHERE j.name = %(name)s AND j.id = s.id AND NOT s.inserted
+    AND q.name = COALESCE(%(destination)s::text, j.source_name)
+    -- two failed key_strict_fifo jobs of one key would break job_i8: only the oldest is failed
+    AND (j.policy IS DISTINCT FROM 'key_strict_fifo' OR j.singleton_key IS NULL OR j.id IN (
+      SELECT DISTINCT ON (m.singleton_key) m.id FROM {schema}.job m
+      WHERE m.name = %(name)s AND m.id IN (SELECT id FROM settled WHERE NOT inserted) AND m.policy = 'key_strict_fifo'
+      ORDER BY m.singleton_key, m.created_on, m.id))
+),
+notified AS (
+  -- one notice per queue (identical notices of a transaction are delivered once anyway)
+  SELECT pg_notify(%(wake_channel)s, name) FROM ins WHERE start_after <= {now}
+)
+SELECT count(*)::int AS moved FROM ins WHERE (SELECT count(*) FROM notified) >= 0
+
+-- name: preview_redrive
+-- pg-boss previewRedrive: up to limit jobs a redrive would move (with the queue each lands in) and up to limit it would leave (no source and no destination, or the queue is gone).
+(SELECT q.name AS destination FROM {schema}.job j
+  LEFT JOIN {schema}.queue q ON q.name = COALESCE(%(destination)s::text, j.source_name)
+  WHERE {_redrive_where} AND q.name IS NOT NULL LIMIT %(limit)s)
+UNION ALL
+(SELECT NULL AS destination FROM {schema}.job j
+  LEFT JOIN {schema}.queue q ON q.name = COALESCE(%(destination)s::text, j.source_name)
+  WHERE {_redrive_where} AND q.name IS NULL LIMIT %(limit)s)
