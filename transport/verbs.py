@@ -187,11 +187,18 @@ class PgBossVerbs:
             raise QueueNotFound(f"queue {name!r} does not exist")
         self._policies.pop(name, None)
 
-    def get_queue_stats(self: JobManager, name: str) -> dict[str, Any]:
-        """The counts pg-boss's monitor keeps on the queue row (Node's ``getQueueStats`` with
-        persistQueueStats off serves these): deferred, queued, active, failed, total and when they
-        were captured (``captured_on``, None if never monitored)."""
+    def get_queue_stats(self: JobManager, name: str, *, force: bool = False) -> dict[str, Any]:
+        """pg-boss ``getQueueStats(name)``: a queue's gauges (deferred, blocked, queued, ready,
+        active, failed and total counts) and when they were captured (``captured_on``).
+
+        Reads the counts pg-boss's monitor caches on the queue row (None ``captured_on``: never
+        monitored). ``force=True``, or a queue never monitored, counts them from the jobs now instead
+        (read only; the cache stays the monitor's). Total is every job here; the monitor's total
+        leaves out completed jobs older than its retention window.
+        """
         queue = self._existing_queue("get_queue_stats", name)
+        if force or queue.get("monitor_on") is None:
+            return {"name": name, **self._run("count_queue_now", {"name": name})[0]}
         keys = (
             "deferred_count",
             "blocked_count",
@@ -201,8 +208,7 @@ class PgBossVerbs:
             "failed_count",
             "total_count",
         )
-        stats = {"name": name, **{k: queue.get(k, 0) for k in keys}, "captured_on": queue.get("monitor_on")}
-        return stats
+        return {"name": name, **{k: queue.get(k, 0) for k in keys}, "captured_on": queue["monitor_on"]}
 
     # -- reading --------------------------------------------------------------------------------
 

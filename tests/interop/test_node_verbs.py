@@ -258,13 +258,26 @@ def test_debounce_and_throttle_like_node(boss: JobManager, node: Node) -> None:
 def test_queue_stats_and_instances(boss: JobManager, node: Node) -> None:
     boss.create_queue("stats")
     boss.send("stats", {"n": 1})
-    stats = boss.get_queue_stats("stats")
-    node_stats = node("getQueueStats", "stats")[0]  # Node counts and caches on the queue row
-    fresh = boss.get_queue_stats("stats")
-    assert stats["name"] == "stats"
-    assert fresh["queued_count"] == node_stats["queuedCount"]
-    assert fresh["total_count"] == node_stats["totalCount"]
-    assert fresh["queued_count"] == 1 and fresh["captured_on"] is not None
+    boss.send("stats", {"n": 2}, start_after=3600)
+    boss.fetch(["stats"], 1)
+    # Never monitored: counted now.
+    counted = boss.get_queue_stats("stats")
+    assert (counted["queued_count"], counted["deferred_count"], counted["active_count"]) == (1, 1, 1)
+    assert counted["ready_count"] == 0 and counted["total_count"] == 2
+    # Node counts and caches them on the queue row; Python reads that cache, as Node does.
+    node_stats = node("getQueueStats", "stats")[0]
+    cached = boss.get_queue_stats("stats")
+    for key, node_key in (
+        ("queued_count", "queuedCount"),
+        ("deferred_count", "deferredCount"),
+        ("active_count", "activeCount"),
+        ("total_count", "totalCount"),
+    ):
+        assert cached[key] == node_stats[node_key] == counted[key]
+    assert cached["captured_on"] is not None
+    boss.send("stats", {"n": 3})
+    assert boss.get_queue_stats("stats")["queued_count"] == 1  # the cache, until the next pass
+    assert boss.get_queue_stats("stats", force=True)["queued_count"] == 2
     with pytest.raises(QueueNotFound):
         boss.get_queue_stats("no-such-queue")
 

@@ -292,3 +292,16 @@ UNION ALL
 (SELECT NULL AS destination FROM {schema}.job j
   LEFT JOIN {schema}.queue q ON q.name = COALESCE(%(destination)s::text, j.source_name)
   WHERE {_redrive_where} AND q.name IS NULL LIMIT %(limit)s)
+
+-- name: count_queue_now
+-- A queue's gauges counted from its jobs now, as pg-boss's monitor counts them (queued = not yet active; blocked = waiting on a flow; deferred/ready = the rest, by start_after). Read only: the cached counts on the queue row stay the monitor's.
+SELECT
+  (count(*) FILTER (WHERE state < 'active' /*if:blocked*/AND NOT blocked/*end*/ AND start_after > {now}))::int AS deferred_count,
+  (count(*) FILTER (WHERE state < 'active' /*if:blocked*/AND blocked/*else*/AND false/*end*/))::int AS blocked_count,
+  (count(*) FILTER (WHERE state < 'active'))::int AS queued_count,
+  (count(*) FILTER (WHERE state < 'active' /*if:blocked*/AND NOT blocked/*end*/ AND start_after <= {now}))::int AS ready_count,
+  (count(*) FILTER (WHERE state = 'active'))::int AS active_count,
+  (count(*) FILTER (WHERE state = 'failed'))::int AS failed_count,
+  count(*)::int AS total_count,
+  {now} AS captured_on
+FROM {schema}.job WHERE name = %(name)s
