@@ -63,3 +63,31 @@ def test_flow_find_and_pubsub_through_the_client(boss: JobManager) -> None:
     assert [j["data"] for j in client.find_jobs("a", data={"hello": True})] == [{"hello": True}]
     client.unsubscribe("ping", "b")
     assert set(client.publish("ping", {"hello": False})) == {"a"}
+
+
+def test_concurrent_upserts_of_one_key_make_one_job(boss: JobManager) -> None:
+    """Upserts racing on one key end with one waiting job (job_i13), each told what it did."""
+    import threading
+
+    boss.create_queue("race")
+    results: list[dict] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def upsert(n: int) -> None:
+        barrier.wait()
+        try:
+            results.append(dict(boss.upsert("race", {"n": n}, singleton_key="one")))
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upsert, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    jobs = boss.find_jobs("race")
+    assert len(jobs) == 1
+    assert sum(r["inserted"] for r in results) == 1
+    assert all(r["jobs"] == [jobs[0]["id"]] for r in results)
