@@ -330,9 +330,17 @@ class PgBossVerbs:
         return self._delete_in_states("delete_all_jobs", name, _ALL_STATES)
 
     def _delete_in_states(self: JobManager, method: str, name: str, states: Sequence[str]) -> int:
+        from transport.manager import DELETION_BATCH
+
         self._existing_queue(method, name)
-        rows = self._run("delete_jobs_in_states", {"name": name, "states": list(states)})
-        return int(rows[0]["deleted"]) if rows else 0
+        total = 0
+        while True:
+            params = {"name": name, "states": list(states), "batch": DELETION_BATCH}
+            rows = self._run("delete_jobs_in_states", params)
+            deleted = int(rows[0]["deleted"]) if rows else 0
+            total += deleted
+            if deleted < DELETION_BATCH:
+                return total
 
     # -- sending variants -----------------------------------------------------------------------
 

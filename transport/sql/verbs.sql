@@ -53,10 +53,12 @@ LIMIT %(limit)s
 SELECT created_on FROM {schema}.job WHERE name = %(name)s AND id = %(id)s::uuid
 
 -- name: delete_jobs_in_states
--- pg-boss deleteQueuedJobs / deleteStoredJobs / deleteAllJobs for one queue: delete its jobs in the given states, then take them off the queue's cached total (and retained) counts at once, as Node does. Returns how many went.
+-- One batch of pg-boss deleteQueuedJobs / deleteStoredJobs / deleteAllJobs for one queue: delete up to batch of its jobs in the given states, then take them off the queue's cached total (and retained) counts at once, as Node does. Returns how many went; the caller repeats while a batch is full, so no transaction holds more than a batch of row locks.
 WITH removed AS (
   DELETE FROM {schema}.job
-  WHERE name = %(name)s AND state::text = ANY(%(states)s::text[])
+  WHERE name = %(name)s AND id IN (
+    SELECT id FROM {schema}.job WHERE name = %(name)s AND state::text = ANY(%(states)s::text[]) LIMIT %(batch)s)
+    AND state::text = ANY(%(states)s::text[])
   RETURNING state, completed_on
 ),
 counted AS (
