@@ -313,6 +313,15 @@ def test_old_schema_refuses_what_it_lacks(
         boss.upsert("old", {"n": 2}, singleton_key="k")
     with pytest.raises(UnsupportedBySchema, match=r"pg-boss 12\.12"):
         boss.update_queue("old", heartbeat_seconds=30)
+    with pytest.raises(UnsupportedBySchema, match=r"pg-boss 12\.6"):
+        boss.send("old", {"n": 2}, group={"id": "g"})
+    with pytest.raises(UnsupportedBySchema, match=r"pg-boss 12\.6"):
+        boss.fetch_grouped("old", 1, group_concurrency=1)
+    with pytest.raises(UnsupportedBySchema, match=r"pg-boss 12\.19"):
+        boss.flow([{"ref": "a", "name": "old"}, {"ref": "b", "name": "old", "depends_on": ["a"]}])
+    with pytest.raises(UnsupportedBySchema, match=r"pg-boss 12\.35"):
+        boss.redrive("old")
+    assert len(boss.find_jobs("old")) == 1  # none of the refusals wrote anything
     # What schema 26 has works, and Node 12.5.4 reads it.
     boss.update_queue("old", retry_limit=5)
     assert boss.update("old", {"n": 3}, singleton_key="k")["updated"] == 1
