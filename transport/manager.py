@@ -19,7 +19,9 @@ import psycopg2.errors
 
 from transport import names, outputs, schema, sql
 from transport.db import Database
+from transport.deadletters import DeadLetterVerbs
 from transport.exceptions import InvalidOption, InvalidPayload, QueueNotFound, UnsupportedBySchema
+from transport.flows import FlowVerbs
 from transport.verbs import PgBossVerbs
 
 #: The seed's queue defaults (Zeke's boss.ts): retryLimit 3, retryDelay 1 s with backoff,
@@ -115,8 +117,9 @@ def _fetched_jobs(rows: Iterable[tuple[Any, ...]]) -> list[FetchedJob]:
     return [FetchedJob(str(row[0]), *row[1:]) for row in rows]
 
 
-class JobManager(PgBossVerbs):
-    """pg-boss jobs and queues in one schema of one database (the rest of pg-boss's API: transport.verbs)."""
+class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
+    """pg-boss jobs and queues in one schema of one database (the rest of pg-boss's API: transport.verbs,
+    transport.flows, transport.deadletters)."""
 
     def __init__(self, db: Database, schema_name: str = "pgboss", *, install: bool = True) -> None:
         self.db = db
