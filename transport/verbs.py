@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 import psycopg2.errors
 
 from transport import names, outputs
-from transport.exceptions import InvalidOption, QueueNotFound, UnsupportedBySchema
+from transport.exceptions import InvalidOption, PgBossError, QueueNotFound, UnsupportedBySchema
 
 if TYPE_CHECKING:
     from transport.manager import JobManager
@@ -135,16 +135,26 @@ class PgBossVerbs:
         """pg-boss ``publish(event, data, options)``: send one job to every subscribed queue.
 
         Returns queue name -> job id (None where a policy deduplicated it). A subscriber deleted in
-        the meantime is skipped, as Node skips it.
+        the meantime is skipped, as Node skips it. A queue that refuses the job does not stop the
+        others: once all were tried, :class:`PgBossError` names each refusal (Node's AggregateError).
         """
         if not event or not isinstance(event, str):
             raise InvalidOption("publish: event must be a non-empty string")
         sent: dict[str, str | None] = {}
-        for row in self._run("queues_for_event", {"event": event}):
+        failures: list[str] = []
+        rows = self._run("queues_for_event", {"event": event})
+        for row in rows:
             try:
                 sent[row["name"]] = self.send(row["name"], data, **options)
             except QueueNotFound:
                 continue
+            except PgBossError as exc:
+                failures.append(f"{row['name']}: {exc}")
+        if failures:
+            raise PgBossError(
+                f"publish({event!r}) failed for {len(failures)} of {len(rows)} subscribed queue(s): "
+                + "; ".join(failures)
+            )
         return sent
 
     # -- queues ---------------------------------------------------------------------------------

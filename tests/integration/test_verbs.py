@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from transport import manager as manager_module
-from transport.exceptions import InvalidOption, QueueNotFound
+from transport.exceptions import InvalidOption, PgBossError, QueueNotFound
 from transport.manager import JobManager
 
 
@@ -40,3 +40,14 @@ def test_refusals_leave_nothing_behind(boss: JobManager) -> None:
     with pytest.raises(InvalidOption, match="unknown update option"):
         boss.update("fifo", {"n": 1}, singleton_key="k", colour="red")
     assert boss.find_jobs("fifo") == []
+
+
+def test_publish_tries_every_subscriber_and_names_the_refusals(boss: JobManager) -> None:
+    boss.create_queue("plain")
+    boss.create_queue("strict", policy="key_strict_fifo")
+    boss.subscribe("evt", "plain")
+    boss.subscribe("evt", "strict")
+    with pytest.raises(PgBossError, match=r"1 of 2 subscribed queue\(s\): strict: .*singleton_key"):
+        boss.publish("evt", {"n": 1})
+    assert [j["data"] for j in boss.find_jobs("plain")] == [{"n": 1}]  # the other queue got its job
+    assert set(boss.publish("evt", {"n": 2}, singleton_key="k")) == {"plain", "strict"}
