@@ -40,3 +40,13 @@ class InvalidOption(PgBossError, ValueError):
 
 class MalformedJob(PgBossError, ValueError):
     """A job's data cannot become a message Celery can run."""
+
+class UnsupportedBySchema(PgBossError):
+    """The pg-boss schema in this database is too old for this operation."""
+
+    def __init__(self, operation: str, minimum: str, version: int | None) -> None:
+        super().__init__(
+            f"{operation} needs {minimum} or newer; this database's pg-boss schema is version {version} "
+            "(upgrade it with Node pg-boss, `npx pg-boss migrate`)"
+        )
+        self.operation, self.minimum, self.version = operation, minimum, version

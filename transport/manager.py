@@ -20,7 +20,10 @@ import psycopg2.errors
 
 from transport import names, outputs, schema, sql
 from transport.db import Database
-from transport.exceptions import InvalidOption, InvalidPayload, QueueNotFound
+from transport.deadletters import DeadLetterVerbs
+from transport.exceptions import InvalidOption, InvalidPayload, QueueNotFound, UnsupportedBySchema
+from transport.flows import FlowVerbs
+from transport.verbs import PgBossVerbs
 
 #: The seed's queue defaults (Zeke's boss.ts): retryLimit 3, retryDelay 1 s with backoff,
 #: expire after 1 h active, delete 7 days after finishing. Node's own defaults differ (2/0/false/900).
@@ -118,8 +121,9 @@ def _fetched_jobs(rows: Iterable[tuple[Any, ...]]) -> list[FetchedJob]:
     return [FetchedJob(str(row[0]), *row[1:]) for row in rows]
 
 
-class JobManager:
-    """pg-boss jobs and queues in one schema of one database."""
+class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
+    """pg-boss jobs and queues in one schema of one database (the rest of pg-boss's API: transport.verbs,
+    transport.flows, transport.deadletters)."""
 
     def __init__(self, db: Database, schema_name: str = "pgboss", *, install: bool = True) -> None:
         self.db = db
@@ -239,7 +243,10 @@ class JobManager:
     # -- sending --------------------------------------------------------------------------------
 
     def send(self, name: str, data: Any = None, *, conn: Any = None, **options: Any) -> str | None:
-        """Insert one job. Returns its id, or None when a policy/singleton/throttle rule deduplicated it."""
+        """Insert one job. Returns its id, or None when a policy/singleton/throttle rule deduplicated it.
+        ``singleton_next_slot=True`` is pg-boss's debounce (:meth:`send_next_slot`)."""
+        if options.pop("singleton_next_slot", False):
+            return self.send_next_slot(name, data, conn=conn, **options)
         ids = self.send_many(name, [{"data": data, **options}], conn=conn)
         return ids[0] if ids else None
 
@@ -249,8 +256,8 @@ class JobManager:
         rows = [_send_row(job) for job in jobs]
         if not rows:
             return []
-        if any("group_id" in row for row in rows) and not self.info.has("group"):
-            raise InvalidOption("group needs pg-boss schema 27 or later; this schema has no job groups")
+        if not self.info.has("group") and any("group_id" in row for row in rows):
+            raise UnsupportedBySchema("send(group=...)", "pg-boss 12.6", self.info.version)
         debounced = [job.get("singleton_next_slot") is True for job in jobs]
         for row in rows:
             row.pop("singleton_next_slot", None)
@@ -267,7 +274,10 @@ class JobManager:
         else:
             params, statement = {"jobs": _rows_json(rows)}, "send_jobs"
         params.update(name=name, channel=self.channel)
-        ids: list[str] = self._run(statement, params, conn=conn)[0]["ids"]
+        try:
+            ids: list[str] = self._run(statement, params, conn=conn)[0]["ids"]
+        except psycopg2.errors.CheckViolation as exc:
+            raise _check_violation(name, exc) from None
         if any(debounced) and len(ids) < len(rows):
             ids += self._send_next_slot(name, rows, ids, debounced, conn)
         # Asked on the caller's connection: a queue created earlier in their transaction counts.
@@ -623,6 +633,13 @@ class JobManager:
         return grouped
 
 
+def _check_violation(name: str, exc: psycopg2.errors.CheckViolation) -> InvalidOption:
+    """A job the table's CHECK constraints refuse, as pg-boss words the refusal."""
+    if "key_strict_fifo" in (exc.diag.constraint_name or ""):
+        return InvalidOption(f"queue {name!r}: key_strict_fifo queues require a singleton_key")
+    return InvalidOption(f"queue {name!r} refused the job: {exc.diag.message_primary}")
+
+
 def _queue_options(options: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(options) - set(QUEUE_OPTION_KEYS)
     if unknown:
@@ -734,6 +751,8 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
         value = options.get(option)
         if value is not None:
             row[column] = value
+    if options.get("group") is not None:
+        row.update(_group_columns(options["group"]))
     for option in ("singleton_slot", "keep_until"):
         if options.get(option) is not None:
             row[option] = _iso(options[option])
@@ -754,6 +773,23 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
     elif start_after is not None:
         raise InvalidOption(f"start_after must be a datetime, ISO string or seconds, not {start_after!r}")
     return row
+
+
+def _group_columns(group: Any) -> dict[str, str]:
+    """pg-boss's ``group: {id, tier}`` send option as the job's group_id/group_tier columns."""
+    if not isinstance(group, Mapping):
+        raise InvalidOption(f"group must be a mapping with id (and tier), not {group!r}")
+    unknown = set(group) - {"id", "tier"}
+    if unknown:
+        raise InvalidOption(f"unknown group key(s): {', '.join(sorted(unknown))}")
+    if not isinstance(group.get("id"), str) or not group["id"]:
+        raise InvalidOption("group.id must be a non-empty string")
+    columns = {"group_id": group["id"]}
+    if group.get("tier") is not None:
+        if not isinstance(group["tier"], str) or not group["tier"]:
+            raise InvalidOption("group.tier must be a non-empty string if provided")
+        columns["group_tier"] = group["tier"]
+    return columns
 
 
 #: The columns of a row that the single-job statement send_job takes.

@@ -50,13 +50,20 @@ __all__ = [
     "CELERY_KEY",
     "cancel_job",
     "delete_job",
+    "find_jobs",
     "get_job_status",
     "get_manager",
     "job_status",
+    "publish",
     "retry_job",
+    "send_flow",
     "send_job",
     "send_jobs",
     "set_manager",
+    "subscribe",
+    "unsubscribe",
+    "update_job",
+    "upsert_job",
 ]
 
 #: The reserved key of job data holding Celery's envelope (docs/ARCHITECTURE.md).
@@ -262,3 +269,63 @@ def _iso(value: dt.datetime | None, *, naive_utc: bool = False) -> str | None:
     if naive_utc and value.tzinfo is None:  # singleton_on: UTC wall time without a zone
         value = value.replace(tzinfo=dt.UTC)
     return value.isoformat()
+
+
+# -- the rest of pg-boss's job verbs (thin calls into JobManager; docs/PGBOSS_API.md) --------------
+
+
+def update_job(task_id: str, payload: Mapping[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+    """pg-boss ``update``: edit jobs of ``task_id`` that have not started, by ``id=`` or
+    ``singleton_key=`` (with ``match="newest" | "oldest" | "all"``). ``payload`` None keeps the data;
+    other options as for :func:`send_job`. Returns ``{"jobs": [ids], "updated": n}``."""
+    names.validate_queue_name(task_id)
+    if payload is None:
+        return dict(get_manager().update(task_id, **options))
+    return dict(get_manager().update(task_id, _payload(payload), **options))
+
+
+def upsert_job(task_id: str, payload: Mapping[str, Any], **options: Any) -> dict[str, Any]:
+    """pg-boss ``upsert``: :func:`update_job`, or send the job when none is waiting with that
+    ``id``/``singleton_key``. Returns ``{"jobs": [ids], "updated": n, "inserted": n}``."""
+    names.validate_queue_name(task_id)
+    return dict(get_manager().upsert(task_id, _payload(payload), **options))
+
+
+def send_flow(jobs: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """pg-boss ``flow``: send jobs that wait for each other, all or none. Each job is
+    ``{"ref", "task_id", "payload", "options"?, "depends_on"?: [refs]}``; returns ref -> job id."""
+    flow = []
+    for job in jobs:
+        unknown = set(job) - {"ref", "task_id", "payload", "options", "depends_on"}
+        if unknown:
+            raise InvalidOption(f"unknown flow job key(s): {', '.join(sorted(unknown))}")
+        names.validate_queue_name(job.get("task_id"))
+        item = {"ref": job.get("ref"), "name": job["task_id"], "data": _payload(job.get("payload", {}))}
+        for key in ("options", "depends_on"):
+            if job.get(key) is not None:
+                item[key] = job[key]
+        flow.append(item)
+    return get_manager().flow(flow)
+
+
+def find_jobs(task_id: str, **filters: Any) -> list[dict[str, Any]]:
+    """pg-boss ``findJobs``: statuses (see :func:`job_status`) of ``task_id``'s jobs matching
+    ``id``, ``key``, ``data`` (contained in the job's data), ``queued``; paged by ``limit``/``after``."""
+    names.validate_queue_name(task_id)
+    return [job_status(row) for row in get_manager().find_jobs(task_id, **filters)]
+
+
+def publish(event: str, payload: Mapping[str, Any], **options: Any) -> dict[str, str | None]:
+    """pg-boss ``publish``: send the payload to every task subscribed to ``event``; returns
+    task id -> job id (None where deduplicated)."""
+    return get_manager().publish(event, _payload(payload), **options)
+
+
+def subscribe(event: str, task_id: str) -> None:
+    """pg-boss ``subscribe``: jobs published to ``event`` are sent to ``task_id`` too."""
+    get_manager().subscribe(event, task_id)
+
+
+def unsubscribe(event: str, task_id: str) -> None:
+    """pg-boss ``unsubscribe``."""
+    get_manager().unsubscribe(event, task_id)
