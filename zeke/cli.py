@@ -486,6 +486,7 @@ def run(host: str, port: int, demo: bool | None) -> None:
     from zeke import embedded
     from zeke.database import configured_url
 
+    signal.signal(signal.SIGTERM, _interrupt)  # before supervision too, TERM cleans up as Ctrl-C does
     url = configured_url()
     started = False
     if url is None:  # the embedded database, started once for all children and stopped at the end
@@ -496,10 +497,16 @@ def run(host: str, port: int, demo: bool | None) -> None:
         say(f"using DATABASE_PRIMARY_URL {redact_url(url)}")
     try:
         _run(url, host, port, demo)
+    except KeyboardInterrupt:  # during start-up: _run has stopped what it started; a clean stop
+        pass
     finally:
         if started:
             embedded.stop()
             say("embedded PostgreSQL stopped")
+
+
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def say(message: str) -> None:
@@ -591,7 +598,8 @@ def _run(url: str, host: str, port: int, demo: bool | None) -> None:
             click.echo(f"zeke: the API did not come up; the end of {paths['api']}:", err=True)
             click.echo(_tail(paths["api"]), err=True)
         else:
-            say(f"API up at {api} (dashboard {api}/dashboard); token {token}")
+            say(f"API up at {api}, dashboard at {api}/dashboard")
+            say(f"token {token}")
         for hook in hooks:
             summary.jobs += [
                 job["id"] for job in hook.kick(lambda task_id, payload: _jobs().send(task_id, payload))
@@ -603,6 +611,7 @@ def _run(url: str, host: str, port: int, demo: bool | None) -> None:
         _stop(children)  # also when something here failed first: nothing outlives `zeke run`
         for hook in hooks:
             hook.close()
+        say("worker, beat and API stopped")
 
 
 class Summary:
@@ -629,7 +638,7 @@ class Summary:
                 ("the first pull's job", f"{self.zeke} status {job}"),
                 ("the same over HTTP", f"curl {auth} {self.api}/api/jobs/{job}"),
             ]
-        tries += [(what, command.format(zeke=self.zeke)) for what, command in examples]
+        tries += [(what, command.replace("{zeke}", self.zeke)) for what, command in examples]
         tries += [("jobs by state; failed jobs", f"{self.zeke} jobs --counts; {self.zeke} jobs --failed")]
         out.append("try (in another terminal):")
         width = max(len(command) for _, command in tries)
@@ -656,9 +665,10 @@ def _report(hooks: Sequence[Any], summary: Summary) -> None:
         if report.rows:
             click.echo(table(report.rows, report.columns))
         if not summary.shown:
+            lines = summary.lines(getattr(report, "examples", ()))
             summary.shown = True
             click.echo()
-            for line in summary.lines(getattr(report, "examples", ())):
+            for line in lines:
                 click.echo(line if line.startswith("  ") else f"zeke: {line}")
 
 
