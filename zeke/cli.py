@@ -626,7 +626,7 @@ class Summary:
         auth = f"-H 'Authorization: Bearer {self.token}'"
         first = Path(next(iter(self.logs.values()))).parent
         out = [
-            f"API        {self.api}   (OpenAPI: {self.api}/docs when ZEKE_ENV=development)",
+            f"API        {self.api}",
             f"dashboard  {self.api}/dashboard   (log in with the token)",
             f"token      {self.token}   ({self.token_from})",
             f"logs       {first}/: " + ", ".join(p.name for p in self.logs.values()),
@@ -641,8 +641,8 @@ class Summary:
         tries += [(what, command.replace("{zeke}", self.zeke)) for what, command in examples]
         tries += [("jobs by state; failed jobs", f"{self.zeke} jobs --counts; {self.zeke} jobs --failed")]
         out.append("try (in another terminal):")
-        width = max(len(command) for _, command in tries)
-        out += [f"  {command.ljust(width)}  # {what}" for what, command in tries]
+        for what, command in tries:
+            out += [f"  # {what}", f"  {command}"]
         if self.zeke != "zeke":
             out.append(f"  (`source {Path(self.zeke).parent}/activate` puts zeke on your PATH)")
         out.append("Ctrl-C stops everything.")
