@@ -496,7 +496,7 @@ def run(host: str, port: int, demo: bool | None) -> None:
     else:
         say(f"using DATABASE_PRIMARY_URL {redact_url(url)}")
     try:
-        _run(url, host, port, demo)
+        _run(url, host, port, demo, embedded_db=configured_url() is None)
     except KeyboardInterrupt:  # during start-up: _run has stopped what it started; a clean stop
         pass
     finally:
@@ -565,7 +565,7 @@ def _init(env: dict[str, str], log: Path) -> None:
     )
 
 
-def _run(url: str, host: str, port: int, demo: bool | None) -> None:
+def _run(url: str, host: str, port: int, demo: bool | None, embedded_db: bool = False) -> None:
     from zeke.settings import get_settings
 
     os.environ["DATABASE_PRIMARY_URL"] = url  # this process sends the demo's first jobs there too
@@ -592,11 +592,12 @@ def _run(url: str, host: str, port: int, demo: bool | None) -> None:
         with open(path, "wb") as out:  # each run starts its logs afresh; the child keeps the file open
             children[name] = subprocess.Popen([*me, name], env=env, stdout=out, stderr=subprocess.STDOUT)
     api = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}"
-    summary = Summary(api, token, token_from, paths, zeke_command())
+    summary = Summary(api, token, token_from, paths, zeke_command(), embedded_db)
     try:
         if not _wait_for_api(api, children["api"]):
-            click.echo(f"zeke: the API did not come up; the end of {paths['api']}:", err=True)
-            click.echo(_tail(paths["api"]), err=True)
+            if children["api"].poll() is None:  # an API that exited is reported by _supervise
+                click.echo(f"zeke: the API did not come up in 30 s; the end of {paths['api']}:", err=True)
+                click.echo(_tail(paths["api"]), err=True)
         else:
             say(f"API up at {api}, dashboard at {api}/dashboard")
             say(f"token {token}")
@@ -604,7 +605,10 @@ def _run(url: str, host: str, port: int, demo: bool | None) -> None:
             summary.jobs += [
                 job["id"] for job in hook.kick(lambda task_id, payload: _jobs().send(task_id, payload))
             ]
-        say("pulling the sources now; a table of stories follows when the pipeline settles (about a minute)")
+        if hooks:
+            say("pulling the sources now; a table of stories follows when it settles (about a minute)")
+        else:  # nothing to wait for: the summary now
+            _print_summary(summary, ())
         _supervise(children, tick=lambda: _report(hooks, summary), logs=paths)
     finally:
         say("stopping worker, beat and API ...")
@@ -617,8 +621,11 @@ def _run(url: str, host: str, port: int, demo: bool | None) -> None:
 class Summary:
     """What `zeke run` prints once the first table is out: where everything is, and what to try."""
 
-    def __init__(self, api: str, token: str, token_from: str, logs: dict[str, Path], zeke: str) -> None:
+    def __init__(
+        self, api: str, token: str, token_from: str, logs: dict[str, Path], zeke: str, embedded_db: bool
+    ) -> None:
         self.api, self.token, self.token_from, self.logs, self.zeke = api, token, token_from, logs, zeke
+        self.embedded_db = embedded_db
         self.jobs: list[str] = []
         self.shown = False
 
@@ -632,6 +639,13 @@ class Summary:
             f"logs       {first}/: " + ", ".join(p.name for p in self.logs.values()),
         ]
         tries: list[tuple[str, str]] = []
+        if self.embedded_db:  # another shell has no DATABASE_PRIMARY_URL: the running server's
+            tries.append(
+                (
+                    "first, in that shell: the embedded database",
+                    f"export DATABASE_PRIMARY_URL=$({self.zeke} db url)",
+                )
+            )
         if self.jobs:
             job = self.jobs[0]
             tries += [
@@ -665,11 +679,15 @@ def _report(hooks: Sequence[Any], summary: Summary) -> None:
         if report.rows:
             click.echo(table(report.rows, report.columns))
         if not summary.shown:
-            lines = summary.lines(getattr(report, "examples", ()))
-            summary.shown = True
-            click.echo()
-            for line in lines:
-                click.echo(line if line.startswith("  ") else f"zeke: {line}")
+            _print_summary(summary, getattr(report, "examples", ()))
+
+
+def _print_summary(summary: Summary, examples: Sequence[tuple[str, str]]) -> None:
+    lines = summary.lines(examples)
+    summary.shown = True
+    click.echo()
+    for line in lines:
+        click.echo(line if line.startswith("  ") else f"zeke: {line}")
 
 
 def _wait_for_api(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
