@@ -9,11 +9,18 @@ NODE_STAMP := tests/node/node_modules/.installed
 
 install: $(STAMP)
 
+# One progress line a step; pip's own output goes to $(VENV)/install.log (its end is shown on failure).
 $(STAMP): setup.cfg pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	rm -f $(VENV)/.installed-* && touch $@
+	@test -x $(PY) || { \
+	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+	    { echo "zeke: needs Python 3.11 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>&1) (make PYTHON=python3.12 ...)" >&2; exit 1; }; \
+	  echo "zeke: creating $(VENV) with $$($(PYTHON) --version)"; \
+	  $(PYTHON) -m venv $(VENV); }
+	@echo "zeke: installing Python packages into $(VENV) (first run: about a minute; log: $(VENV)/install.log)"
+	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[dev]'; } >$(VENV)/install.log 2>&1 || \
+	  { tail -n 25 $(VENV)/install.log >&2; echo "zeke: pip failed; its whole output: $(VENV)/install.log" >&2; exit 1; }
+	@rm -f $(VENV)/.installed-* && touch $@
+	@echo "zeke: installed; the zeke command is $(VENV)/bin/zeke"
 
 node: $(NODE_STAMP)
 
@@ -39,7 +46,7 @@ screenshots: install browser
 	ZEKE_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/app/test_dashboard_browser.py
 
 run: install
-	$(PY) -m zeke.cli run
+	@$(PY) -m zeke.cli run
 
 worker: install
 	$(VENV)/bin/celery -A zeke worker -l info

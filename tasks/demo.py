@@ -26,6 +26,7 @@ paused, since nothing serves them, and the first pull takes only the sources tha
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -61,6 +62,9 @@ class Report:
     title: str
     rows: list[dict[str, Any]]
     columns: tuple[str, ...]
+    #: Commands to try on what the run produced, as ``(what, command)``; ``{zeke}`` stands for the
+    #: ``zeke`` executable, which the caller knows.
+    examples: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -110,7 +114,7 @@ class RunSession:
             f"{stories} stories, {analysed} analysed, {briefed} briefed, {scored} with scored highlights "
             f"({state}, {elapsed:.0f}s after the first pull)"
         )
-        return Report(title, story_rows(self.sessions), STORY_COLUMNS)
+        return Report(title, story_rows(self.sessions), STORY_COLUMNS, examples(self.sessions))
 
     def close(self) -> None:
         """Stop the sample server and pause the demo sources: nothing serves them any more."""
@@ -255,6 +259,24 @@ def story_rows(sessions: sessionmaker[Session], limit: int = TABLE_ROWS) -> list
             }
             for story, analysis, count in session.execute(query)
         ]
+
+
+def examples(sessions: sessionmaker[Session]) -> list[tuple[str, str]]:
+    """Commands on real ids of this database: the newest story and the newest analyze-story job."""
+    from transport.monitor import Monitor
+    from zeke.client import get_manager
+
+    with sessions() as session:
+        newest = Story.published_at.desc().nulls_last(), Story.created_at.desc()
+        story = session.scalar(select(Story.id).order_by(*newest).limit(1))
+    out: list[tuple[str, str]] = []
+    jobs = Monitor(get_manager()).recent_jobs(name="analyze-story", limit=1)
+    if jobs:
+        out.append(("an analyze-story job", f"{{zeke}} status {jobs[0]['id']}"))
+    if story is not None:
+        payload = json.dumps({"storyId": str(story)})
+        out.append(("analyse a story again", f"{{zeke}} send analyze-story '{payload}'"))
+    return out
 
 
 def _cut(text: str | None, width: int) -> str | None:

@@ -11,7 +11,6 @@ import datetime as dt
 import importlib
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -392,6 +391,35 @@ def db_url() -> None:
     click.echo(url)
 
 
+# -- the API token of `zeke run` ------------------------------------------------------------------
+
+
+@cli.group()
+def token() -> None:
+    """The API token `zeke run` uses when ZEKE_API_KEYS is not set: stored in the data directory
+    (ZEKE_DATA_DIR, else the user's data directory), the same on every run until rotated."""
+
+
+@token.command(name="show")
+def token_show() -> None:
+    """Print the stored token (generating it if there is none yet)."""
+    from zeke import apitoken
+
+    click.echo(apitoken.get())
+    if os.environ.get("ZEKE_API_KEYS", "").strip():
+        click.echo("zeke: ZEKE_API_KEYS is set; `zeke run` uses its first key instead", err=True)
+
+
+@token.command(name="rotate")
+def token_rotate() -> None:
+    """Replace the stored token with a new one and print it; a running `zeke run` keeps the old one
+    until it is restarted."""
+    from zeke import apitoken
+
+    click.echo(apitoken.rotate())
+    click.echo(f"zeke: new token stored in {apitoken.path()}; restart `zeke run` to use it", err=True)
+
+
 # -- processes -------------------------------------------------------------------------------------
 
 
@@ -466,64 +494,194 @@ def api(host: str, port: int, log_level: str) -> None:
 def run(host: str, port: int, demo: bool | None) -> None:
     """Set up, then run worker, beat and API until interrupted; prints the API URL and token.
 
+    The console gets a line per step and a summary (URLs, token, log files, commands to try on real
+    ids); the worker's, beat's and API's own output goes to log files in ZEKE_LOG_DIR (default: the
+    data directory's logs/). The token is ZEKE_API_KEYS's first key, else the one stored in the data
+    directory (`zeke token rotate` replaces it).
+
     For each task package P with a ``P.demo.prepare(url, demo)`` hook (the suite's is
     :mod:`tasks.demo`): its environment goes to the children, the pipeline is kicked once the API is
     up, and a table of what it produced is printed when it settles.
     """
+    from transport.redact import redact_url
     from zeke import embedded
     from zeke.database import configured_url
 
+    signal.signal(signal.SIGTERM, _interrupt)  # before supervision too, TERM cleans up as Ctrl-C does
     url = configured_url()
     started = False
     if url is None:  # the embedded database, started once for all children and stopped at the end
+        say(f"starting the embedded PostgreSQL in {embedded.pgdata()} ...")
         url, started = embedded.start()
-        click.echo(f"zeke: embedded database {'started' if started else 'running'} in {embedded.pgdata()}")
+        say(f"embedded PostgreSQL {'started' if started else 'already running'}")
+    else:
+        say(f"using DATABASE_PRIMARY_URL {redact_url(url)}")
     try:
-        _run(url, host, port, demo)
+        _run(url, host, port, demo, embedded_db=configured_url() is None)
+    except KeyboardInterrupt:  # during start-up: _run has stopped what it started; a clean stop
+        pass
     finally:
         if started:
             embedded.stop()
-            click.echo("zeke: embedded database stopped")
+            say("embedded PostgreSQL stopped")
 
 
-def _run(url: str, host: str, port: int, demo: bool | None) -> None:
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def say(message: str) -> None:
+    """A progress line of `zeke run` on the console."""
+    click.echo(f"zeke: {message}")
+
+
+def log_dir() -> Path:
+    """Where `zeke run` writes its children's output: ZEKE_LOG_DIR, else the data directory's logs/."""
+    from zeke.embedded import data_dir
+
+    configured = os.environ.get("ZEKE_LOG_DIR", "").strip()
+    return Path(configured).expanduser().resolve() if configured else data_dir() / "logs"
+
+
+def zeke_command() -> str:
+    """How the user types this ``zeke`` in a shell: ``zeke`` when that is the one on PATH, else its
+    path (relative when it is below the current directory, as ``.venv/bin/zeke`` is for `make run`)."""
+    import shutil
+
+    mine = Path(sys.executable).parent / "zeke"
+    if not mine.exists():
+        return "zeke"
+    found = shutil.which("zeke")
+    if found and Path(found).resolve() == mine.resolve():
+        return "zeke"
+    try:
+        return str(mine.relative_to(Path.cwd()))
+    except ValueError:
+        return str(mine)
+
+
+def _token(keys: Sequence[str]) -> tuple[str, str]:
+    """The token for the run and where it comes from."""
+    from zeke import apitoken
+
+    if keys:
+        return keys[0], "ZEKE_API_KEYS"
+    return apitoken.get(), f"{apitoken.path()}; `zeke token rotate` replaces it"
+
+
+def _init(env: dict[str, str], log: Path) -> None:
+    """`zeke init` as a child; one line on the console, its whole output in ``log``."""
+    say("installing the pg-boss schema, queues, schedules and app tables (zeke init) ...")
+    done = subprocess.run(
+        [sys.executable, "-m", "zeke.cli", "init", "--json"], env=env, capture_output=True, text=True
+    )
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        click.echo(done.stderr.rstrip() or done.stdout.rstrip(), err=True)
+        fail(f"zeke init failed (exit status {done.returncode}); its output is in {log}", done.returncode)
+    report = json.loads(done.stdout)
+    say(
+        f"pg-boss schema {report['schema']!r} (version {report['version']}), {len(report['queues'])} queues, "
+        f"{len(report['schedules'])} schedules"
+    )
+
+
+def _run(url: str, host: str, port: int, demo: bool | None, embedded_db: bool = False) -> None:
     from zeke.settings import get_settings
 
     os.environ["DATABASE_PRIMARY_URL"] = url  # this process sends the demo's first jobs there too
     env = dict(os.environ)
     keys = get_settings().api_keys
-    token = keys[0] if keys else secrets.token_urlsafe(24)
+    token, token_from = _token(keys)
     env["ZEKE_API_KEYS"] = ",".join(keys) if keys else token
     env["ZEKE_API_HOST"], env["ZEKE_API_PORT"] = host, str(port)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    logs = log_dir()
+    logs.mkdir(parents=True, exist_ok=True)
 
-    subprocess.run([sys.executable, "-m", "zeke.cli", "init"], env=env, check=True)
+    _init(env, logs / "init.log")
     hooks = _run_hooks(env["DATABASE_PRIMARY_URL"], demo)
     for hook in hooks:
         env.update(hook.env)
         for note in hook.notes:
-            click.echo(f"zeke: {note}")
+            say(note)
     me = [sys.executable, "-m", "zeke.cli"]
-    children = {
-        "worker": subprocess.Popen([*me, "worker"], env=env),
-        "beat": subprocess.Popen([*me, "beat"], env=env),
-        "api": subprocess.Popen([*me, "api"], env=env),
-    }
-    url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}"
+    paths = {name: logs / f"{name}.log" for name in ("worker", "beat", "api")}
+    say(f"starting worker, beat and API; their logs: {logs}/{{worker,beat,api}}.log")
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    for name, path in paths.items():
+        with open(path, "wb") as out:  # each run starts its logs afresh; the child keeps the file open
+            children[name] = subprocess.Popen([*me, name], env=env, stdout=out, stderr=subprocess.STDOUT)
+    api = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}"
+    summary = Summary(api, token, token_from, paths, zeke_command(), embedded_db)
     try:
-        _wait_for_api(url, children["api"])
-        click.echo(f"zeke: API   {url}")
-        click.echo(f"zeke: dashboard {url}/dashboard  (log in with the token)")
-        click.echo(f"zeke: token {token}")
-        click.echo(f"zeke: try   curl -H 'Authorization: Bearer {token}' {url}/api/tasks")
+        if not _wait_for_api(api, children["api"]):
+            if children["api"].poll() is None:  # an API that exited is reported by _supervise
+                click.echo(f"zeke: the API did not come up in 30 s; the end of {paths['api']}:", err=True)
+                click.echo(_tail(paths["api"]), err=True)
+        else:
+            say(f"API up at {api}, dashboard at {api}/dashboard")
+            say(f"token {token}")
         for hook in hooks:
-            hook.kick(lambda task_id, payload: _jobs().send(task_id, payload))
-        click.echo("zeke: pulling the sources now; stories follow when the pipeline settles")
-        _supervise(children, tick=lambda: _report(hooks))
+            summary.jobs += [
+                job["id"] for job in hook.kick(lambda task_id, payload: _jobs().send(task_id, payload))
+            ]
+        if hooks:
+            say("pulling the sources now; a table of stories follows when it settles (about a minute)")
+        else:  # nothing to wait for: the summary now
+            _print_summary(summary, ())
+        _supervise(children, tick=lambda: _report(hooks, summary), logs=paths)
     finally:
+        say("stopping worker, beat and API ...")
         _stop(children)  # also when something here failed first: nothing outlives `zeke run`
         for hook in hooks:
             hook.close()
+        say("worker, beat and API stopped")
+
+
+class Summary:
+    """What `zeke run` prints once the first table is out: where everything is, and what to try."""
+
+    def __init__(
+        self, api: str, token: str, token_from: str, logs: dict[str, Path], zeke: str, embedded_db: bool
+    ) -> None:
+        self.api, self.token, self.token_from, self.logs, self.zeke = api, token, token_from, logs, zeke
+        self.embedded_db = embedded_db
+        self.jobs: list[str] = []
+        self.shown = False
+
+    def lines(self, examples: Sequence[tuple[str, str]]) -> list[str]:
+        auth = f"-H 'Authorization: Bearer {self.token}'"
+        first = Path(next(iter(self.logs.values()))).parent
+        out = [
+            f"API        {self.api}",
+            f"dashboard  {self.api}/dashboard   (log in with the token)",
+            f"token      {self.token}   ({self.token_from})",
+            f"logs       {first}/: " + ", ".join(p.name for p in self.logs.values()),
+        ]
+        tries: list[tuple[str, str]] = []
+        if self.embedded_db:  # another shell has no DATABASE_PRIMARY_URL: the running server's
+            tries.append(
+                (
+                    "first, in that shell: the embedded database",
+                    f"export DATABASE_PRIMARY_URL=$({self.zeke} db url)",
+                )
+            )
+        if self.jobs:
+            job = self.jobs[0]
+            tries += [
+                ("the first pull's job", f"{self.zeke} status {job}"),
+                ("the same over HTTP", f"curl {auth} {self.api}/api/jobs/{job}"),
+            ]
+        tries += [(what, command.replace("{zeke}", self.zeke)) for what, command in examples]
+        tries += [("jobs by state; failed jobs", f"{self.zeke} jobs --counts; {self.zeke} jobs --failed")]
+        out.append("try (in another terminal):")
+        for what, command in tries:
+            out += [f"  # {what}", f"  {command}"]
+        if self.zeke != "zeke":
+            out.append(f"  (`source {Path(self.zeke).parent}/activate` puts zeke on your PATH)")
+        out.append("Ctrl-C stops everything.")
+        return out
 
 
 def _run_hooks(url: str, demo: bool | None) -> list[Any]:
@@ -533,32 +691,56 @@ def _run_hooks(url: str, demo: bool | None) -> list[Any]:
     return [hook for hook in found if hook is not _MISSING and hook is not None]
 
 
-def _report(hooks: Sequence[Any]) -> None:
+def _report(hooks: Sequence[Any], summary: Summary) -> None:
     for hook in hooks:
         report = hook.poll()
-        if report is not None:
-            click.echo(f"zeke: {report.title}")
-            if report.rows:
-                click.echo(table(report.rows, report.columns))
+        if report is None:
+            continue
+        say(report.title)
+        if report.rows:
+            click.echo(table(report.rows, report.columns))
+        if not summary.shown:
+            _print_summary(summary, getattr(report, "examples", ()))
 
 
-def _wait_for_api(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def _print_summary(summary: Summary, examples: Sequence[tuple[str, str]]) -> None:
+    lines = summary.lines(examples)
+    summary.shown = True
+    click.echo()
+    for line in lines:
+        click.echo(line if line.startswith("  ") else f"zeke: {line}")
+
+
+def _wait_for_api(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
+    """Whether the API answered within ``timeout`` seconds."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code < 500:
-                return
+                return True
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    click.echo("zeke: the API did not come up; see its output above", err=True)
+    return False
 
 
-def _supervise(children: dict[str, subprocess.Popen[bytes]], tick: Callable[[], None] | None = None) -> None:
-    """Wait until one child exits or we are interrupted, calling ``tick`` meanwhile; then stop them all
-    (TERM, then KILL)."""
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+
+def _supervise(
+    children: dict[str, subprocess.Popen[bytes]],
+    tick: Callable[[], None] | None = None,
+    logs: dict[str, Path] | None = None,
+) -> None:
+    """Wait until one child exits or we are interrupted, calling ``tick`` meanwhile; then exit (the
+    caller stops the children). A child that exits on its own has the end of its log shown."""
     stopping = False
     tick_failed = False
 
@@ -572,7 +754,11 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]], tick: Callable[[], 
     while not stopping:
         for name, proc in children.items():
             if proc.poll() is not None:
-                click.echo(f"zeke: {name} exited with {proc.returncode}; stopping", err=True)
+                log = (logs or {}).get(name)
+                where = f"; the end of {log}:" if log else ""
+                click.echo(f"zeke: {name} exited with {proc.returncode}{where}", err=True)
+                if log:
+                    click.echo(_tail(log), err=True)
                 code, stopping = proc.returncode or 1, True
                 break
         if tick is not None and not stopping:
@@ -583,7 +769,6 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]], tick: Callable[[], 
                     click.echo(f"zeke: cannot report on the pipeline: {type(exc).__name__}: {exc}", err=True)
                 tick_failed = True
         time.sleep(0.2)
-    _stop(children)
     sys.exit(code)
 
 
