@@ -46,6 +46,7 @@ def celery_app(db_url: str, schema: str, manager: JobManager) -> Iterator[Any]:
     saved = (app.conf.broker_url, app.conf.result_backend, app.conf.broker_transport_options["schema"])
     app.conf.broker_url = app.conf.result_backend = broker_url(db_url)
     app.conf.broker_transport_options["schema"] = schema
+    _forget_backend(app)  # one made earlier in this thread reads another test's database and schema
     manager.info  # noqa: B018  (installs the schema)
     try:
         yield app
@@ -57,6 +58,15 @@ def celery_app(db_url: str, schema: str, manager: JobManager) -> Iterator[Any]:
             app._pool.force_close_all()
             app._pool = None
         app.amqp._producer_pool = None
+        _forget_backend(app)
+
+
+def _forget_backend(app: Any) -> None:
+    """Drop the app's result backend of this thread (Celery keeps one per thread, made on first use
+    from the configuration of that moment), so the next use builds one on the current settings."""
+    backend = app._local.__dict__.pop("backend", None)
+    if backend is not None and hasattr(backend, "close"):
+        backend.close()
 
 
 def app_env(db_url: str, schema: str, **extra: str) -> dict[str, str]:
