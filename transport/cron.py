@@ -1,7 +1,7 @@
 """pg-boss cron, as Node pg-boss 12.38's timekeeper runs it, so Python beats and Node instances can
 share one ``pgboss.schedule`` table and send each occurrence exactly once between them.
 
-A pass goes like this (see shared/reference/pgboss-v12-schema.md §4):
+A pass goes like this, as Node pg-boss 12's timekeeper does it:
 
 1. Claim the interval: ``version.cron_on`` moves for only one instance per interval.
 2. For every schedule row, find the occurrences in the due window ``(now - 60 s, now]`` (plus, with

@@ -1,9 +1,9 @@
 """The pg-boss job state machine: the one owner of every transition of a ``pgboss.job`` row.
 
 The Kombu channel, the result backend, beat, the client, the API and the CLI all call this class;
-none of them holds SQL of its own. Semantics follow Node pg-boss 12 (see
-shared/reference/pgboss-v12-schema.md §3): fetch with SKIP LOCKED, complete fenced on the attempt,
-fail by delete-and-reinsert with pg-boss's backoff and dead-letter copy, and so on.
+none of them holds SQL of its own. Semantics follow Node pg-boss 12: fetch with SKIP LOCKED,
+complete fenced on the attempt, fail by delete-and-reinsert with pg-boss's backoff and dead-letter
+copy, and so on.
 """
 
 from __future__ import annotations

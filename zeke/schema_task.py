@@ -13,7 +13,7 @@
 
     my_task.trigger({"itemId": "…"})      # -> job id; my_task.delay(itemId="…") works too
 
-What differs from the original (shared/reference/zeke-original-jobs.md §1):
+What differs from the original Zeke jobs package:
 
 * The task is a Celery task named ``id`` routed to the pg-boss queue ``id``; job data is the validated
   payload (the task's kwargs) in its JSON form, aliases included, so a Node handler reads the same.
