@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -507,7 +508,7 @@ def run(host: str, port: int, demo: bool | None) -> None:
     from zeke import embedded
     from zeke.database import configured_url
 
-    signal.signal(signal.SIGTERM, _interrupt)  # before supervision too, TERM cleans up as Ctrl-C does
+    stop = _stop_on_signals()
     url = configured_url()
     started = False
     if url is None:  # the embedded database, started once for all children and stopped at the end
@@ -517,17 +518,24 @@ def run(host: str, port: int, demo: bool | None) -> None:
     else:
         say(f"using DATABASE_PRIMARY_URL {redact_url(url)}")
     try:
-        _run(url, host, port, demo, embedded_db=configured_url() is None)
-    except KeyboardInterrupt:  # during start-up: _run has stopped what it started; a clean stop
-        pass
+        if not stop.is_set():
+            _run(url, host, port, demo, stop, embedded_db=configured_url() is None)
     finally:
         if started:
             embedded.stop()
             say("embedded PostgreSQL stopped")
 
 
-def _interrupt(*_: Any) -> None:
-    raise KeyboardInterrupt
+def _stop_on_signals() -> threading.Event:
+    """Ctrl-C and TERM as a flag that each start-up step and the supervision loop check.
+
+    Raising KeyboardInterrupt from the handler would land wherever the main thread happens to be, and
+    some libraries turn it into their own error (pydantic's schema building reports a SchemaError), so
+    `zeke run` would end with a traceback instead of a clean stop."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 def say(message: str) -> None:
@@ -586,7 +594,9 @@ def _init(env: dict[str, str], log: Path) -> None:
     )
 
 
-def _run(url: str, host: str, port: int, demo: bool | None, embedded_db: bool = False) -> None:
+def _run(
+    url: str, host: str, port: int, demo: bool | None, stop: threading.Event, embedded_db: bool = False
+) -> None:
     from zeke.settings import get_settings
 
     os.environ["DATABASE_PRIMARY_URL"] = url  # this process sends the demo's first jobs there too
@@ -600,6 +610,8 @@ def _run(url: str, host: str, port: int, demo: bool | None, embedded_db: bool = 
     logs.mkdir(parents=True, exist_ok=True)
 
     _init(env, logs / "init.log")
+    if stop.is_set():
+        return
     hooks = _run_hooks(env["DATABASE_PRIMARY_URL"], demo)
     for hook in hooks:
         env.update(hook.env)
@@ -615,7 +627,9 @@ def _run(url: str, host: str, port: int, demo: bool | None, embedded_db: bool = 
     api = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}"
     summary = Summary(api, token, token_from, paths, zeke_command(), embedded_db)
     try:
-        if not _wait_for_api(api, children["api"]):
+        if not _wait_for_api(api, children["api"], stop):
+            if stop.is_set():
+                return
             if children["api"].poll() is None:  # an API that exited is reported by _supervise
                 click.echo(f"zeke: the API did not come up in 30 s; the end of {paths['api']}:", err=True)
                 click.echo(_tail(paths["api"]), err=True)
@@ -623,6 +637,8 @@ def _run(url: str, host: str, port: int, demo: bool | None, embedded_db: bool = 
             say(f"API up at {api}, dashboard at {api}/dashboard")
             say(f"token {token}")
         for hook in hooks:
+            if stop.is_set():
+                return
             summary.jobs += [
                 job["id"] for job in hook.kick(lambda task_id, payload: _jobs().send(task_id, payload))
             ]
@@ -630,7 +646,7 @@ def _run(url: str, host: str, port: int, demo: bool | None, embedded_db: bool = 
             say("pulling the sources now; a table of stories follows when it settles (about a minute)")
         else:  # nothing to wait for: the summary now
             _print_summary(summary, ())
-        _supervise(children, tick=lambda: _report(hooks, summary), logs=paths)
+        _supervise(children, stop, tick=lambda: _report(hooks, summary), logs=paths)
     finally:
         say("stopping worker, beat and API ...")
         _stop(children)  # also when something here failed first: nothing outlives `zeke run`
@@ -711,18 +727,20 @@ def _print_summary(summary: Summary, examples: Sequence[tuple[str, str]]) -> Non
         click.echo(line if line.startswith("  ") else f"zeke: {line}")
 
 
-def _wait_for_api(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
-    """Whether the API answered within ``timeout`` seconds."""
+def _wait_for_api(
+    url: str, proc: subprocess.Popen[bytes], stop: threading.Event, timeout: float = 30.0
+) -> bool:
+    """Whether the API answered within ``timeout`` seconds (False at once when a stop is asked)."""
     import httpx
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and proc.poll() is None and not stop.is_set():
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code < 500:
                 return True
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
+        stop.wait(0.2)
     return False
 
 
@@ -736,22 +754,16 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 def _supervise(
     children: dict[str, subprocess.Popen[bytes]],
+    stop: threading.Event,
     tick: Callable[[], None] | None = None,
     logs: dict[str, Path] | None = None,
 ) -> None:
-    """Wait until one child exits or we are interrupted, calling ``tick`` meanwhile; then exit (the
+    """Wait until one child exits or a stop is asked, calling ``tick`` meanwhile; then exit (the
     caller stops the children). A child that exits on its own has the end of its log shown."""
     stopping = False
     tick_failed = False
-
-    def stop(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     code = 0
-    while not stopping:
+    while not stopping and not stop.is_set():
         for name, proc in children.items():
             if proc.poll() is not None:
                 log = (logs or {}).get(name)
@@ -768,7 +780,7 @@ def _supervise(
                 if not tick_failed:
                     click.echo(f"zeke: cannot report on the pipeline: {type(exc).__name__}: {exc}", err=True)
                 tick_failed = True
-        time.sleep(0.2)
+        stop.wait(0.2)
     sys.exit(code)
 
 

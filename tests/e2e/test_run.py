@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from tasks.db import session_factory
@@ -181,3 +182,27 @@ def test_run_demo_explains_itself_and_stops_cleanly(fresh_url: str, tmp_path: Pa
             raise
         finally:
             assert _stop(proc) == 0, out.text()
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        r"^zeke: installing the pg-boss schema",  # while `zeke init` runs
+        r"^zeke: starting worker, beat and API",  # while the API comes up
+        r"^zeke: token ",  # while the first pull is sent (the jobs service loads) and after
+    ],
+)
+def test_run_stops_cleanly_when_interrupted_during_start_up(
+    fresh_url: str, tmp_path: Path, step: str
+) -> None:
+    """Ctrl-C at any step of the start-up is a clean stop: exit 0, no traceback, no child left."""
+    env = zeke_env(fresh_url, ZEKE_SAMPLES_PORT="0", ZEKE_DATA_DIR=str(tmp_path))
+    proc, out = _start(env, "--no-demo", "--port", str(_free_port()))
+    try:
+        _wait(proc, out, step, timeout=60)
+    finally:
+        code = _stop(proc)
+    text = out.text()
+    assert code == 0 and "Traceback" not in text, text
+    ps = subprocess.run(["ps", "-o", "pid=", "-s", str(proc.pid)], capture_output=True, text=True)
+    assert ps.stdout.strip() == "", ps.stdout
