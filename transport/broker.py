@@ -22,6 +22,8 @@ Features
 * pg-boss send options from Celery: ``apply_async(pgboss={...})``, ``signature.set(pgboss=...)``,
   ``@app.task(pgboss={...})``; one retry budget (``request.retries`` is the job's ``retry_count``);
   each attempt's time limits end it before its job expires (:mod:`transport.celery_options`).
+* Batched publishing: with :class:`transport.batch_publish.AMQP` as the app's ``amqp`` (zeke's app
+  uses it), a group, chord header or ``chunks`` is one INSERT per queue (:meth:`Channel.begin_batch`).
 * Push, not polling: a LISTEN socket on the worker's event loop (pg-boss's own NOTIFY channel, so
   Node inserts wake Python workers), a timer for the next ``start_after``, and a slow safety poll.
   A woken worker fetches up to its free prefetch budget in one statement: inline when it holds
@@ -96,7 +98,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from queue import Empty
 from typing import Any
@@ -247,6 +249,8 @@ class Channel(virtual.Channel):
         self._no_ack: set[str] = set()
         #: Delivery tag -> why its body could not be decoded (see :class:`Message`).
         self._undecodable: dict[str, BaseException] = {}
+        #: Publishes held until :meth:`flush_batch` while a batch is open (None: send each at once).
+        self._batch: list[tuple[str, envelope.Job, dict[str, Any]]] | None = None
 
     # -- declaring ------------------------------------------------------------------------------
 
@@ -361,7 +365,23 @@ class Channel(virtual.Channel):
             local.push(message)
             return
         job = envelope.to_job(message, native_eta=self.native_eta)
-        self.connection.send_job(queue, job, message, self.new_queue_options)
+        if self._batch is not None:
+            self._batch.append((queue, job, message))
+        else:
+            self.connection.send_job(queue, job, message, self.new_queue_options)
+
+    def begin_batch(self) -> None:
+        """Hold this channel's publishes to pg-boss queues until :meth:`flush_batch` sends them
+        together (transient queues still get theirs at once)."""
+        if self._batch is None:
+            self._batch = []
+
+    def flush_batch(self) -> None:
+        """Send the held publishes (one INSERT per queue) and stop holding; raises when the send
+        failed, as each publish would have."""
+        batch, self._batch = self._batch, None
+        if batch:
+            self.connection.send_jobs(batch, self.new_queue_options)
 
     # -- consuming ------------------------------------------------------------------------------
 
@@ -891,24 +911,70 @@ class Transport(virtual.Transport):
         message: dict[str, Any],
         queue_options: Callable[[str], Mapping[str, Any]],
     ) -> None:
-        options = {"id": job.id, "priority": job.priority, "start_after": job.start_after}
-        if job.keep_until is not None:
-            options["keep_until"] = job.keep_until
-        options.update(job.options)  # the pgboss namespace: validated by the manager's send
+        options = _send_options(job)
         try:
             with self.publishing.connection() as conn:
                 ids = self.manager.send(queue, job.data, conn=conn, **options)
         except QueueNotFound:
-            if queue not in declared_queues(self.manager):
-                # Not a pg-boss queue: a transient queue of another process (an RPC reply queue...).
-                self.broadcast("", queue, message)
+            if not self._declare_for_send(queue, message, queue_options):
                 return
-            declared_queues(self.manager).discard(queue)
-            self.declare_durable(queue, queue_options(queue))
             ids = self.manager.send(queue, job.data, **options)
-        future = _starts_later(options.get("start_after"))
-        if ids:
-            if future:
+        self._sent(queue, job, options, inserted=bool(ids))
+
+    def send_jobs(
+        self,
+        batch: Sequence[tuple[str, envelope.Job, dict[str, Any]]],
+        queue_options: Callable[[str], Mapping[str, Any]],
+    ) -> None:
+        """Publish many messages with one INSERT per queue, all committed together (a Celery group sent
+        through :class:`transport.batch_publish.BatchingProducerPool`); each message then gets what
+        :meth:`send_job` gives one (a retry in place, a replaced id renewed, a timer)."""
+        if len(batch) == 1:
+            self.send_job(*batch[0], queue_options)
+            return
+        by_queue: dict[str, list[tuple[envelope.Job, dict[str, Any], dict[str, Any]]]] = {}
+        for queue, job, message in batch:
+            by_queue.setdefault(queue, []).append((job, message, _send_options(job)))
+        inserted: set[str] = set()
+        unknown: list[str] = []
+        with self.publishing.connection() as conn:  # autocommit: each queue's INSERT commits as it ends
+            for queue, items in by_queue.items():
+                rows = [{"data": job.data, **options} for job, _message, options in items]
+                try:
+                    inserted.update(self.manager.send_many(queue, rows, conn=conn))
+                except QueueNotFound:
+                    unknown.append(queue)
+        for queue in unknown:  # not pg-boss queues yet: declared (or broadcast), then sent one by one
+            items = by_queue.pop(queue)
+            if self._declare_for_send(queue, items[0][1], queue_options):
+                for job, _message, options in items:
+                    ids = self.manager.send(queue, job.data, **options)
+                    self._sent(queue, job, options, inserted=bool(ids))
+            else:
+                for _job, message, _options in items[1:]:
+                    self.broadcast("", queue, message)
+        for queue, items in by_queue.items():
+            for job, _message, options in items:
+                self._sent(queue, job, options, inserted=job.id is not None and job.id in inserted)
+
+    def _declare_for_send(
+        self, queue: str, message: dict[str, Any], queue_options: Callable[[str], Mapping[str, Any]]
+    ) -> bool:
+        """After a send met no pg-boss queue: declare it when this process declared it to Kombu (it
+        was deleted meanwhile) and say so; otherwise it is another process's transient queue (an RPC
+        reply queue...), which gets the message as a broadcast."""
+        if queue not in declared_queues(self.manager):
+            self.broadcast("", queue, message)
+            return False
+        declared_queues(self.manager).discard(queue)
+        self.declare_durable(queue, queue_options(queue))
+        return True
+
+    def _sent(self, queue: str, job: envelope.Job, options: Mapping[str, Any], *, inserted: bool) -> None:
+        """What follows a send: a timer for a later start, or, when no row was inserted, the id's
+        existing row taken up again (a retry, a replaced task) or the deduplication logged."""
+        if inserted:
+            if _starts_later(options.get("start_after")):
                 self.notify_timer(queue)
             return
         # The id exists: Celery's Task.retry() republishes the same task id -> same row, back to retry.
@@ -1383,6 +1449,15 @@ def _task_time_limits(name: str | None) -> tuple[float | None, float | None]:
     if task is None:
         return current_app.conf.task_time_limit, current_app.conf.task_soft_time_limit
     return task.time_limit, task.soft_time_limit
+
+
+def _send_options(job: envelope.Job) -> dict[str, Any]:
+    """The manager's send options for a job made from a Kombu message."""
+    options: dict[str, Any] = {"id": job.id, "priority": job.priority, "start_after": job.start_after}
+    if job.keep_until is not None:
+        options["keep_until"] = job.keep_until
+    options.update(job.options)  # the pgboss namespace: validated by the manager's send
+    return options
 
 
 def _starts_later(start_after: Any) -> bool:

@@ -25,10 +25,11 @@ from types import ModuleType
 from typing import Any
 
 from celery import Celery
-from celery.app.amqp import AMQP, Queues
+from celery.app.amqp import Queues
 from kombu.utils.objects import cached_property
 
 import transport  # noqa: F401  (registers the pgboss:// transport alias)
+from transport.batch_publish import AMQP as BatchingAMQP
 from transport.db import Database
 from transport.manager import JobManager
 from zeke.database import broker_url
@@ -53,7 +54,7 @@ def load_config() -> ModuleType:
     return module
 
 
-class ZekeAMQP(AMQP):
+class ZekeAMQP(BatchingAMQP):
     """Celery's AMQP helper whose queue map knows every schema task's queue on first use.
 
     A schema task declares its pg-boss queue to Celery when its module is imported; a worker imports
