@@ -34,6 +34,8 @@ Options
 * ``result_retry_seconds``: how long a task's own run keeps trying to write its end through a
   database outage (refused connections included), with backoff (default 300). A success is never
   recorded as a failure; past this the worker hands the job back to its queue to run again.
+* ``result_relay``: in a prefork worker, pool children hand plain results to the main process,
+  which writes many per statement (default True; see :mod:`transport.result_relay`).
 
 Results of job tasks live as long as their job (``deletion_seconds``); other values follow
 ``result_expires``. Expired values are swept by the backend itself (``supports_autoexpire``).
@@ -64,7 +66,7 @@ from celery.result import GroupResult, task_join_will_block
 from kombu.exceptions import EncodeError
 from kombu.utils import json as kombu_json
 
-from transport import celery_options, heartbeat, outputs
+from transport import celery_options, heartbeat, outputs, result_relay
 from transport.db import CONNECTION_ERRORS, Connection
 from transport.envelope import RESERVED_KEY, job_id_for
 from transport.manager import JobManager
@@ -446,6 +448,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         self.sessions = Sessions(self.database)
         self.extended = bool(conf.find_value_for_key("extended", "result"))
         self.result_retry_seconds = float(options.get("result_retry_seconds", RESULT_RETRY_SECONDS))
+        self.relay_results = _flag(options.get("result_relay", True))
         self._outage = Outage(logger, "result backend")
         self._store_ready = False
         self._store_lock = threading.Lock()
@@ -613,6 +616,17 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
                 self._outage.succeeded()
                 return value
 
+    def _capped(self, queue: str) -> bool:
+        """Whether the queue has a global concurrency limit: its jobs' ends are written by the child
+        itself, so that the ack that frees the slot (and wakes the workers the cap held back) comes
+        after the end is committed."""
+        limits = (self.app.conf.broker_transport_options or {}).get("concurrency_limits") or {}
+        return queue in limits
+
+    def hand_back_job(self, queue: str, job_id: str, attempt: int | None, exc: BaseException) -> None:
+        """:meth:`_hand_back` for the result relay, which knows a job by queue, id and attempt."""
+        self._hand_back(JobRef(queue, job_id, attempt), exc)
+
     def _hand_back(self, ref: JobRef, exc: BaseException) -> None:
         """Put a job whose end could not be written back in its queue, as if never fetched (no
         attempt is used); if even that cannot be written, let it go: pg-boss retries it once its
@@ -713,8 +727,12 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         ``ignored``: Celery does not store this result (ignore_result); the row then reads PENDING."""
         count = None
         children = self.current_task_children(request) if value is not None and keep_children else []
-        result = [(ref.id, _to_json_value(value), ref.attempt)]
+        json_value = _to_json_value(value)
+        result = [(ref.id, json_value, ref.attempt)]
         if part is None and not children:
+            relay = None if self._capped(ref.queue) else result_relay.of_app(self.app)
+            if relay is not None and relay.hand(ref.queue, ref.id, ref.attempt, json_value, ignored=ignored):
+                return True, None  # the main process writes it (durably, before get() can see it)
             with self._single() as conn:
                 return bool(self.manager.complete(ref.queue, result, conn=conn, ignored=ignored)), None
         with self._transaction() as conn:
@@ -1205,6 +1223,13 @@ def _settle_ignored(
         if isinstance(backend, PgBossBackend):
             replaced = isinstance(retval, Ignore) and str(retval) == _REPLACED_MESSAGE
             backend.settle_ignored(task_id, task.request, replaced=replaced)
+
+
+def _flag(value: Any) -> bool:
+    """A boolean option, also from a URL query or environment text ("false", "0", "no", "off")."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "off")
+    return bool(value)
 
 
 celery_options.connect()  # results of tasks sent from this process honour the task's ignore_result

@@ -205,6 +205,17 @@ def test_many_gets_at_once(app: Celery) -> None:
     assert [r.get(timeout=60) for r in results] == [2 * i for i in range(40)]
 
 
+def test_the_pool_childrens_results_are_written_by_the_main_process_in_batches(
+    app: Celery, manager: JobManager
+) -> None:
+    """With the result relay (on by default), a drain's results share completion statements."""
+    result = group(app.signature("zt.add", (i, 1), queue="zt-results") for i in range(200)).apply_async()
+    assert result.get(timeout=60) == [i + 1 for i in range(200)]
+    rows = manager.get_jobs([r.id for r in result.results])
+    assert {row["state"] for row in rows} == {"completed"}
+    assert len({row["completed_on"] for row in rows}) < 200
+
+
 def test_ignore_result_still_settles_the_job(app: Celery, manager: JobManager) -> None:
     result = send(app, "zt.echo", "quiet")
     job = wait_for(lambda: (j := manager.get_job(result.id)) and j["state"] == "completed" and j, 30)

@@ -1,0 +1,146 @@
+"""Pool children hand results to their main process, which completes the jobs many per statement.
+
+The test process plays the worker's main process (it owns the relay); forked children play pool
+children and settle jobs through the result backend as a worker's child does. What is checked is what
+users rely on: the job rows, what ``AsyncResult.get()`` returns, and the direct path where the relay
+cannot help.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+from celery.app.task import Context
+
+from transport import result_relay
+from transport.backend import PgBossBackend
+from transport.manager import FetchedJob, JobManager
+
+pytestmark = pytest.mark.own_database("result_relay")
+
+QUEUE = "relay-q"
+
+
+@pytest.fixture
+def app(db_url: str, boss: JobManager) -> Iterator[Celery]:
+    app = Celery("test-relay-" + uuid.uuid4().hex[:6], set_as_current=False)
+    app.conf.update(
+        broker_url="memory://",
+        result_backend="transport.backend:PgBossBackend://" + db_url.split("://", 1)[1],
+        result_backend_transport_options={"schema": boss.schema},
+    )
+    boss.create_queue(QUEUE, retry_limit=0)
+    yield app
+    app.backend.close()
+
+
+@pytest.fixture
+def relay(app: Celery) -> Iterator[result_relay.ResultRelay]:
+    backend = app.backend
+    assert isinstance(backend, PgBossBackend) and backend.relay_results
+    relay = result_relay.ResultRelay(backend.manager)
+    setattr(app, result_relay.APP_ATTRIBUTE, relay)
+    yield relay
+    relay.stop()
+
+
+def fetched(boss: JobManager, count: int) -> list[FetchedJob]:
+    for i in range(count):
+        boss.send(QUEUE, {"i": i})
+    jobs = boss.fetch([QUEUE], count)
+    assert len(jobs) == count
+    return jobs
+
+
+def request(job: FetchedJob, attempt: int | None = None) -> Context:
+    attempt = job.retry_count if attempt is None else attempt
+    return Context(
+        id=job.id, task="t.task", chord=None, group=None,
+        delivery_info={"routing_key": job.name}, pgboss_attempt=attempt,
+    )  # fmt: skip
+
+
+def in_child(work: Callable[[], Any]) -> None:
+    """Run ``work`` in a forked child, as a prefork pool child runs a task."""
+    child = multiprocessing.get_context("fork").Process(target=work)
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+
+
+def test_results_handed_by_children_are_written_together(
+    app: Celery, relay: result_relay.ResultRelay, boss: JobManager
+) -> None:
+    jobs = fetched(boss, 50)
+
+    def settle() -> None:
+        backend = app.backend
+        for n, job in enumerate(jobs):
+            backend.mark_as_done(job.id, {"n": n}, request=request(job))
+
+    in_child(settle)
+    assert [app.AsyncResult(job.id).get(timeout=10) for job in jobs] == [{"n": n} for n in range(50)]
+    rows = boss.get_jobs([job.id for job in jobs])
+    assert {row["state"] for row in rows} == {"completed"}
+    assert len({row["completed_on"] for row in rows}) < 50  # several per statement
+
+
+def test_a_child_without_the_relay_writes_each_result_itself(app: Celery, boss: JobManager) -> None:
+    """The comparison that shows the test above can fail."""
+    jobs = fetched(boss, 10)
+
+    def settle() -> None:
+        for job in jobs:
+            app.backend.mark_as_done(job.id, 1, request=request(job))
+
+    in_child(settle)
+    rows = boss.get_jobs([job.id for job in jobs])
+    assert {row["state"] for row in rows} == {"completed"}
+    assert len({row["completed_on"] for row in rows}) == 10
+
+
+def test_the_main_process_and_big_results_take_the_direct_path(
+    app: Celery, relay: result_relay.ResultRelay, boss: JobManager
+) -> None:
+    small, big = fetched(boss, 2)
+    assert not relay.hand(QUEUE, small.id, small.retry_count, 1, ignored=False)  # the owner writes itself
+    app.backend.mark_as_done(small.id, "here", request=request(small))
+    assert boss.get_job(small.id)["state"] == "completed"  # at once: no relay in between
+
+    value = "x" * (result_relay.MAX_DATAGRAM + 1)
+    in_child(lambda: app.backend.mark_as_done(big.id, value, request=request(big)))
+    assert app.AsyncResult(big.id).get(timeout=10) == value
+
+
+def test_a_result_for_an_attempt_that_ended_is_dropped_and_logged(
+    app: Celery, relay: result_relay.ResultRelay, boss: JobManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    [job] = fetched(boss, 1)
+    boss.fail(QUEUE, [job.id], {"message": "expired meanwhile"}, retry=False)
+    with caplog.at_level(logging.WARNING, logger="transport.result_relay"):
+        in_child(lambda: app.backend.mark_as_done(job.id, 1, request=request(job)))
+        relay.stop()  # writes what arrived
+    assert boss.get_job(job.id)["state"] == "failed"
+    assert any(job.id in r.getMessage() and "no longer active" in r.getMessage() for r in caplog.records)
+
+
+def test_stop_writes_what_arrived(app: Celery, relay: result_relay.ResultRelay, boss: JobManager) -> None:
+    jobs = fetched(boss, 20)
+
+    def settle() -> None:
+        for job in jobs:
+            app.backend.mark_as_done(job.id, None, request=request(job))
+
+    in_child(settle)
+    relay.stop()
+    assert {row["state"] for row in boss.get_jobs([job.id for job in jobs])} == {"completed"}
+    # Once stopped, children write directly again.
+    [late] = fetched(boss, 1)
+    in_child(lambda: app.backend.mark_as_done(late.id, 2, request=request(late)))
+    assert boss.get_job(late.id)["state"] == "completed"
