@@ -66,7 +66,7 @@ from kombu.utils import json as kombu_json
 
 from transport import celery_options, heartbeat, outputs
 from transport.db import CONNECTION_ERRORS, Connection
-from transport.envelope import RESERVED_KEY, job_id_for
+from transport.envelope import RESERVED_KEY, job_id_for, request_attempt
 from transport.manager import JobManager
 from transport.outage import Backoff, Outage
 from transport.prepared import PreparedDatabase, register
@@ -167,25 +167,6 @@ class JobRef:
     id: str
     attempt: int | None
     active: bool = True
-
-
-def request_attempt(request: Any) -> int | None:
-    """The ``pgboss_attempt`` header the broker set on the message, wherever Celery put it.
-
-    Celery copies message headers into the request dict, so it is an attribute of the task's
-    ``Context`` (worker child) and of the parent's ``Request._context``; custom headers also
-    show up in ``request.headers`` for protocol-2 messages.
-    """
-    if request is None:
-        return None
-    value = getattr(request, "pgboss_attempt", None)
-    if value is None:
-        headers = getattr(request, "headers", None) or {}
-        value = headers.get("pgboss_attempt") if isinstance(headers, dict) else None
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def request_queue(request: Any) -> str | None:

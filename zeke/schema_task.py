@@ -42,6 +42,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from transport import outputs
+from transport.envelope import request_attempt
 from transport.exceptions import InvalidPayload
 from transport.manager import QUEUE_OPTION_KEYS
 from zeke.registry import UnknownTask, origin_of, registry
@@ -253,7 +254,7 @@ class SchemaTask(Task):
             self.fail_for_good(job_id, exc)
             raise
         log.info("job_started", payload=data)
-        run = RunInfo(job_id, _attempt(self.request))
+        run = RunInfo(job_id, request_attempt(self.request))
         ctx = TaskContext(task_id=self.name, logger=log, run=run, task=self)
         try:
             result = self.fn(payload, ctx)
@@ -276,7 +277,7 @@ class SchemaTask(Task):
         from zeke.app import get_manager
 
         queue = (self.request.delivery_info or {}).get("routing_key") or self.name
-        attempt = _attempt(self.request)
+        attempt = request_attempt(self.request)
         get_manager(self.app).fail(
             queue,
             [job_id],
@@ -304,17 +305,6 @@ def _non_finite(value: Any) -> Iterator[tuple[list[str | int], float]]:
             stack.extend(((path, k), v) for k, v in reversed(item.items()))
         elif isinstance(item, list | tuple | set | frozenset):
             stack.extend(((path, i), v) for i, v in reversed(list(enumerate(item))))
-
-
-def _attempt(request: Any) -> int | None:
-    """The pg-boss retry_count the transport fetched this job with (header ``pgboss_attempt``)."""
-    value = getattr(request, "pgboss_attempt", None)
-    if value is None:
-        value = (getattr(request, "headers", None) or {}).get("pgboss_attempt")
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _payload_of(task_id: str, args: Any, kwargs: Any) -> Any:
