@@ -126,17 +126,14 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
     """pg-boss jobs and queues in one schema of one database (the rest of pg-boss's API: transport.verbs,
     transport.flows, transport.deadletters)."""
 
-    def __init__(self, db: Database, schema_name: str = "pgboss", *, install: bool = True) -> None:
+    def __init__(self, db: Database, schema_name: str = "pgboss") -> None:
         self.db = db
         self.schema = names.validate_schema_name(schema_name)
-        self.install = install
         self.channel = names.notify_channel(self.schema)
         #: zeke's own channel: "<job id> <state>" on every transition made here (SSE, result waiters).
         self.state_channel = names.state_channel(self.schema)
         #: The transport's channel: a failure that schedules a retry for later announces it there.
         self.broker_channel = names.broker_channel(self.schema)
-        #: Whether fetch also announces "active" (SSE wants it; a pure throughput run may not).
-        self.notify_states = True
         self._lock = threading.Lock()
         self._info: schema.SchemaInfo | None = None
         self._queries: dict[str, str] | None = None
@@ -164,7 +161,7 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
             if self._queries is not None:
                 return
             with self.db.connection() as conn:
-                info = schema.ensure(conn, self.schema) if self.install else schema.require(conn, self.schema)
+                info = schema.ensure(conn, self.schema)
                 conn.commit()
             copy = [c for c in info.job_columns if c not in _FAIL_REWRITTEN]
             quoted = '"' + self.schema + '"'
@@ -181,7 +178,6 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         # "retry": failures may retry unless a caller says otherwise (fail(..., retry=False)).
         base = {
             "state_channel": self.state_channel,
-            "notify_states": self.notify_states,
             "retry": True,
             "wake_channel": self.channel,
             "timer_channel": self.broker_channel,
