@@ -45,6 +45,9 @@ from transport import outputs
 from transport.envelope import request_attempt
 from transport.exceptions import InvalidPayload
 from transport.manager import QUEUE_OPTION_KEYS
+from transport.names import validate_queue_name
+from zeke.app import app as zeke_app
+from zeke.app import ensure_queue, get_manager
 from zeke.registry import UnknownTask, origin_of, registry
 
 __all__ = [
@@ -231,8 +234,6 @@ class SchemaTask(Task):
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         data = self.dump(_payload_of(self.name, args, kwargs))
         if not self.app.conf.task_always_eager:
-            from zeke.app import ensure_queue
-
             ensure_queue(self)
         # Also done by zeke.registry.route for sends by name; here so any app routes it the same way.
         options.setdefault("queue", self.name)
@@ -274,8 +275,6 @@ class SchemaTask(Task):
         """
         if self.request.is_eager:
             return
-        from zeke.app import get_manager
-
         queue = (self.request.delivery_info or {}).get("routing_key") or self.name
         attempt = request_attempt(self.request)
         get_manager(self.app).fail(
@@ -346,8 +345,6 @@ def schema_task(
     ``retry_delay``, ``retry_backoff``, ``retry_delay_max``. Options not given keep the seed's queue
     defaults (``transport.manager.SEED_QUEUE_DEFAULTS``). Other keywords go to Celery's task decorator.
     """
-    from transport.names import validate_queue_name
-
     validate_queue_name(id)
     if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
         raise TypeError("schema must be a pydantic BaseModel subclass")
@@ -358,10 +355,7 @@ def schema_task(
         raise TypeError(f"concurrency_limit must be a whole number >= 1, not {limit!r}")
 
     def decorate(fn: Callable[[Any, TaskContext], Any]) -> SchemaTask:
-        target = app
-        if target is None:
-            from zeke.app import app as target
-
+        target = app if app is not None else zeke_app
         def run(self: SchemaTask, *args: Any, **data: Any) -> Any:
             # A Node/SQL job whose data is not an object arrives as one positional argument; it then
             # fails validation for good like any other payload that does not fit.
