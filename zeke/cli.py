@@ -788,20 +788,16 @@ def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    import psycopg2
-
-    from transport.db import CONNECTION_ERRORS
+    from transport.errors import DatabaseUnavailable, InvalidDatabaseURL
     from transport.redact import redact
     from zeke.database import configured_url
 
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="zeke")
-    except CONNECTION_ERRORS as exc:
+    except DatabaseUnavailable as exc:
         # libpq's first line names the host and port; the rest is advice.
         fail(f"cannot use the database: {redact(str(exc).strip().splitlines()[0], configured_url())}", 3)
-    except psycopg2.ProgrammingError as exc:
-        if not str(exc).startswith("invalid dsn"):
-            raise
+    except InvalidDatabaseURL as exc:
         fail(f"not a valid database URL: {redact(str(exc).strip(), configured_url())}", 3)
 
 
