@@ -18,6 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 #: Packages whose import graph must be acyclic.
 ACYCLIC = ("zeke", "tasks")
+#: The one cycle the transport has: JobManager's verb mixins type ``self`` as JobManager and import
+#: its helpers inside their methods. Any other cycle, or one more module in it, fails the test.
+TRANSPORT_KNOWN = [["transport.deadletters", "transport.flows", "transport.manager", "transport.verbs"]]
 
 
 def module_files(packages: tuple[str, ...]) -> dict[str, Path]:
@@ -96,7 +99,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_the_check_finds_a_cycle(tmp_path: Path) -> None:
+def test_the_check_finds_a_cycle() -> None:
     """The graph check itself: a lazy import inside a function still closes a cycle."""
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
@@ -106,6 +109,11 @@ def test_the_check_finds_a_cycle(tmp_path: Path) -> None:
 def test_no_import_cycles() -> None:
     found = cycles(import_graph(module_files(ACYCLIC)))
     assert found == [], f"import cycles: {found}"
+
+
+def test_no_new_import_cycles_in_the_transport() -> None:
+    found = cycles(import_graph(module_files(("transport",))))
+    assert found == TRANSPORT_KNOWN, f"import cycles: {found}"
 
 
 @pytest.mark.parametrize("module", sorted(module_files(("zeke",))))
