@@ -68,7 +68,7 @@ from kombu.utils import json as kombu_json
 
 from transport import celery_options, heartbeat, outputs, result_relay
 from transport.db import CONNECTION_ERRORS, Connection
-from transport.envelope import RESERVED_KEY, job_id_for
+from transport.envelope import RESERVED_KEY, job_id_for, request_attempt
 from transport.manager import JobManager
 from transport.outage import Backoff, Outage
 from transport.prepared import PreparedDatabase, register
@@ -169,25 +169,6 @@ class JobRef:
     id: str
     attempt: int | None
     active: bool = True
-
-
-def request_attempt(request: Any) -> int | None:
-    """The ``pgboss_attempt`` header the broker set on the message, wherever Celery put it.
-
-    Celery copies message headers into the request dict, so it is an attribute of the task's
-    ``Context`` (worker child) and of the parent's ``Request._context``; custom headers also
-    show up in ``request.headers`` for protocol-2 messages.
-    """
-    if request is None:
-        return None
-    value = getattr(request, "pgboss_attempt", None)
-    if value is None:
-        headers = getattr(request, "headers", None) or {}
-        value = headers.get("pgboss_attempt") if isinstance(headers, dict) else None
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def request_queue(request: Any) -> str | None:
@@ -412,7 +393,6 @@ def _notify_keys(task_id: str) -> tuple[str, ...]:
 
 
 _INHERITED: list[Connection] = []
-_local = threading.local()
 
 
 class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
@@ -526,11 +506,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             )
             return
         if part is not None:
-            _precounted()[part] = count
-            try:
-                self.on_chord_part_return(request, state, result)
-            finally:
-                _precounted().pop(part, None)
+            self._chord_part_returned(request, part, count)
 
     def mark_as_failure(
         self,
@@ -583,13 +559,28 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             # pg-boss will run the job again (retry with backoff), or another attempt owns it:
             # not a Celery failure yet, so no chord error, chain failure or errback.
             return
-        # Celery's own handling: chord part, errbacks, and FAILURE stored for every task chained
-        # after this one (they never run, and have no job row) - the job row itself is written.
-        outer, _local.failed_job = getattr(_local, "failed_job", None), str(task_id)
-        try:
-            super().mark_as_failure(task_id, exc, traceback, request, store_result, call_errbacks, state)
-        finally:
-            _local.failed_job = outer
+        self._after_failure(exc, traceback, request, store_result, call_errbacks, state)
+
+    def _after_failure(
+        self,
+        exc: BaseException,
+        traceback: str | None,
+        request: Any,
+        store_result: bool,
+        call_errbacks: bool,
+        state: str,
+    ) -> None:
+        """What a failure means beyond the job's own row (failed already): its chord part returns,
+        every task chained after it is stored as failed too (they never run, and have no job row),
+        and its errbacks are called, as Celery's ``mark_as_failure`` does after storing the result."""
+        if request is None:
+            return
+        if getattr(request, "chord", None):
+            self.on_chord_part_return(request, state, exc)
+        chain = getattr(request, "chain", None)
+        self._fail_chain(chain, exc, traceback, store_result=store_result, state=state)
+        if call_errbacks and getattr(request, "errbacks", None):
+            self._call_task_errbacks(request, exc, traceback)
 
     def _through_outage(self, task_id: str, write: Callable[[], _T]) -> _T:
         """``write()``; inside the task's own run, connection errors (a restart, a refused connection,
@@ -671,8 +662,6 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         request: Any = None,
         **kwargs: Any,
     ) -> Any:
-        if getattr(_local, "failed_job", None) == str(task_id):
-            return result  # mark_as_failure has failed the job row already
         ref = self.job_ref(task_id, request)
         if ref is None:
             return super()._store_result(task_id, result, state, traceback, request, **kwargs)
@@ -970,14 +959,20 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         return int(rows[0]["counter"]), int(size) if size is not None else None
 
     def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> None:
-        group_id, task_id = getattr(request, "group", None), getattr(request, "id", None)
-        if not group_id or not task_id or not getattr(request, "chord", None):
-            return
-        part = (str(group_id), str(task_id))
-        precounted = _precounted()
-        count = precounted.pop(part) if part in precounted else self._count_chord_part(*part, request)
+        task_id = getattr(request, "id", None)
+        part = _chord_part(task_id, request) if task_id else None
+        if part is not None:
+            self._chord_part_returned(request, part, self._count_chord_part(*part, request))
+
+    def _chord_part_returned(
+        self, request: Any, part: tuple[str, str], count: tuple[int, int | None] | None
+    ) -> None:
+        """A header part has been counted (``count``: parts done, header size): once all are, run the
+        chord's body with the header's results. A part that completed counted itself in the same
+        transaction (:meth:`_complete`); others are counted by :meth:`on_chord_part_return`."""
         if count is None or count[1] is None or count[0] < count[1]:
             return
+        group_id = part[0]
         callback = maybe_signature(request.chord, app=self.app)
         try:
             values = self._chord_header_values(str(group_id))
@@ -1139,13 +1134,6 @@ def _leaves(node: Any) -> Iterator[Any]:
             yield from _leaves(child)
     else:
         yield node
-
-
-def _precounted() -> dict[tuple[str, str], tuple[int, int | None] | None]:
-    counts = getattr(_local, "chord_counts", None)
-    if counts is None:
-        counts = _local.chord_counts = {}
-    return counts
 
 
 def _database_url(url: str) -> str:

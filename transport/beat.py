@@ -40,6 +40,7 @@ from celery.beat import ScheduleEntry, Scheduler
 from transport import cron, outputs
 from transport.db import CONNECTION_ERRORS, Database
 from transport.manager import JobManager
+from transport.times import iso
 
 logger = logging.getLogger("transport.beat")
 
@@ -192,7 +193,7 @@ class PgBossScheduler(Scheduler):
         entries = list(entries)
         if not entries:
             return
-        payload = [{"name": e.name, "last_run_at": _iso(e.last_run_at)} for e in entries]
+        payload = [{"name": e.name, "last_run_at": iso(e.last_run_at)} for e in entries]
         with self.manager.db.cursor() as cur:
             cur.execute(self.manager.queries["load_beat_entries"], {"entries": outputs.to_json(payload)})
             rows = {r["name"]: r for r in cur.fetchall()}
@@ -230,7 +231,7 @@ class PgBossScheduler(Scheduler):
     def reserve(self, entry: ScheduleEntry) -> ScheduleEntry:
         """Claim this run in the database; a beat that loses adopts the winner's state and sends nothing."""
         new_entry = next(entry)
-        params = {"name": entry.name, "expected": entry.total_run_count, "now": _iso(new_entry.last_run_at)}
+        params = {"name": entry.name, "expected": entry.total_run_count, "now": iso(new_entry.last_run_at)}
         with self.manager.db.cursor() as cur:
             cur.execute(self.manager.queries["claim_beat_entry"], params)
             row = cur.fetchone()
@@ -268,11 +269,3 @@ def _adopt(entry: ScheduleEntry, row: Mapping[str, Any]) -> ScheduleEntry:
     fields = dict(entry)
     fields.update(last_run_at=row["last_run_at"] or entry.last_run_at, total_run_count=row["total_run_count"])
     return entry.__class__(**fields)
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.isoformat()

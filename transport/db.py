@@ -20,6 +20,7 @@ import psycopg2.extensions
 import psycopg2.extras
 import psycopg2.pool
 
+from transport.errors import DatabaseUnavailable, InvalidDatabaseURL, as_unavailable
 from transport.redact import redact
 
 Connection = psycopg2.extensions.connection
@@ -105,7 +106,7 @@ class Database:
         try:
             self.dsn = with_session_settings(dsn_from_url(url), self.session_settings)
         except psycopg2.Error as exc:  # libpq quotes the malformed part of a DSN, the password among it
-            raise type(exc)(redact(str(exc), url)) from None
+            raise InvalidDatabaseURL(redact(str(exc), url)) from None
         self.max_connections = max_connections
         self.application_name = application_name
         self._lock = threading.Lock()
@@ -118,15 +119,19 @@ class Database:
     checkout_timeout = 30.0
 
     def connect(self, *, autocommit: bool = False) -> Connection:
-        """A new connection outside the pool (LISTEN sockets, long-lived consumers)."""
-        conn = psycopg2.connect(
-            self.dsn,
-            application_name=self.application_name,
-            keepalives=1,
-            keepalives_idle=30,
-            keepalives_interval=10,
-            keepalives_count=3,
-        )
+        """A new connection outside the pool (LISTEN sockets, long-lived consumers);
+        :class:`~transport.errors.DatabaseUnavailable` when it cannot be opened."""
+        try:
+            conn = psycopg2.connect(
+                self.dsn,
+                application_name=self.application_name,
+                keepalives=1,
+                keepalives_idle=30,
+                keepalives_interval=10,
+                keepalives_count=3,
+            )
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
         conn.autocommit = autocommit
         return conn
 
@@ -154,6 +159,9 @@ class Database:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:
+        """A pooled connection. A database that cannot be reached or is lost meanwhile, here or in
+        the caller's block, is :class:`~transport.errors.DatabaseUnavailable`; other driver errors
+        (a statement's) pass as they are."""
         pool = self._get_pool()
         slots = self._slots
         if not slots.acquire(timeout=self.checkout_timeout):
@@ -169,14 +177,18 @@ class Database:
                     break
                 pool.putconn(conn, close=True)
                 conn = pool.getconn()
-        except BaseException:
+        except BaseException as exc:
             slots.release()
+            if (wrapped := as_unavailable(exc)) is not None:
+                raise wrapped from exc
             raise
         broken = False
         try:
             yield conn
-        except CONNECTION_ERRORS:
+        except CONNECTION_ERRORS as exc:
             broken = True
+            if (wrapped := as_unavailable(exc)) is not None:
+                raise wrapped from exc
             raise
         finally:
             if conn.closed:

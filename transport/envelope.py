@@ -102,6 +102,25 @@ class Job:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+def request_attempt(request: Any) -> int | None:
+    """The attempt (:data:`ATTEMPT_HEADER`) a task's request was delivered with, or None.
+
+    Celery copies message headers into the request dict, so it is an attribute of the task's
+    ``Context`` (worker child) and of the parent's ``Request._context``; custom headers also
+    show up in ``request.headers`` for protocol-2 messages.
+    """
+    if request is None:
+        return None
+    value = getattr(request, ATTEMPT_HEADER, None)
+    if value is None:
+        headers = getattr(request, "headers", None) or {}
+        value = headers.get(ATTEMPT_HEADER) if isinstance(headers, dict) else None
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def job_id_for(task_id: Any) -> str | None:
     """The pg-boss job id of a Celery task id: the id itself when it is a UUID, else a stable uuid5."""
     if task_id is None or task_id == "":

@@ -22,10 +22,6 @@ class QueueNotFound(PgBossError, LookupError):
     """The queue does not exist; create it first."""
 
 
-class JobNotFound(PgBossError, LookupError):
-    """No job has that id."""
-
-
 class InvalidJobId(PgBossError, ValueError):
     """A job id must be a UUID."""
 

@@ -23,6 +23,7 @@ from transport.db import Database
 from transport.deadletters import DeadLetterVerbs
 from transport.exceptions import InvalidOption, InvalidPayload, QueueNotFound, UnsupportedBySchema
 from transport.flows import FlowVerbs
+from transport.times import iso
 from transport.verbs import PgBossVerbs
 
 #: The seed's queue defaults (Zeke's boss.ts): retryLimit 3, retryDelay 1 s with backoff,
@@ -125,17 +126,14 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
     """pg-boss jobs and queues in one schema of one database (the rest of pg-boss's API: transport.verbs,
     transport.flows, transport.deadletters)."""
 
-    def __init__(self, db: Database, schema_name: str = "pgboss", *, install: bool = True) -> None:
+    def __init__(self, db: Database, schema_name: str = "pgboss") -> None:
         self.db = db
         self.schema = names.validate_schema_name(schema_name)
-        self.install = install
         self.channel = names.notify_channel(self.schema)
         #: zeke's own channel: "<job id> <state>" on every transition made here (SSE, result waiters).
         self.state_channel = names.state_channel(self.schema)
         #: The transport's channel: a failure that schedules a retry for later announces it there.
         self.broker_channel = names.broker_channel(self.schema)
-        #: Whether fetch also announces "active" (SSE wants it; a pure throughput run may not).
-        self.notify_states = True
         self._lock = threading.Lock()
         self._info: schema.SchemaInfo | None = None
         self._queries: dict[str, str] | None = None
@@ -163,7 +161,7 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
             if self._queries is not None:
                 return
             with self.db.connection() as conn:
-                info = schema.ensure(conn, self.schema) if self.install else schema.require(conn, self.schema)
+                info = schema.ensure(conn, self.schema)
                 conn.commit()
             copy = [c for c in info.job_columns if c not in _FAIL_REWRITTEN]
             quoted = '"' + self.schema + '"'
@@ -180,7 +178,6 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         # "retry": failures may retry unless a caller says otherwise (fail(..., retry=False)).
         base = {
             "state_channel": self.state_channel,
-            "notify_states": self.notify_states,
             "retry": True,
             "wake_channel": self.channel,
             "timer_channel": self.broker_channel,
@@ -755,7 +752,7 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
         row.update(_group_columns(options["group"]))
     for option in ("singleton_slot", "keep_until"):
         if options.get(option) is not None:
-            row[option] = _iso(options[option])
+            row[option] = iso(options[option])
     if options.get("singleton_next_slot"):
         row["singleton_next_slot"] = True  # taken out again by send_many before the insert
     group = options.get("group")
@@ -765,7 +762,7 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
             row["group_tier"] = group["tier"]
     start_after = options.get("start_after")
     if isinstance(start_after, dt.datetime | str):
-        row["start_after_at"] = _iso(start_after)
+        row["start_after_at"] = iso(start_after)
     elif isinstance(start_after, int | float) and not isinstance(start_after, bool):
         if not abs(start_after) <= START_AFTER_MAX_SECONDS:  # also NaN
             raise InvalidOption(f"start_after must be within 1e10 seconds, not {start_after!r}")
@@ -825,22 +822,6 @@ def _rows_json(rows: Sequence[Mapping[str, Any]]) -> str:
         except (TypeError, ValueError) as exc:
             raise InvalidOption(f"send options must be JSON values: {exc}") from None
     raise AssertionError("unreachable: the batch failed to serialise but no row does")
-
-
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)  # zone-less means UTC, as pg-boss pins it
-        return value.isoformat()
-    if isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidOption(f"not an ISO 8601 date-time: {value!r}") from None
-        return _iso(parsed)
-    raise InvalidOption(f"expected a datetime, not {value!r}")
 
 
 def _job_row(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import psycopg2.errors
 
 from transport import names, outputs
 from transport.exceptions import InvalidOption, PgBossError, QueueNotFound, UnsupportedBySchema
+from transport.times import iso
 
 if TYPE_CHECKING:
     from transport.manager import JobManager
@@ -471,7 +472,7 @@ class PgBossVerbs:
         match: str | None,
         options: Mapping[str, Any],
     ) -> tuple[dict[str, Any], bool, str]:
-        from transport.manager import _check_job_options, _group_columns, _iso
+        from transport.manager import _check_job_options, _group_columns
 
         if bool(job_id) == bool(singleton_key):
             raise InvalidOption(f"{verb}() requires exactly one of id or singleton_key")
@@ -503,7 +504,7 @@ class PgBossVerbs:
             _json_arg(verb, "data", data)
         start_after = options.get("start_after")
         if isinstance(start_after, dt.datetime | str):
-            payload["startAfterAt"] = _iso(start_after)
+            payload["startAfterAt"] = iso(start_after)
         elif isinstance(start_after, int | float) and not isinstance(start_after, bool):
             if not math.isfinite(start_after):
                 raise InvalidOption(f"start_after must be finite, not {start_after!r}")

@@ -84,7 +84,7 @@ def _manager() -> Any:
 
 def _jobs() -> Any:
     from zeke import registry
-    from zeke.api.jobs import Jobs
+    from zeke.jobs import Jobs
 
     return Jobs(registry.load())
 
@@ -214,10 +214,7 @@ def send(task_id: str, payload: str, as_json: bool) -> None:
 @json_option
 def status(job_id: str, as_json: bool) -> None:
     """Show one job."""
-    job = _jobs().get(_job_id(job_id))
-    if job is None:
-        fail(f"job {job_id} not found")
-    emit(job, as_json, _fields)
+    emit(_job_action(job_id, lambda jobs, parsed: jobs.status(parsed)), as_json, _fields)
 
 
 @cli.command()
@@ -225,12 +222,7 @@ def status(job_id: str, as_json: bool) -> None:
 @json_option
 def cancel(job_id: str, as_json: bool) -> None:
     """Cancel a job that has not finished."""
-    job = _jobs().cancel(_job_id(job_id))
-    if job is None:
-        fail(f"job {job_id} not found")
-    if not job.pop("changed") and job["status"] != "cancelled":
-        fail(f"job {job_id} is {job['status']}; cannot cancel")
-    emit(job, as_json, _fields)
+    emit(_job_action(job_id, lambda jobs, parsed: jobs.cancel(parsed)), as_json, _fields)
 
 
 @cli.command()
@@ -238,12 +230,22 @@ def cancel(job_id: str, as_json: bool) -> None:
 @json_option
 def retry(job_id: str, as_json: bool) -> None:
     """Retry a failed job."""
-    job = _jobs().retry(_job_id(job_id))
-    if job is None:
+    emit(_job_action(job_id, lambda jobs, parsed: jobs.retry(parsed)), as_json, _fields)
+
+
+def _job_action(job_id: str, action: Callable[[Any, str], dict[str, Any]]) -> dict[str, Any]:
+    """``action(jobs, id)`` on the job JOB_ID names; exit 1 with a message when there is no such job
+    or its state does not allow the action."""
+    from zeke.jobs import JobNotFound, JobRefused
+
+    parsed = _job_id(job_id)
+    try:
+        return action(_jobs(), parsed)
+    except JobNotFound:
         fail(f"job {job_id} not found")
-    if not job.pop("changed"):
-        fail(f"job {job_id} is {job['status']}; only failed jobs can be retried")
-    emit(job, as_json, _fields)
+    except JobRefused as exc:
+        fail(f"job {job_id} is {exc.status}; {exc.reason}")
+    raise AssertionError  # unreachable: fail() exits
 
 
 JOB_COLUMNS = ("id", "name", "state", "retry_count", "created_on", "started_on", "completed_on")
@@ -798,20 +800,16 @@ def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    import psycopg2
-
-    from transport.db import CONNECTION_ERRORS
+    from transport.errors import DatabaseUnavailable, InvalidDatabaseURL
     from transport.redact import redact
     from zeke.database import configured_url
 
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="zeke")
-    except CONNECTION_ERRORS as exc:
+    except DatabaseUnavailable as exc:
         # libpq's first line names the host and port; the rest is advice.
         fail(f"cannot use the database: {redact(str(exc).strip().splitlines()[0], configured_url())}", 3)
-    except psycopg2.ProgrammingError as exc:
-        if not str(exc).startswith("invalid dsn"):
-            raise
+    except InvalidDatabaseURL as exc:
         fail(f"not a valid database URL: {redact(str(exc).strip(), configured_url())}", 3)
 
 

@@ -33,7 +33,6 @@ embedding in another app).
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -43,6 +42,7 @@ from transport import names
 from transport.db import Database
 from transport.exceptions import InvalidOption, InvalidPayload
 from transport.manager import JobManager
+from transport.times import iso
 from zeke.database import database_url
 from zeke.settings import get_settings
 
@@ -250,25 +250,17 @@ def job_status(row: Mapping[str, Any]) -> dict[str, Any]:
         "deleteAfterSeconds": row.get("deletion_seconds"),
         "heartbeatSeconds": row.get("heartbeat_seconds"),
         "singletonKey": row.get("singleton_key"),
-        "singletonOn": _iso(row.get("singleton_on"), naive_utc=True),
+        "singletonOn": iso(row.get("singleton_on")),
         "deadLetter": row.get("dead_letter"),
-        "createdOn": _iso(row.get("created_on")),
-        "startAfter": _iso(row.get("start_after")),
-        "startedOn": _iso(row.get("started_on")),
-        "heartbeatOn": _iso(row.get("heartbeat_on")),
-        "completedOn": _iso(row.get("completed_on")),
-        "keepUntil": _iso(row.get("keep_until")),
+        "createdOn": iso(row.get("created_on")),
+        "startAfter": iso(row.get("start_after")),
+        "startedOn": iso(row.get("started_on")),
+        "heartbeatOn": iso(row.get("heartbeat_on")),
+        "completedOn": iso(row.get("completed_on")),
+        "keepUntil": iso(row.get("keep_until")),
         "sourceName": row.get("source_name"),
         "sourceId": str(row["source_id"]) if row.get("source_id") is not None else None,
     }
-
-
-def _iso(value: dt.datetime | None, *, naive_utc: bool = False) -> str | None:
-    if value is None:
-        return None
-    if naive_utc and value.tzinfo is None:  # singleton_on: UTC wall time without a zone
-        value = value.replace(tzinfo=dt.UTC)
-    return value.isoformat()
 
 
 # -- the rest of pg-boss's job verbs (thin calls into JobManager; docs/PGBOSS_API.md) --------------

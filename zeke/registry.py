@@ -17,11 +17,27 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from zeke.schema_task import SchemaTask
+from pydantic import BaseModel
+
+
+class SchemaTask(Protocol):
+    """What the registry and its readers use of a task: :class:`zeke.schema_task.SchemaTask` is one.
+    Described here rather than imported, so the registry sits below the tasks (and the app) it serves."""
+
+    name: str
+    fn: Callable[..., Any]
+    schema: type[BaseModel]
+    queue_options: dict[str, Any]
+    concurrency_limit: int | None
+
+    def validate(self, payload: Any) -> BaseModel: ...
+
+    def dump(self, payload: Any) -> dict[str, Any]: ...
+
+    def trigger(self, payload: Any = None, **options: Any) -> str: ...
 
 
 class UnknownTask(LookupError):

@@ -42,8 +42,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from transport import outputs
+from transport.envelope import request_attempt
 from transport.exceptions import InvalidPayload
 from transport.manager import QUEUE_OPTION_KEYS
+from transport.names import validate_queue_name
+from zeke.app import app as zeke_app
+from zeke.app import ensure_queue, get_manager
 from zeke.registry import UnknownTask, origin_of, registry
 
 __all__ = [
@@ -230,8 +234,6 @@ class SchemaTask(Task):
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         data = self.dump(_payload_of(self.name, args, kwargs))
         if not self.app.conf.task_always_eager:
-            from zeke.app import ensure_queue
-
             ensure_queue(self)
         # Also done by zeke.registry.route for sends by name; here so any app routes it the same way.
         options.setdefault("queue", self.name)
@@ -253,7 +255,7 @@ class SchemaTask(Task):
             self.fail_for_good(job_id, exc)
             raise
         log.info("job_started", payload=data)
-        run = RunInfo(job_id, _attempt(self.request))
+        run = RunInfo(job_id, request_attempt(self.request))
         ctx = TaskContext(task_id=self.name, logger=log, run=run, task=self)
         try:
             result = self.fn(payload, ctx)
@@ -273,10 +275,8 @@ class SchemaTask(Task):
         """
         if self.request.is_eager:
             return
-        from zeke.app import get_manager
-
         queue = (self.request.delivery_info or {}).get("routing_key") or self.name
-        attempt = _attempt(self.request)
+        attempt = request_attempt(self.request)
         get_manager(self.app).fail(
             queue,
             [job_id],
@@ -304,17 +304,6 @@ def _non_finite(value: Any) -> Iterator[tuple[list[str | int], float]]:
             stack.extend(((path, k), v) for k, v in reversed(item.items()))
         elif isinstance(item, list | tuple | set | frozenset):
             stack.extend(((path, i), v) for i, v in reversed(list(enumerate(item))))
-
-
-def _attempt(request: Any) -> int | None:
-    """The pg-boss retry_count the transport fetched this job with (header ``pgboss_attempt``)."""
-    value = getattr(request, "pgboss_attempt", None)
-    if value is None:
-        value = (getattr(request, "headers", None) or {}).get("pgboss_attempt")
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _payload_of(task_id: str, args: Any, kwargs: Any) -> Any:
@@ -356,8 +345,6 @@ def schema_task(
     ``retry_delay``, ``retry_backoff``, ``retry_delay_max``. Options not given keep the seed's queue
     defaults (``transport.manager.SEED_QUEUE_DEFAULTS``). Other keywords go to Celery's task decorator.
     """
-    from transport.names import validate_queue_name
-
     validate_queue_name(id)
     if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
         raise TypeError("schema must be a pydantic BaseModel subclass")
@@ -368,10 +355,7 @@ def schema_task(
         raise TypeError(f"concurrency_limit must be a whole number >= 1, not {limit!r}")
 
     def decorate(fn: Callable[[Any, TaskContext], Any]) -> SchemaTask:
-        target = app
-        if target is None:
-            from zeke.app import app as target
-
+        target = app if app is not None else zeke_app
         def run(self: SchemaTask, *args: Any, **data: Any) -> Any:
             # A Node/SQL job whose data is not an object arrives as one positional argument; it then
             # fails validation for good like any other payload that does not fit.

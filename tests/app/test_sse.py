@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import psycopg2
 import pytest
 
 from tests.app.conftest import ApiServer, wait_for
+from transport.errors import DatabaseUnavailable
 from transport.manager import JobManager
 from zeke.api.sse import job_events
 
@@ -254,7 +254,7 @@ def test_a_failed_re_read_does_not_end_the_stream() -> None:
     async def read_job(job_id: str) -> dict[str, Any] | None:
         reads.append(job_id)
         if len(reads) == 1:
-            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+            raise DatabaseUnavailable("server closed the connection unexpectedly")
         return {"id": job_id, "status": "completed", "taskId": "t-echo", "output": {"value": 1}}
 
     frames = _frames_of(read_job, [])
@@ -265,7 +265,7 @@ def test_a_failed_re_read_does_not_end_the_stream() -> None:
 
 def test_a_notified_state_is_reported_while_the_database_cannot_be_read() -> None:
     async def read_job(job_id: str) -> dict[str, Any] | None:
-        raise psycopg2.OperationalError("could not connect to server")
+        raise DatabaseUnavailable("could not connect to server")
 
     frames = _frames_of(read_job, ["completed"])
     assert frames[-2].startswith("event: status") and '"completed"' in frames[-2]

@@ -198,7 +198,7 @@ updated AS (
     j.created_on, j.start_after, j.keep_until, j.singleton_key
 ),
 notified AS (
-  SELECT pg_notify(%(state_channel)s, id::text || ' active') FROM updated WHERE %(notify_states)s
+  SELECT pg_notify(%(state_channel)s, id::text || ' active') FROM updated
 )
 SELECT * FROM updated WHERE (SELECT count(*) FROM notified) >= 0
 

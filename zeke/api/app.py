@@ -25,9 +25,9 @@ from starlette.exceptions import HTTPException
 from transport.manager import JobManager
 from zeke import client
 from zeke.api import routes
-from zeke.api.jobs import Jobs
 from zeke.api.limits import BodyLimit
 from zeke.api.sse import StateHub
+from zeke.jobs import Jobs
 from zeke.registry import TaskRegistry
 from zeke.settings import Settings, get_settings
 

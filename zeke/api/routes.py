@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transport.exceptions import InvalidOption, InvalidPayload
 from zeke.api import sse
 from zeke.api.auth import require_principal
-from zeke.api.jobs import Jobs
+from zeke.jobs import JobNotFound, JobRefused, Jobs
 from zeke.registry import UnknownTask
 from zeke.schema_task import PayloadInvalid
 from zeke.settings import Settings
@@ -124,10 +125,10 @@ def trigger_job(body: TriggerRequest, request: Request, response: Response) -> d
 
 @api.get("/jobs/{job_id}", response_model=JobStatus, response_model_by_alias=True, responses={404: {}})
 def get_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
-    job = jobs_of(request).get(str(job_id))
-    if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=JOB_NOT_FOUND)
-    return job
+    try:
+        return jobs_of(request).status(str(job_id))
+    except JobNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=JOB_NOT_FOUND) from None
 
 
 @api.post(
@@ -137,12 +138,7 @@ def get_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
     responses={404: {}, 409: {"description": "The job has already finished"}},
 )
 def cancel_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
-    job = jobs_of(request).cancel(str(job_id))
-    if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=JOB_NOT_FOUND)
-    if not job.pop("changed") and job["status"] != "cancelled":
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job is {job['status']}; cannot cancel")
-    return job
+    return _changing(jobs_of(request).cancel, str(job_id))
 
 
 @api.post(
@@ -152,13 +148,17 @@ def cancel_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
     responses={404: {}, 409: {"description": "Only failed jobs can be retried"}},
 )
 def retry_job(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
-    job = jobs_of(request).retry(str(job_id))
-    if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=JOB_NOT_FOUND)
-    if not job.pop("changed"):
-        detail = f"job is {job['status']}; only failed jobs can be retried"
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=detail)
-    return job
+    return _changing(jobs_of(request).retry, str(job_id))
+
+
+def _changing(action: Callable[[str], dict[str, Any]], job_id: str) -> dict[str, Any]:
+    """Cancel or retry: 404 for an unknown job, 409 when its state does not allow the action."""
+    try:
+        return action(job_id)
+    except JobNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=JOB_NOT_FOUND) from None
+    except JobRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job is {exc.status}; {exc.reason}") from None
 
 
 @api.get(

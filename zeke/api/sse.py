@@ -26,6 +26,7 @@ import psycopg2
 import psycopg2.extensions
 
 from transport.db import CONNECTION_ERRORS
+from transport.errors import DatabaseUnavailable
 from transport.manager import JobManager
 from transport.outage import Backoff, Outage
 
@@ -236,7 +237,7 @@ async def job_events(
         # A notified state, a resync, or the safety re-read: read the row for output and timestamps.
         try:
             current = await read_job(job_id)
-        except CONNECTION_ERRORS as exc:
+        except DatabaseUnavailable as exc:
             # The database is away (a restart, a failover): the stream lives on, a notified state is
             # still reported, and the next re-read tries again.
             log.warning("SSE re-read of job %s failed (will retry): %s", job_id, exc)
