@@ -9,11 +9,13 @@ whether two runs overlapped.
 Queues (Node sends to them too; a Node job's data are the task's keyword arguments):
 
 * ``fleet-plain``: records and returns its data.
+* ``fleet-single``: as ``fleet-plain``, for throttled and debounced singleton jobs.
 * ``fleet-grouped``: holds its slot for ``hold`` seconds; ``group_concurrency`` 1 per job group.
 * ``fleet-flaky``: fails its first ``fail`` attempts (pg-boss retries: retry_limit 3, 1 s apart).
 * ``fleet-doomed``: always fails; retry_limit 1, then its job goes to the dead letter queue
   ``fleet-dead`` (which nothing consumes).
 * ``fleet-cron``: what the cron schedule (``pgboss_schedules``, beat and Node) sends.
+* ``fleet-node``: worked by Node (jobs Python sends); no task here.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ CRON = os.environ.get("ZEKE_FLEET_CRON", "* * * * *")
 
 QUEUE_OPTIONS: dict[str, dict[str, Any]] = {
     "fleet-plain": {"retry_limit": 0},
+    "fleet-single": {"retry_limit": 0},
     "fleet-grouped": {"retry_limit": 0},
     "fleet-flaky": {"retry_limit": 3, "retry_delay": 1, "retry_backoff": False},
     "fleet-dead": {"retry_limit": 0},
@@ -101,6 +104,12 @@ def _run(task: Any, queue: str, group: str | None = None, hold: float = 0.0) -> 
 @app.task(name="fleet-plain", bind=True)
 def plain(self: Any, **data: Any) -> dict[str, Any]:
     _run(self, "fleet-plain")
+    return {"echo": data}
+
+
+@app.task(name="fleet-single", bind=True)
+def single(self: Any, **data: Any) -> dict[str, Any]:
+    _run(self, "fleet-single")
     return {"echo": data}
 
 
