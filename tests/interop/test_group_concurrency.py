@@ -59,10 +59,12 @@ def test_group_concurrency_one_serialises_each_group_across_workers(fleet: Fleet
         "every grouped job to run",
     )
     wait_for(
-        lambda: fleet.rows(
-            "SELECT count(*) AS n FROM pgboss.job WHERE name = %s AND state = 'completed'", (QUEUE,)
-        )[0]["n"]
-        == total,
+        lambda: (
+            fleet.rows(
+                "SELECT count(*) AS n FROM pgboss.job WHERE name = %s AND state = 'completed'", (QUEUE,)
+            )[0]["n"]
+            == total
+        ),
         30,
         "every grouped job to complete",
     )
