@@ -46,6 +46,9 @@ Transport Options
 * ``heartbeat_seconds``: ``heartbeat_seconds`` of queues this transport creates (default 30; None
   for none). The worker touches held jobs every third of it.
 * ``concurrency_limits``: ``{queue: N}``: at most N active jobs of the queue across all workers.
+* ``group_concurrency``: ``{queue: N | {"default": N, "tiers": {tier: M}}}``: pg-boss's
+  ``groupConcurrency``, at most N active jobs per job group of the queue across all workers (see
+  :mod:`transport.groups`).
 * ``task_for_queue``: ``{queue: task name}`` or a callable, for jobs Node sends (see
   :mod:`transport.queue_tasks`).
 * ``notify_queues``: turn pg-boss's ``notify`` on for the queues a worker consumes, as Node's
@@ -114,6 +117,7 @@ from transport.db import dsn_from_url
 from transport.exceptions import MalformedJob, PgBossError, QueueNotFound
 from transport.fanout import BroadcastLog, Subscription
 from transport.fetcher import Fetcher
+from transport.groups import GroupFetcher, parse_group_limits
 from transport.heartbeat import Heartbeat
 from transport.listener import Listener
 from transport.maintenance import Supervisor
@@ -574,7 +578,7 @@ class Channel(virtual.Channel):
         rather than at the next safety poll (a fetch at the cap left the queue clean), and so do
         the other workers the cap held back, once the job's end is committed: written by the settle
         that this ack queued, or already by the result backend."""
-        if held.queue in self.concurrency_limits:
+        if held.queue in self.concurrency_limits or held.queue in self.connection.groups.limits:
             self.connection.mark_dirty([held.queue])
             if self.settle_on_ack:
                 self.connection.settler.wake_after(held.queue)
@@ -757,6 +761,7 @@ class Transport(virtual.Transport):
             window=float(self.settle_window),
         )
         self.queue_tasks = QueueTasks(self.task_for_queue)
+        self.groups = GroupFetcher(self.manager, parse_group_limits(options.get("group_concurrency")))
         self.transient: dict[str, TransientQueue] = {}
         self.timers_stale = True
         self._dirty: set[str] = set()
@@ -825,6 +830,9 @@ class Transport(virtual.Transport):
     def fetch(self, queues: list[str], limit: int, limits: Mapping[str, int] | None = None) -> list[Any]:
         """Claim up to ``limit`` jobs of ``queues``: one autocommit statement (a transaction when a
         queue has a concurrency limit, whose advisory lock must last until the claim commits)."""
+        grouped = [q for q in queues if self.groups.limited(q)] if self.groups.limits else []
+        if grouped:
+            return self._fetch_grouped(queues, grouped, limit, limits or {})
         if limits:
             return self.manager.fetch(
                 queues, limit, concurrency_limits=limits, synchronous_commit=self.synchronous_commit
@@ -832,6 +840,20 @@ class Transport(virtual.Transport):
         with self.consuming.connection() as conn:
             # The session already has the commit mode; synchronous_commit=True means "no SET LOCAL".
             return self.manager.fetch(queues, limit, conn=conn, synchronous_commit=True)
+
+    def _fetch_grouped(
+        self, queues: list[str], grouped: list[str], limit: int, limits: Mapping[str, int]
+    ) -> list[Any]:
+        """The queues without group limits in one fetch, then each group-limited one on its own."""
+        others = [q for q in queues if q not in grouped]
+        jobs = self.fetch(others, limit, limits) if others else []
+        for queue in grouped:
+            if len(jobs) >= limit:
+                break
+            jobs += self.groups.fetch(
+                queue, limit - len(jobs), limits.get(queue), synchronous_commit=self.synchronous_commit
+            )
+        return jobs
 
     def establish_connection(self) -> Transport:
         self._wait_for_database()
@@ -1248,7 +1270,10 @@ class Transport(virtual.Transport):
         self.timers_stale = True
 
     def _safety_interval(self) -> float:
-        if time.monotonic() < self._unheard_until:
+        # Nothing announces a group slot that a Node worker frees: look as often as Node's workers.
+        if time.monotonic() < self._unheard_until or not self.groups.limits.keys().isdisjoint(
+            self._consumed_durable()
+        ):
             return min(self.polling_interval, self.node_polling_interval)
         return self.polling_interval
 

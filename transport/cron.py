@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
 from dateutil import rrule
 
-from transport import names, outputs
+from transport import cronwalk, names, outputs
 from transport.db import CONNECTION_ERRORS
 from transport.exceptions import InvalidOption
 from transport.manager import JobManager
@@ -179,10 +178,7 @@ def latest_before(expression: str, kind: str, tz: str, until: dt.datetime) -> dt
     if kind == "rrule":
         found = _rrule(expression, local).before(local.replace(tzinfo=None), inc=True)
         return _from_local(found, local)
-    itr = croniter(
-        expression, local + dt.timedelta(milliseconds=1), second_at_beginning=_seconds_first(expression)
-    )
-    return itr.get_prev(dt.datetime).astimezone(dt.UTC)
+    return cronwalk.latest_before(expression, zone(tz), until.astimezone(dt.UTC))
 
 
 def next_after(expression: str, kind: str, tz: str, after: dt.datetime) -> dt.datetime | None:
@@ -191,13 +187,7 @@ def next_after(expression: str, kind: str, tz: str, after: dt.datetime) -> dt.da
     if kind == "rrule":
         found = _rrule(expression, local).after(local.replace(tzinfo=None), inc=False)
         return _from_local(found, local)
-    itr = croniter(expression, local, second_at_beginning=_seconds_first(expression))
-    return itr.get_next(dt.datetime).astimezone(dt.UTC)
-
-
-def _seconds_first(expression: str) -> bool:
-    # cron-parser reads a sixth field as seconds in front; croniter wants to be told.
-    return len(expression.split()) == 6
+    return cronwalk.next_after(expression, zone(tz), after.astimezone(dt.UTC))
 
 
 def _from_local(found: dt.datetime | None, local: dt.datetime) -> dt.datetime | None:
