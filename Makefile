@@ -43,7 +43,7 @@ test: install node browser lint
 
 # The README's dashboard screenshots, taken by the browser tests.
 screenshots: install browser
-	ZEKE_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/app/test_dashboard_browser.py
+	ZEKE_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/app/zeke/dashboard/test_views_browser.py
 
 run: install
 	@$(PY) -m zeke.cli run

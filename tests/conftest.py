@@ -11,6 +11,7 @@ import pytest
 
 from tests.dbutil import admin_execute, own_database, with_database  # noqa: F401  (with_database re-exported)
 from tests.node_fixtures import node_boss, node_dir, scratch_db  # noqa: F401  (shared fixtures)
+from tests.tasks.helpers import WebServer
 from transport.db import Database
 from transport.manager import JobManager
 from zeke import embedded
@@ -113,3 +114,17 @@ def make_boss(database: Database) -> Iterator[Callable[..., JobManager]]:
 @pytest.fixture
 def boss(make_boss: Callable[..., JobManager]) -> JobManager:
     return make_boss()
+
+
+@pytest.fixture(scope="session")
+def _web() -> Iterator[WebServer]:
+    server = WebServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def web(_web: WebServer) -> WebServer:
+    """A local HTTP server serving tests/fixtures and routes a test adds (reset for each test)."""
+    _web.reset()
+    return _web

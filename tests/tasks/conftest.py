@@ -19,7 +19,7 @@ from tasks.lib.store import store_document
 from tasks.lib.text import Extracted
 from tasks.settings import TaskSettings
 from tests.conftest import with_database
-from tests.tasks.helpers import FakeOpenAI, RecordingContext, WebServer
+from tests.tasks.helpers import FakeOpenAI, RecordingContext
 from transport.db import dsn_from_url
 
 #: Our own database: other suites recreate zeke_test, possibly while we run.
@@ -63,19 +63,6 @@ def settings() -> TaskSettings:
 @pytest.fixture
 def ctx(settings: TaskSettings, sessions: sessionmaker[Session]) -> RecordingContext:
     return RecordingContext(settings, sessions)
-
-
-@pytest.fixture(scope="session")
-def _web() -> Iterator[WebServer]:
-    server = WebServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def web(_web: WebServer) -> WebServer:
-    _web.reset()
-    return _web
 
 
 @pytest.fixture(scope="session")

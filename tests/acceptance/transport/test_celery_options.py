@@ -28,7 +28,7 @@ from transport.manager import JobManager
 
 pytestmark = pytest.mark.own_database("semantics")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CELERY = str(Path(sys.executable).with_name("celery"))
 #: Queues made before the workers start (they would create them with the transport's defaults).
 QUEUES: dict[str, dict[str, Any]] = {

@@ -33,7 +33,7 @@ from transport.manager import JobManager
 
 pytestmark = [pytest.mark.node, pytest.mark.own_database("beat_mixed")]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 STEPS = 24
 STEP_SECONDS = 20
 RUNTIME_SAVE_STEP = 8

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.interop.test_node_core import RELEASES, VERSIONS, Node
+from tests.interop.transport.test_manager import RELEASES, VERSIONS, Node
 from transport import bindings
 from transport.maintenance import Supervisor
 from transport.manager import JobManager

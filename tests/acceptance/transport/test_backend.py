@@ -23,7 +23,7 @@ from transport.manager import JobManager
 
 pytestmark = pytest.mark.own_database("results_e2e")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TASKS = "tests.acceptance.test_results_tasks"
 #: Failures are final at once here; ``zt-retry`` gives pg-boss one retry after 1 s.
 QUEUES: dict[str, dict[str, Any]] = {

@@ -2,7 +2,7 @@
 
 Each test fetches real jobs through the manager and settles them through the backend with the
 request a worker would pass (queue in ``delivery_info``, attempt in ``pgboss_attempt``). Real
-worker processes are exercised in tests/acceptance/test_results.py.
+worker processes are exercised in tests/acceptance/transport/test_backend.py.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def app(db_url: str, boss: JobManager) -> Iterator[Celery]:
         result_backend="transport.backend:PgBossBackend://" + db_url.split("://", 1)[1],
         result_backend_transport_options={"schema": boss.schema},
         result_extended=True,
-        # These tests read an active job as STARTED (tests/acceptance/test_celery_semantics.py
+        # These tests read an active job as STARTED (tests/acceptance/transport/test_celery_options.py
         # covers the untracked default: PENDING).
         task_track_started=True,
     )

@@ -10,7 +10,7 @@ import httpx
 
 from tests.app import sample_tasks
 from tests.app.conftest import ApiServer, Worker, wait_for, wait_for_state
-from tests.app.test_sse import SseReader
+from tests.app.zeke.api.test_sse import SseReader
 from transport.manager import JobManager
 from zeke.schema_task import tasks
 

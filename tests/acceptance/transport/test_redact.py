@@ -29,7 +29,7 @@ import pytest
 from tests.dbutil import admin_execute, with_database
 from transport.db import dsn_from_url
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOKEN = uuid.uuid4().hex[:10]
 ROLE = f"zeke_secret_{TOKEN}"
 #: Characters that URLs percent-encode, so both spellings are looked for.

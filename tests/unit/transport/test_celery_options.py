@@ -1,6 +1,6 @@
 """transport.celery_options: who retries a raise, the retry budget of Celery's options, and the
 errors no retry mends (no database; the end-to-end behaviour is in
-tests/acceptance/test_celery_semantics.py)."""
+tests/acceptance/transport/test_celery_options.py)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from zeke import client
 
 pytestmark = pytest.mark.own_database("client")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TASK = "zeke.test-task"
 
 

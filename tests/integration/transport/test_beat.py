@@ -2,7 +2,7 @@
 
 Time is explicit: a cron pass is driven with the instant it evaluates (``Timekeeper.cron(now)``), so
 minutes pass without sleeping. Real beat processes next to Node pg-boss are in
-tests/acceptance/test_beat_mixed.py.
+tests/acceptance/transport/test_beat.py.
 """
 
 from __future__ import annotations
