@@ -7,9 +7,8 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select, update
 
-from tasks.ai.dedupe_insights import similarity
 from tasks.db.models import Highlight
-from tasks.lib.highlights import dedupe_key, normalize_for_compare
+from tasks.lib.highlights import dedupe_key
 from tests.tasks.conftest import make_story
 from tests.tasks.helpers import RecordingContext, run_task
 
@@ -32,14 +31,6 @@ def _add(ctx: RecordingContext, story_id: uuid.UUID, text: str, *, kind: str = "
 def _rows(ctx: RecordingContext) -> dict[uuid.UUID, Highlight]:
     with ctx.session_factory() as session:
         return {h.id: h for h in session.scalars(select(Highlight))}
-
-
-def test_similarity() -> None:
-    a = normalize_for_compare("Latency dropped from 740 ms to 180 ms at p95.")
-    b = normalize_for_compare("Latency dropped from 740ms to 180 ms (p95)")
-    c = normalize_for_compare("The project moved its docs to a new site.")
-    assert similarity(a, a) == 1.0
-    assert similarity(a, b) >= 0.85 > similarity(a, c)
 
 
 def test_exact_and_near_duplicates_keep_the_best(ctx: RecordingContext) -> None:

@@ -5,13 +5,10 @@ import uuid
 
 from sqlalchemy import select
 
-from tasks.ai.score_relevance import freshness, keyword_matches
 from tasks.db.models import Highlight
-from tasks.lib.highlights import extract_highlights
 from tests.tasks.conftest import make_story
-from tests.tasks.helpers import FIXTURES, RecordingContext, run_task
+from tests.tasks.helpers import RecordingContext, run_task
 
-NOTES = (FIXTURES / "pages/notes.md").read_text()
 QUILL = """Quillstack 3.0 shipped on Monday and cold builds of its reference monorepo are 38% faster,
 while warm rebuilds finish in 1.4 seconds instead of 6.2 seconds.
 
@@ -34,23 +31,6 @@ def _highlights(ctx: RecordingContext, story_id: uuid.UUID) -> list[Highlight]:
         return list(
             session.scalars(select(Highlight).where(Highlight.story_id == story_id).order_by(Highlight.kind))
         )
-
-
-def test_extractors_find_each_kind() -> None:
-    found = extract_highlights(QUILL)
-    kinds = {c.kind for c in found}
-    assert kinds == {"metric", "quote", "code_example", "api_change"}
-    code = next(c for c in found if c.kind == "code_example")
-    assert code.title == "Typescript example" and "defineGraph" in code.quote
-    quote = next(c for c in found if c.kind == "quote")
-    assert quote.quote.startswith("We stopped asking") and quote.metadata["speaker"].endswith(
-        "Priya Natarajan"
-    )
-    changes = [c for c in found if c.kind == "api_change"]
-    assert {c.title for c in changes} >= {"Breaking change", "Deprecation"}
-    metric = next(c for c in found if c.kind == "metric")
-    assert "38%" in metric.metadata["values"]
-    assert extract_highlights(QUILL) == found  # deterministic
 
 
 def test_extract_highlights_is_idempotent_and_triggers_scoring(ctx: RecordingContext) -> None:
@@ -115,19 +95,6 @@ def test_freshness_and_authority_move_the_score(ctx: RecordingContext) -> None:
         for h in _highlights(ctx, story_id):
             by_key.setdefault(h.dedupe_key, {})[story_id] = h.relevance_score
     assert by_key and all(s[fresh] > s[stale] for s in by_key.values() if len(s) == 2)
-
-
-def test_scoring_helpers() -> None:
-    now = dt.datetime(2026, 1, 20, tzinfo=dt.UTC)
-    assert freshness(now, now) == 1.0
-    assert freshness(now - dt.timedelta(days=30), now) == 0.6
-    assert freshness(now - dt.timedelta(days=200), now) == 0.2 and freshness(None, now) == 0.2
-    assert keyword_matches("The AI SDK deprecated an endpoint", ["ai", "sdk", "deprecat", "gpu"]) == [
-        "ai",
-        "sdk",
-        "deprecat",
-    ]
-    assert keyword_matches("said the aide", ["ai"]) == []
 
 
 def test_score_relevance_with_custom_keywords_and_no_highlights(ctx: RecordingContext) -> None:

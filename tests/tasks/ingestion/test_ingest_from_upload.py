@@ -7,7 +7,6 @@ import pytest
 from sqlalchemy import select
 
 from tasks.db.models import RawItem, Source, Story
-from tasks.ingestion.ingest_from_upload import UploadItem, detect_format
 from tasks.lib.errors import NotFound
 from tests.tasks.helpers import FIXTURES, RecordingContext, make_pdf, run_task
 
@@ -88,17 +87,6 @@ def test_unknown_source_and_limits(ctx: RecordingContext) -> None:
     small = ctx.with_settings(fetch_max_bytes=100)
     result = run_task("ingest-from-upload", {"items": [{"text": NOTES}]}, small)
     assert result["counts"] == {"failed": 1} and "larger than 100 bytes" in result["items"][0]["error"]
-
-
-def test_format_detection() -> None:
-    assert detect_format(UploadItem(text="x", format="markdown"), b"x") == "markdown"
-    assert detect_format(UploadItem(text="x", media_type="text/html; charset=utf-8"), b"x") == "html"
-    assert detect_format(UploadItem(text="x", filename="A.PDF"), b"x") == "pdf"
-    assert detect_format(UploadItem(data_base64="eA=="), b"%PDF-1.7") == "pdf"
-    assert detect_format(UploadItem(text="<!DOCTYPE html><html>"), b"<!DOCTYPE html><html>") == "html"
-    assert detect_format(UploadItem(text="hello"), b"hello") == "text"
-    with pytest.raises(ValueError):
-        UploadItem()
 
 
 def _broken_pdf() -> bytes:

@@ -6,7 +6,6 @@ import pytest
 from sqlalchemy import select
 
 from tasks.db.models import RawItem, Source, SourceHealth, Story
-from tasks.ingestion.ingest_pull_youtube import channel_id_of, feed_url
 from tests.tasks.conftest import add
 from tests.tasks.helpers import RecordingContext, WebServer, run_task
 
@@ -17,16 +16,6 @@ CHANNEL = "UCzekeFixture0000000000a"
 def yt(ctx: RecordingContext, web: WebServer) -> RecordingContext:
     web.fixture("/feeds/videos.xml", "feeds/youtube.xml", "application/atom+xml; charset=utf-8")
     return ctx.with_settings(youtube_feed_base=web.url("/feeds/videos.xml"))
-
-
-def test_channel_ids() -> None:
-    assert channel_id_of(f"https://www.youtube.com/channel/{CHANNEL}") == CHANNEL
-    assert channel_id_of(f"https://www.youtube.com/channel/{CHANNEL}/videos?view=0") == CHANNEL
-    assert channel_id_of(f"https://www.youtube.com/feeds/videos.xml?channel_id={CHANNEL}") == CHANNEL
-    assert channel_id_of(CHANNEL) == CHANNEL
-    assert channel_id_of("https://www.youtube.com/@somehandle", {"channel_id": CHANNEL}) == CHANNEL
-    assert channel_id_of("https://www.youtube.com/@somehandle") is None
-    assert feed_url("http://h.test/f.xml", CHANNEL) == f"http://h.test/f.xml?channel_id={CHANNEL}"
 
 
 def test_videos_become_video_items_and_stories(yt: RecordingContext, web: WebServer) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import httpx
-import pytest
 
 from tests.app.conftest import ApiServer
 from transport.manager import JobManager
@@ -60,18 +59,6 @@ def test_anonymous_only_in_development_on_loopback(make_api, manager: JobManager
     assert httpx.get(f"{production.url}/api/jobs/{job_id}").status_code == 401
     exposed = make_api(api_keys=(), env="development", api_host="0.0.0.0")
     assert httpx.get(f"{exposed.url}/api/jobs/{job_id}").status_code == 401
-
-
-def test_anonymous_access_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    """README: ZEKE_ENV defaults to production; anonymous loopback access needs ZEKE_ENV=development."""
-    from zeke.settings import Settings, from_env
-
-    for name in ("ZEKE_ENV", "ZEKE_API_KEYS", "ZEKE_API_HOST"):
-        monkeypatch.delenv(name, raising=False)
-    assert from_env().env == Settings().env == "production"
-    assert not from_env().anonymous_allowed and not Settings().anonymous_allowed
-    monkeypatch.setenv("ZEKE_ENV", "development")
-    assert from_env().anonymous_allowed
 
 
 def test_get_job(api_server: ApiServer, auth: dict, manager: JobManager) -> None:
@@ -162,15 +149,3 @@ def test_oversized_bodies_are_refused_before_parsing_and_auth(make_api, auth: di
         api.url + "/api/jobs", json={"taskId": "t-echo", "payload": {"message": "hi"}}, headers=auth
     )
     assert small.status_code == 201
-
-
-def test_max_body_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from zeke.settings import DEFAULT_MAX_BODY_BYTES, from_env
-
-    monkeypatch.delenv("ZEKE_API_MAX_BODY_BYTES", raising=False)
-    assert from_env().api_max_body_bytes == DEFAULT_MAX_BODY_BYTES
-    monkeypatch.setenv("ZEKE_API_MAX_BODY_BYTES", "2048")
-    assert from_env().api_max_body_bytes == 2048
-    monkeypatch.setenv("ZEKE_API_MAX_BODY_BYTES", "0")
-    with pytest.raises(ValueError, match="ZEKE_API_MAX_BODY_BYTES"):
-        from_env()
