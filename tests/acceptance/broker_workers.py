@@ -20,8 +20,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
-
 from transport.db import Database
 from transport.manager import JobManager
 
@@ -209,29 +207,3 @@ def drop_env(env: BrokerEnv) -> None:
     with env.database.cursor() as cur:
         for suffix in ("", "_zeke", "_effects"):
             cur.execute(f'DROP SCHEMA IF EXISTS "{env.schema}{suffix}" CASCADE')
-
-
-_shared: list[BrokerEnv] = []
-
-
-@pytest.fixture(scope="session")
-def broker_env(
-    request: pytest.FixtureRequest,
-    session_db_url: str,
-    session_database: Database,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> BrokerEnv:
-    """One schema and two workers (w1, w2: prefork -c 2, task events on) for the whole session.
-
-    Test modules import this fixture, so each gets a copy of its own: the first one to run starts
-    the environment (and stops it at the end of the session), the others share it.
-    """
-    if not _shared:
-        env = make_env(session_db_url, session_database, tmp_path_factory.mktemp("broker-workers"))
-        request.addfinalizer(lambda: (drop_env(env), _shared.clear()))
-        queues = ["celery", "fragile", "analyze-story", "story-routed"]
-        workers = [env.worker(name, queues, args=["-E"]).start(wait=False) for name in ("w1", "w2")]
-        _shared.append(env)
-        for worker in workers:
-            worker.wait_ready()
-    return _shared[0]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.acceptance.broker_workers import BrokerEnv, broker_env  # noqa: F401  (fixture)
+from tests.acceptance.broker_workers import BrokerEnv
 from tests.chaos.chaos import app_module, create_runs_table
 
 
 @pytest.fixture(scope="module")
-def chaos(broker_env: BrokerEnv):  # noqa: F811
+def chaos(broker_env: BrokerEnv):
     """``tests.chaos.chaos_tasks`` configured for this environment, its runs table created."""
     create_runs_table(broker_env)
     return app_module(broker_env)

@@ -8,15 +8,15 @@ import uuid
 
 import pytest
 
-from tests.acceptance.broker_workers import BrokerEnv, broker_env, wait_for  # noqa: F401  (fixture)
+from tests.acceptance.broker_workers import BrokerEnv, wait_for
 
 
 @pytest.fixture(scope="module")
-def app_module(broker_env: BrokerEnv):  # noqa: F811
+def app_module(broker_env: BrokerEnv):
     return broker_env.app_module()
 
 
-def test_success_completes_the_job_with_its_output(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_success_completes_the_job_with_its_output(broker_env: BrokerEnv, app_module) -> None:
     result = app_module.add.delay(2, 3)
     assert result.get(timeout=15) == 5
     job = broker_env.job(result.id)
@@ -28,7 +28,7 @@ def test_success_completes_the_job_with_its_output(broker_env: BrokerEnv, app_mo
     assert job["data"]["__celery"]["args"] == [2, 3]
 
 
-def test_failure_retries_with_pg_boss_backoff_then_fails(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_failure_retries_with_pg_boss_backoff_then_fails(broker_env: BrokerEnv, app_module) -> None:
     message = f"bad-{uuid.uuid4().hex[:6]}"
     result = app_module.boom.delay(message)
     seen: list[dict] = []
@@ -52,7 +52,7 @@ def test_failure_retries_with_pg_boss_backoff_then_fails(broker_env: BrokerEnv, 
     assert gaps[0] >= 1.0 and gaps[1] >= 2.0, gaps
 
 
-def test_task_retry_keeps_the_same_job_row(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_task_retry_keeps_the_same_job_row(broker_env: BrokerEnv, app_module) -> None:
     key = f"flaky-{uuid.uuid4().hex[:6]}"
     result = app_module.flaky.delay(key, 2, 1.0)
     assert result.get(timeout=20) == 2
@@ -66,7 +66,7 @@ def test_task_retry_keeps_the_same_job_row(broker_env: BrokerEnv, app_module) ->
     assert all(0.95 <= gap < 1.6 for gap in gaps), gaps  # countdown=1 honoured by start_after
 
 
-def test_eta_is_honoured_by_start_after(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_eta_is_honoured_by_start_after(broker_env: BrokerEnv, app_module) -> None:
     key = f"eta-{uuid.uuid4().hex[:6]}"
     eta = broker_env.db_now() + dt.timedelta(seconds=2)
     result = app_module.stamp.apply_async((key,), eta=eta)
@@ -77,7 +77,7 @@ def test_eta_is_honoured_by_start_after(broker_env: BrokerEnv, app_module) -> No
     assert 0 <= late < 0.5, late
 
 
-def test_countdown_runs_on_time(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_countdown_runs_on_time(broker_env: BrokerEnv, app_module) -> None:
     key = f"countdown-{uuid.uuid4().hex[:6]}"
     sent = broker_env.db_now()
     app_module.stamp.apply_async((key,), countdown=1.5)
@@ -86,7 +86,7 @@ def test_countdown_runs_on_time(broker_env: BrokerEnv, app_module) -> None:  # n
     assert 1.5 <= elapsed < 2.0, elapsed
 
 
-def test_revoking_a_queued_job_cancels_it(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_revoking_a_queued_job_cancels_it(broker_env: BrokerEnv, app_module) -> None:
     key = f"revoked-{uuid.uuid4().hex[:6]}"
     result = app_module.stamp.apply_async((key,), countdown=2)
     app_module.app.control.revoke(result.id)
@@ -95,7 +95,7 @@ def test_revoking_a_queued_job_cancels_it(broker_env: BrokerEnv, app_module) -> 
     assert not broker_env.effects(key)
 
 
-def test_revoke_terminate_stops_a_running_task(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_revoke_terminate_stops_a_running_task(broker_env: BrokerEnv, app_module) -> None:
     key = f"terminated-{uuid.uuid4().hex[:6]}"
     result = app_module.slow_record.delay(key, 20)
     broker_env.wait_state(result.id, "active")
@@ -113,12 +113,12 @@ def test_revoke_terminate_stops_a_running_task(broker_env: BrokerEnv, app_module
     assert not broker_env.effects(key)
 
 
-def test_inspect_ping_is_answered_by_both_workers(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_inspect_ping_is_answered_by_both_workers(broker_env: BrokerEnv, app_module) -> None:
     replies = app_module.app.control.inspect(timeout=2).ping()
     assert replies == {"w1@zeke-test": {"ok": "pong"}, "w2@zeke-test": {"ok": "pong"}}
 
 
-def test_inspect_registered_active_queues_and_stats(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_inspect_registered_active_queues_and_stats(broker_env: BrokerEnv, app_module) -> None:
     inspect = app_module.app.control.inspect(timeout=2)
     registered = inspect.registered()
     assert set(registered) == {"w1@zeke-test", "w2@zeke-test"}
@@ -129,13 +129,13 @@ def test_inspect_registered_active_queues_and_stats(broker_env: BrokerEnv, app_m
     assert stats["w1@zeke-test"]["broker"]["transport"] == "pgboss"
 
 
-def test_control_rate_limit(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_control_rate_limit(broker_env: BrokerEnv, app_module) -> None:
     replies = app_module.app.control.rate_limit("broker_app.stamp", "100/s", reply=True, timeout=2)
     assert len(replies) == 2
     assert all("ok" in next(iter(r.values())) for r in replies), replies
 
 
-def test_events_reach_an_event_receiver(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_events_reach_an_event_receiver(broker_env: BrokerEnv, app_module) -> None:
     app = app_module.app
     seen: list[dict] = []
     wanted: list[str] = []

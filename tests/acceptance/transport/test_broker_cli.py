@@ -11,13 +11,13 @@ import uuid
 
 import pytest
 
-from tests.acceptance.broker_workers import CELERY, ROOT, BrokerEnv, broker_env, wait_for  # noqa: F401
+from tests.acceptance.broker_workers import CELERY, ROOT, BrokerEnv, wait_for
 
 APP = "tests.acceptance.broker_app"
 
 
 @pytest.fixture(scope="module")
-def app_module(broker_env: BrokerEnv):  # noqa: F811
+def app_module(broker_env: BrokerEnv):
     return broker_env.app_module()
 
 
@@ -34,7 +34,7 @@ def celery(env: BrokerEnv, *args: str, timeout: float = 30) -> str:
     return done.stdout
 
 
-def test_celery_inspect_and_control_commands(broker_env: BrokerEnv) -> None:  # noqa: F811
+def test_celery_inspect_and_control_commands(broker_env: BrokerEnv) -> None:
     pong = celery(broker_env, "inspect", "ping", "--timeout", "1", "--json")
     assert json.loads(pong) == {"w1@zeke-test": {"ok": "pong"}, "w2@zeke-test": {"ok": "pong"}}
     registered = json.loads(celery(broker_env, "inspect", "registered", "--timeout", "1", "--json"))
@@ -50,7 +50,7 @@ def test_celery_inspect_and_control_commands(broker_env: BrokerEnv) -> None:  # 
     assert revoked.count("flagged as revoked") == 2, revoked
 
 
-def test_celery_events_dump_shows_worker_heartbeats(broker_env: BrokerEnv) -> None:  # noqa: F811
+def test_celery_events_dump_shows_worker_heartbeats(broker_env: BrokerEnv) -> None:
     process = subprocess.Popen(
         [CELERY, "-A", APP, "events", "--dump"], cwd=ROOT, env=broker_env.environ(),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -74,7 +74,7 @@ def _get(url: str) -> tuple[int, bytes]:
         return response.status, response.read()
 
 
-def test_flower_worker_and_task_pages(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_flower_worker_and_task_pages(broker_env: BrokerEnv, app_module) -> None:
     port = _free_port()
     env = {**broker_env.environ(), "FLOWER_UNAUTHENTICATED_API": "true"}
     flower = subprocess.Popen(

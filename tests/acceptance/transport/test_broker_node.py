@@ -13,13 +13,11 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from tests.acceptance.broker_workers import (  # noqa: F401  (fixture)
+from tests.acceptance.broker_workers import (
     ROOT,
     BrokerEnv,
-    broker_env,
     drop_env,
     make_env,
-    wait_for,
 )
 from transport.db import Database, dsn_from_url
 
@@ -43,8 +41,8 @@ def run_node(release: str, env: BrokerEnv, *args: str, timeout: float = 60) -> d
 @pytest.fixture(scope="module", params=list(RELEASES), ids=[f"pg-boss-{VERSIONS[r]}" for r in RELEASES])
 def node_env(
     request: pytest.FixtureRequest,
-    node_dir: Path,  # noqa: F811
-    broker_env: BrokerEnv,  # noqa: F811
+    node_dir: Path,
+    broker_env: BrokerEnv,
     session_db_url: str,
     session_database: Database,
     tmp_path_factory: pytest.TempPathFactory,

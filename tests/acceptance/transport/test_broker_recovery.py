@@ -7,15 +7,15 @@ import uuid
 
 import pytest
 
-from tests.acceptance.broker_workers import BrokerEnv, broker_env, wait_for  # noqa: F401  (fixture)
+from tests.acceptance.broker_workers import BrokerEnv, wait_for
 
 
 @pytest.fixture(scope="module")
-def app_module(broker_env: BrokerEnv):  # noqa: F811
+def app_module(broker_env: BrokerEnv):
     return broker_env.app_module()
 
 
-def test_sigkilled_worker_job_is_redelivered_and_completed_once(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_sigkilled_worker_job_is_redelivered_and_completed_once(broker_env: BrokerEnv, app_module) -> None:
     key = f"killed-{uuid.uuid4().hex[:6]}"
     doomed = broker_env.worker("killa", ["killable"]).start()
     result = app_module.slow_record.apply_async((key, 3), queue="killable")
@@ -35,7 +35,7 @@ def test_sigkilled_worker_job_is_redelivered_and_completed_once(broker_env: Brok
     rescuer.stop()
 
 
-def test_jobs_run_in_priority_order(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_jobs_run_in_priority_order(broker_env: BrokerEnv, app_module) -> None:
     prefix = f"prio-{uuid.uuid4().hex[:6]}"
     priorities = [1, 5, 9, 3, 7, 0]
     for priority in priorities:  # queued before anything consumes the queue
@@ -56,7 +56,7 @@ def test_jobs_run_in_priority_order(broker_env: BrokerEnv, app_module) -> None: 
     worker.stop()
 
 
-def test_warm_shutdown_hands_prefetched_jobs_back(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_warm_shutdown_hands_prefetched_jobs_back(broker_env: BrokerEnv, app_module) -> None:
     key = f"restored-{uuid.uuid4().hex[:6]}"
     worker = broker_env.worker("restorer", ["restorable"], concurrency=1).start()  # prefetches 4
     results = [app_module.slow_record.apply_async((f"{key}-{i}", 1.5), queue="restorable") for i in range(4)]
@@ -79,7 +79,7 @@ def test_warm_shutdown_hands_prefetched_jobs_back(broker_env: BrokerEnv, app_mod
     second.stop()
 
 
-def test_worker_reconnects_after_its_connections_are_killed(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_worker_reconnects_after_its_connections_are_killed(broker_env: BrokerEnv, app_module) -> None:
     name = f"phoenix-{uuid.uuid4().hex[:6]}"
     worker = broker_env.worker("phoenix", ["phoenix"], extra_env={"ZEKE_BROKER_TEST_APPNAME": name}).start()
     first = app_module.stamp.apply_async((f"{name}-1",), queue="phoenix")
@@ -97,7 +97,7 @@ def test_worker_reconnects_after_its_connections_are_killed(broker_env: BrokerEn
     worker.stop()
 
 
-def test_a_task_running_through_a_reconnect_stays_heartbeated(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_a_task_running_through_a_reconnect_stays_heartbeated(broker_env: BrokerEnv, app_module) -> None:
     """The worker loses its connections while a task runs: the job is left to the result backend
     and must stay heartbeated until the task ends. (Its heartbeat stopped with the old connection:
     pg-boss retried the job 10 s later, the task ran a second time beside the first, and the first
@@ -121,7 +121,7 @@ def test_a_task_running_through_a_reconnect_stays_heartbeated(broker_env: Broker
     worker.stop()
 
 
-def test_a_message_the_worker_refuses_fails_at_once(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_a_message_the_worker_refuses_fails_at_once(broker_env: BrokerEnv, app_module) -> None:
     """Celery rejects a message it will not run (pickle content; the worker accepts only JSON)
     without writing any result. The job fails at once, saying why, without using its retries: the
     next attempt would meet the same refusal. (The worker kept heartbeating it: it stayed active
@@ -137,7 +137,7 @@ def test_a_message_the_worker_refuses_fails_at_once(broker_env: BrokerEnv, app_m
     worker.stop()
 
 
-def test_settle_on_ack_without_a_result_backend(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_settle_on_ack_without_a_result_backend(broker_env: BrokerEnv, app_module) -> None:
     """A worker whose result backend is not pg-boss: acks complete, rejects fail, revokes cancel."""
     key = f"ack-{uuid.uuid4().hex[:6]}"
     worker = broker_env.worker("acker", ["ack-mode"], settle="ack").start()
@@ -154,8 +154,8 @@ def test_settle_on_ack_without_a_result_backend(broker_env: BrokerEnv, app_modul
 
 
 def test_a_worker_without_a_result_backend_completes_its_jobs_by_default(
-    broker_env: BrokerEnv,  # noqa: F811
-    app_module,  # noqa: F811
+    broker_env: BrokerEnv,
+    app_module,
 ) -> None:
     """Plain Celery with no result backend and no transport option: nothing but the ack can end a
     job, so acks settle by default. (They did not: jobs stayed active, heartbeated, until expiry
@@ -168,7 +168,7 @@ def test_a_worker_without_a_result_backend_completes_its_jobs_by_default(
     worker.stop()
 
 
-def test_worker_heartbeats_keep_a_long_task_alive(broker_env: BrokerEnv, app_module) -> None:  # noqa: F811
+def test_worker_heartbeats_keep_a_long_task_alive(broker_env: BrokerEnv, app_module) -> None:
     """A task running longer than heartbeat_seconds (10 s) is touched by its worker's main process,
     so the supervisors (1 s passes in every worker) leave it alone."""
     key = f"long-{uuid.uuid4().hex[:6]}"

@@ -7,11 +7,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.acceptance.broker_workers import BrokerEnv, broker_env, wait_for  # noqa: F401  (fixture)
+from tests.acceptance.broker_workers import BrokerEnv, wait_for
 from transport.maintenance import WARNING_EVENT
 
 
-def test_a_backlog_is_warned_of_as_a_celery_event(broker_env: BrokerEnv) -> None:  # noqa: F811
+def test_a_backlog_is_warned_of_as_a_celery_event(broker_env: BrokerEnv) -> None:
     app = broker_env.app_module().app
     queue = f"backlog-{uuid.uuid4().hex[:6]}"  # no worker consumes it
     manager = broker_env.manager

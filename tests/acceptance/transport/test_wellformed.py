@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.acceptance.broker_workers import BrokerEnv, broker_env, wait_for  # noqa: F401  (fixture)
+from tests.acceptance.broker_workers import BrokerEnv, wait_for
 from tests.chaos.chaos import jobs_of, unique
 
 #: How many malformed rows hypothesis generates (the issue asks for at least 1000).
@@ -170,7 +170,7 @@ def generate(count: int) -> list[dict[str, Any]]:
 
 
 def test_malformed_rows_fail_at_once_and_the_worker_stays_up(
-    broker_env: BrokerEnv,  # noqa: F811
+    broker_env: BrokerEnv,
     request: pytest.FixtureRequest,
 ) -> None:
     rows = generate(POISON_ROWS)

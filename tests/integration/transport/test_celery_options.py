@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from tests.node_fixtures import node_dir  # noqa: F401  (fixture)
 from transport import celery_options
 from transport.db import Database, dsn_from_url
 from transport.exceptions import InvalidOption, QueueNotFound
@@ -97,7 +96,7 @@ def row(manager: JobManager, result: Any) -> dict[str, Any]:
     return job
 
 
-def node_get(node_dir: Path, db_url: str, schema: str, job_id: str) -> dict[str, Any]:  # noqa: F811
+def node_get(node_dir: Path, db_url: str, schema: str, job_id: str) -> dict[str, Any]:
     argv = ["node", str(node_dir / "core.mjs"), "12.38", dsn_from_url(db_url), schema, "get"]
     argv += ["--queue", QUEUE, "--id", job_id]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
@@ -168,7 +167,7 @@ def test_node_reads_the_options_celery_sent(
     manager: JobManager,
     db_url: str,
     schema: str,
-    node_dir: Path,  # noqa: F811
+    node_dir: Path,
 ) -> None:
     options = {
         "priority": 2,

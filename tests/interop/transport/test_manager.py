@@ -72,7 +72,7 @@ class Pair:
 @pytest.fixture(params=list(RELEASES), ids=[f"pg-boss-{VERSIONS[r]}" for r in RELEASES])
 def pair(
     request: pytest.FixtureRequest,
-    node_dir: Path,  # noqa: F811  (the imported fixture)
+    node_dir: Path,
     make_boss: Callable[..., JobManager],
     db_url: str,
 ) -> Pair:

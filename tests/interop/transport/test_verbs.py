@@ -53,7 +53,7 @@ def boss(make_boss: Callable[..., JobManager]) -> JobManager:
 
 
 @pytest.fixture
-def node(boss: JobManager, node_dir: Path, db_url: str) -> Node:  # noqa: F811
+def node(boss: JobManager, node_dir: Path, db_url: str) -> Node:
     return Node(node_dir, "12.38", db_url, boss.schema)
 
 

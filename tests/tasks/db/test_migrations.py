@@ -12,23 +12,14 @@ from sqlalchemy import create_engine, inspect
 from tasks.db import current, head, upgrade
 from tasks.db.migrations import LOCK_KEY, downgrade, sqlalchemy_url
 from tasks.db.models import SCHEMA, Base
-from tests.conftest import with_database
+from tests.dbutil import created_database, unique_name
 from transport.db import dsn_from_url
-
-SCRATCH_DB = "zeke_test_tasks_migrations"
 
 
 @pytest.fixture
 def scratch_url(admin_url: str) -> Iterator[str]:
-    conn = psycopg2.connect(dsn_from_url(admin_url))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{SCRATCH_DB}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{SCRATCH_DB}"')
-    yield with_database(admin_url, SCRATCH_DB)
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{SCRATCH_DB}" WITH (FORCE)')
-    conn.close()
+    with created_database(admin_url, unique_name("zeke_test_tasks_migrations")) as url:
+        yield url
 
 
 def test_migrations_match_the_models(app_db: object, db_url: str) -> None:
