@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from transport.outage import Backoff, Outage
 
@@ -39,3 +41,12 @@ def test_a_flapping_database_is_one_outage(caplog: pytest.LogCaptureFixture) -> 
             outage.failed(OSError("refused"))
             outage.succeeded(stable=60.0)  # works once, not yet for long: still the same outage
     assert len(caplog.records) == 1 and outage.down
+
+
+@given(st.floats(0.01, 5), st.floats(0.01, 60), st.integers(1, 80))
+def test_backoff_delays_stay_in_the_upper_half_of_a_capped_doubling(first: float, cap: float, n: int) -> None:
+    backoff = Backoff(first=first, cap=cap)
+    for attempt in range(n):
+        ceiling = min(cap, first * 2 ** min(attempt, 30))
+        assert ceiling / 2 <= backoff.next() <= ceiling
+    assert backoff.attempts == n
