@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -207,3 +208,39 @@ def drop_env(env: BrokerEnv) -> None:
     with env.database.cursor() as cur:
         for suffix in ("", "_zeke", "_effects"):
             cur.execute(f'DROP SCHEMA IF EXISTS "{env.schema}{suffix}" CASCADE')
+
+
+class Output:
+    """A subprocess's merged stdout, read line by line on a thread, so a test waits for the line it
+    expects (with a timeout) instead of sleeping for a guessed time."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float, what: str) -> str:
+        wait_for(lambda: predicate(self.text), timeout, what=what)
+        return self.text
+
+    def stop(self, timeout: float = 30) -> str:
+        """Terminate the process (kill it after ``timeout``) and return everything it wrote."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(timeout=10)
+        return self.text

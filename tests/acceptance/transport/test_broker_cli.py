@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 import urllib.request
 import uuid
 
 import pytest
 
-from tests.acceptance.broker_workers import CELERY, ROOT, BrokerEnv, wait_for
+from tests.acceptance.broker_workers import CELERY, ROOT, BrokerEnv, Output, wait_for
 
 APP = "tests.acceptance.broker_app"
 
@@ -55,11 +54,11 @@ def test_celery_events_dump_shows_worker_heartbeats(broker_env: BrokerEnv) -> No
         [CELERY, "-A", APP, "events", "--dump"], cwd=ROOT, env=broker_env.environ(),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    try:
-        time.sleep(5)  # workers heartbeat every 2 s
+    events = Output(process)
+    try:  # workers heartbeat every 2 s
+        events.wait_for(lambda text: "w1@zeke-test" in text and "heartbeat" in text, 30, what="a heartbeat")
     finally:
-        process.terminate()
-        output = process.communicate(timeout=10)[0]
+        output = events.stop(timeout=10)
     assert "w1@zeke-test" in output and "heartbeat" in output, output[-2000:]
 
 

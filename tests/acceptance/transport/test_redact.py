@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg2
 import pytest
 
+from tests.acceptance.broker_workers import Output
 from tests.dbutil import admin_execute, with_database
 from transport.db import dsn_from_url
 
@@ -215,7 +216,12 @@ def test_no_password_in_uris_or_connection_errors(secret_url: str) -> None:
         [*CELERY, "worker", "-n", "nowhere@test", "-c", "1", "-l", "info"],
         cwd=ROOT, env=_env(unreachable), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    time.sleep(8)
-    shown["worker log, unreachable"] = log = _stop(worker)
+    output = Output(worker)
+    try:
+        # Two errors: the first attempt's and a retry's (each names the URL).
+        retried = lambda text: text.count("Cannot connect to pgboss://") >= 2  # noqa: E731
+        output.wait_for(retried, 60, what="the worker's connect errors")
+    finally:
+        shown["worker log, unreachable"] = log = output.stop()
     assert f"Cannot connect to pgboss://{ROLE}@" in log  # the URL is named, without its password
     _assert_secret_free(shown)
