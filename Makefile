@@ -9,7 +9,7 @@ NODE_STAMP := tests/node/node_modules/.installed
 
 # make test's parallel pytest processes (pytest-xdist; each has its own database and workers).
 # Whole files go to one process (--dist loadfile), so a module's workers and schema are made once.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 
 install: $(STAMP)
 
