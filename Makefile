@@ -5,7 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 NODE_STAMP := tests/node/node_modules/.installed
 
-.PHONY: install node browser test lint run worker beat api bench chaos clean screenshots
+.PHONY: install node browser test unit lint run worker beat api bench chaos clean screenshots
+
+# make test's parallel pytest processes (pytest-xdist; each has its own database and workers).
+# Whole files go to one process (--dist loadfile), so a module's workers and schema are made once.
+TEST_WORKERS ?= 4
 
 install: $(STAMP)
 
@@ -38,12 +42,17 @@ browser:
 lint: install
 	$(PY) -m ruff check .
 
+# Every tier but the slow tests (tests/README.md). pytest exits 5 when it collected nothing: a failure.
 test: install node browser lint
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile tests
+
+# The unit tier alone: seconds, no database.
+unit: install
+	env -u DATABASE_PRIMARY_URL $(PY) -m pytest -q tests/unit
 
 # The README's dashboard screenshots, taken by the browser tests.
 screenshots: install browser
-	ZEKE_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/app/test_dashboard_browser.py
+	ZEKE_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/app/zeke/dashboard/test_views_browser.py
 
 run: install
 	@$(PY) -m zeke.cli run
@@ -65,7 +74,8 @@ bench: install node
 	$(PY) -m bench.roundtrip
 	$(PY) -m bench.scale
 
-chaos: install
+# The slow tests: the chaos tier (kills, restarts, exhaustion) and the wheel install; one at a time.
+chaos: install node
 	$(PY) -m pytest -q -m slow tests
 
 clean:

@@ -3,21 +3,26 @@ the session and stopped after it when the session started it)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.dbutil import admin_execute, own_database, with_database  # noqa: F401  (with_database re-exported)
-from tests.node_fixtures import node_boss, node_dir, scratch_db  # noqa: F401  (shared fixtures)
+from tests.acceptance.broker_workers import BrokerEnv, drop_env, make_env
+from tests.dbutil import created_database, own_database, unique_name
+from tests.node_fixtures import NodeBoss, installed_node_dir
+from tests.tasks.helpers import WebServer
 from transport.db import Database
 from transport.manager import JobManager
 from zeke import embedded
 from zeke.database import configured_url
 
-#: One database per pytest session, so sessions sharing a server never drop each other's database.
-TEST_DB = os.environ.get("ZEKE_TEST_DB") or f"zeke_test_{os.getpid()}"
+#: One database per pytest session (and per xdist worker), so sessions sharing a server never drop each
+#: other's database. ZEKE_TEST_DB names it instead; it must not exist yet.
+TEST_DB = os.environ.get("ZEKE_TEST_DB") or unique_name("zeke_test")
 
 
 @pytest.fixture(scope="session")
@@ -48,13 +53,9 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def session_db_url(admin_url: str) -> Iterator[str]:
     """A fresh database for this test session, dropped at the end."""
-    admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
-    admin_execute(admin_url, f'CREATE DATABASE "{TEST_DB}"')
-    url = with_database(admin_url, TEST_DB)
-    os.environ["ZEKE_TEST_DATABASE_URL"] = url
-    yield url
-    if not os.environ.get("ZEKE_KEEP_TEST_DB"):
-        admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+    with created_database(admin_url, TEST_DB) as url:
+        os.environ["ZEKE_TEST_DATABASE_URL"] = url
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -113,3 +114,57 @@ def make_boss(database: Database) -> Iterator[Callable[..., JobManager]]:
 @pytest.fixture
 def boss(make_boss: Callable[..., JobManager]) -> JobManager:
     return make_boss()
+
+
+@pytest.fixture(scope="session")
+def _web() -> Iterator[WebServer]:
+    server = WebServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def web(_web: WebServer) -> WebServer:
+    """A local HTTP server serving tests/fixtures and routes a test adds (reset for each test)."""
+    _web.reset()
+    return _web
+
+
+@pytest.fixture(scope="session")
+def node_dir() -> Path:
+    """tests/node with its node_modules installed (npm ci), or the test fails: never a skip."""
+    return installed_node_dir()
+
+
+@pytest.fixture(scope="session")
+def node_boss(node_dir: Path) -> NodeBoss:
+    return NodeBoss(node_dir)
+
+
+@pytest.fixture
+def scratch_db(admin_url: str) -> Iterator[Callable[[str], str]]:
+    """Factory: a new empty database named ``<prefix>_<pid>_<random>``, returning its URL; each is
+    dropped afterwards."""
+    with contextlib.ExitStack() as made:
+
+        def make(prefix: str = "zeke_scratch") -> str:
+            return made.enter_context(created_database(admin_url, unique_name(prefix)))
+
+        yield make
+
+
+@pytest.fixture(scope="session")
+def broker_env(
+    session_db_url: str, session_database: Database, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerEnv]:
+    """One schema and two workers (w1, w2: prefork -c 2, task events on) for the whole session,
+    shared by the acceptance and chaos modules."""
+    env = make_env(session_db_url, session_database, tmp_path_factory.mktemp("broker-workers"))
+    try:
+        queues = ["celery", "fragile", "analyze-story", "story-routed"]
+        workers = [env.worker(name, queues, args=["-E"]).start(wait=False) for name in ("w1", "w2")]
+        for worker in workers:
+            worker.wait_ready()
+        yield env
+    finally:
+        drop_env(env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -18,15 +19,32 @@ def with_database(url: str, dbname: str) -> str:
     return urlunsplit(parts._replace(path="/" + dbname))
 
 
+def unique_name(prefix: str) -> str:
+    """A database name no other run on the server uses: ``<prefix>_<pid>_<random>`` (63 bytes at most).
+
+    Runs sharing a server (two checkouts, CI beside a developer) each create and drop only their own
+    databases, so none can drop another's in the middle of its tests."""
+    suffix = f"_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    return prefix[: 63 - len(suffix)] + suffix
+
+
 @contextlib.contextmanager
-def own_database(admin_url: str, prefix: str) -> Iterator[str]:
-    """A database of the caller's own on the test server, dropped afterwards."""
-    name = f"zeke_{prefix}_{uuid.uuid4().hex[:8]}"
+def created_database(admin_url: str, name: str) -> Iterator[str]:
+    """CREATE DATABASE ``name`` (failing if it exists: it is not ours), yield its URL, drop it after
+    (kept when ZEKE_KEEP_TEST_DB is set, for a look at a failed run)."""
     admin_execute(admin_url, f'CREATE DATABASE "{name}"')
     try:
         yield with_database(admin_url, name)
     finally:
-        admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not os.environ.get("ZEKE_KEEP_TEST_DB"):
+            admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def own_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A database of the caller's own on the test server, dropped afterwards."""
+    with created_database(admin_url, unique_name(f"zeke_{prefix}")) as url:
+        yield url
 
 
 def admin_execute(url: str, statement: str) -> None:

@@ -1,22 +1,19 @@
-"""Fixtures for tests needing databases of their own or Node pg-boss; re-exported by tests/conftest.py."""
+"""Node pg-boss for the tests: tests/node installed at the pinned versions, and a runner for boss.mjs
+(the fixtures using them are in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import tempfile
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.dbutil import admin_execute, with_database
 from transport.db import dsn_from_url
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
@@ -32,8 +29,7 @@ def _installed_versions() -> dict[str, str | None]:
     return found
 
 
-@pytest.fixture(scope="session")
-def node_dir() -> Path:
+def installed_node_dir() -> Path:
     """tests/node with its node_modules installed (npm ci), or the test fails: never a skip."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("node and npm are required for the Node pg-boss interop tests (Node >= 20)")
@@ -79,30 +75,3 @@ class NodeBoss:
         if done.returncode != 0:
             raise NodeError(f"{' '.join(argv[2:])} failed:\n{done.stderr.strip()}")
         return json.loads(done.stdout)
-
-
-@pytest.fixture(scope="session")
-def node_boss(node_dir: Path) -> NodeBoss:
-    return NodeBoss(node_dir)
-
-
-@pytest.fixture
-def scratch_db(admin_url: str) -> Iterator[Callable[[str], str]]:
-    """Factory: a new empty database named ``<prefix>_<random>``; returns its URL; dropped afterwards."""
-    made: list[str] = []
-
-    def admin(sql: str) -> None:
-        admin_execute(admin_url, sql)
-
-    def make(prefix: str = "zeke_scratch") -> str:
-        # Random suffix: other sessions may run the same tests against the same server.
-        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-        admin(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return with_database(admin_url, name)
-
-    yield make
-    if os.environ.get("ZEKE_KEEP_SCRATCH_DBS"):
-        return
-    for name in made:
-        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

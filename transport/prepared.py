@@ -115,7 +115,7 @@ class PreparedDatabase(Database):
     generic plans, since re-planning on every call is what preparing avoids (PostgreSQL's ``auto``
     mode kept re-planning the fetch, whose generic cost estimate is the higher one). A registered
     statement must have a generic plan that stays an index lookup however the table grows after it
-    was planned (tests/integration/test_generic_plans.py checks every one)."""
+    was planned (tests/integration/transport/test_prepared.py checks every one)."""
 
     cursor_factory = PreparingCursor
     tuple_cursor_factory = PreparingTupleCursor

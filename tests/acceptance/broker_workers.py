@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -19,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-
-import pytest
 
 from transport.db import Database
 from transport.manager import JobManager
@@ -211,27 +210,37 @@ def drop_env(env: BrokerEnv) -> None:
             cur.execute(f'DROP SCHEMA IF EXISTS "{env.schema}{suffix}" CASCADE')
 
 
-_shared: list[BrokerEnv] = []
+class Output:
+    """A subprocess's merged stdout, read line by line on a thread, so a test waits for the line it
+    expects (with a timeout) instead of sleeping for a guessed time."""
 
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-@pytest.fixture(scope="session")
-def broker_env(
-    request: pytest.FixtureRequest,
-    session_db_url: str,
-    session_database: Database,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> BrokerEnv:
-    """One schema and two workers (w1, w2: prefork -c 2, task events on) for the whole session.
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
 
-    Test modules import this fixture, so each gets a copy of its own: the first one to run starts
-    the environment (and stops it at the end of the session), the others share it.
-    """
-    if not _shared:
-        env = make_env(session_db_url, session_database, tmp_path_factory.mktemp("broker-workers"))
-        request.addfinalizer(lambda: (drop_env(env), _shared.clear()))
-        queues = ["celery", "fragile", "analyze-story", "story-routed"]
-        workers = [env.worker(name, queues, args=["-E"]).start(wait=False) for name in ("w1", "w2")]
-        _shared.append(env)
-        for worker in workers:
-            worker.wait_ready()
-    return _shared[0]
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float, what: str) -> str:
+        wait_for(lambda: predicate(self.text), timeout, what=what)
+        return self.text
+
+    def stop(self, timeout: float = 30) -> str:
+        """Terminate the process (kill it after ``timeout``) and return everything it wrote."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(timeout=10)
+        return self.text

@@ -1,4 +1,4 @@
-"""Tasks of the canvas acceptance tests (``tests/acceptance/test_canvas.py``), run by real workers.
+"""Tasks of the canvas acceptance tests (``tests/acceptance/transport/test_canvas.py``), run by real workers.
 
 Side effects (errbacks called, chord bodies run, attempts made) are rows in the PostgreSQL table
 ``"<ZEKE_CANVAS_SCHEMA>_effects".effect``, whichever broker and backend run the tasks, so a test

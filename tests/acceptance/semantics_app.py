@@ -1,6 +1,6 @@
 """A plain Celery app, as an existing Celery codebase has it, pointed at ``pgboss://``.
 
-The Celery-semantics acceptance tests (tests/acceptance/test_celery_semantics.py) run it in real
+The Celery-semantics acceptance tests (tests/acceptance/transport/test_celery_options.py) run it in real
 ``celery worker`` processes and send to it from the test process. Broker and result backend are the
 test database (``ZEKE_SEMANTICS_URL``) in the pg-boss schema ``ZEKE_SEMANTICS_SCHEMA``;
 ``ZEKE_SEMANTICS_POLICY`` sets the transport's ``retry_policy`` when given (else its default).

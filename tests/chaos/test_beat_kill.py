@@ -1,7 +1,7 @@
 """Two ``celery -A zeke beat`` processes share one pg-boss schedule, and one of them is SIGKILLed again
 and again while the other runs: no occurrence may be missed, none sent twice.
 
-Time is pg-boss's TestClock, as in ``tests/acceptance/test_beat_mixed.py``, but driven from here
+Time is pg-boss's TestClock, as in ``tests/acceptance/transport/test_beat.py``, but driven from here
 instead of from Node: the schema's ``job_now()`` is swapped for pg-boss's override body (the same SQL
 ``TestClock.attach`` runs), the beats opt in through ``PGOPTIONS=-c pgboss.test_clock=on``, and the
 test moves the clock 20 s per step. Every step it kills one beat (the other one is always up) a few
@@ -25,7 +25,15 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.acceptance.test_beat_mixed import CONFIG, ROOT, Lines, _pending_send_it, minute_of, stop, wait_for
+from tests.acceptance.transport.test_beat import (
+    CONFIG,
+    ROOT,
+    Lines,
+    _pending_send_it,
+    minute_of,
+    stop,
+    wait_for,
+)
 from tests.chaos.chaos import seed as chaos_seed
 from transport import names
 from transport.manager import JobManager

@@ -21,7 +21,7 @@ import httpx
 import psycopg2
 import psycopg2.extensions
 
-from tests.acceptance.broker_workers import BrokerEnv, broker_env, wait_for  # noqa: F401  (fixture)
+from tests.acceptance.broker_workers import BrokerEnv, wait_for
 from tests.app.conftest import app_env
 from tests.chaos.chaos import (
     INCLUDE,
@@ -46,7 +46,7 @@ def terminate(env: BrokerEnv, *application_names: str) -> int:
 
 
 def test_result_write_after_the_session_was_ended_completes_the_same_attempt(
-    broker_env: BrokerEnv,  # noqa: F811
+    broker_env: BrokerEnv,
     chaos,
 ) -> None:
     env = broker_env
@@ -66,7 +66,7 @@ def test_result_write_after_the_session_was_ended_completes_the_same_attempt(
 
 
 def test_api_is_healthy_at_the_first_request_after_its_sessions_were_ended(
-    broker_env: BrokerEnv,  # noqa: F811
+    broker_env: BrokerEnv,
     db_url: str,
     tmp_path: Path,
 ) -> None:
@@ -112,7 +112,7 @@ def refused_connections(env: BrokerEnv) -> Iterator[psycopg2.extensions.cursor]:
         conn.close()
 
 
-def test_waiting_get_outlives_a_database_outage(broker_env: BrokerEnv, chaos) -> None:  # noqa: F811
+def test_waiting_get_outlives_a_database_outage(broker_env: BrokerEnv, chaos) -> None:
     env = broker_env
     queue = create_queue(env, unique("outage"), retry_limit=3, retry_delay=1)
     worker = env.worker("outage", [queue], concurrency=1, args=INCLUDE).start()
@@ -153,7 +153,7 @@ def _end_sessions(env: BrokerEnv, cur: psycopg2.extensions.cursor, application_n
 
 
 def test_success_during_an_outage_is_recorded_once_the_database_is_back(
-    broker_env: BrokerEnv,  # noqa: F811
+    broker_env: BrokerEnv,
     chaos,
 ) -> None:
     """The task succeeds while its result cannot be written (its session ended, new connections
@@ -183,7 +183,7 @@ def test_success_during_an_outage_is_recorded_once_the_database_is_back(
 
 
 def test_success_that_cannot_be_written_in_time_is_handed_back_not_failed(
-    broker_env: BrokerEnv,  # noqa: F811
+    broker_env: BrokerEnv,
     chaos,
 ) -> None:
     """The same, with ``result_retry_seconds`` of 1 s and the database refusing new connections for
@@ -209,7 +209,7 @@ def test_success_that_cannot_be_written_in_time_is_handed_back_not_failed(
 
 
 def test_lost_broker_connection_does_not_hand_back_running_jobs(
-    broker_env: BrokerEnv,  # noqa: F811
+    broker_env: BrokerEnv,
     chaos,
 ) -> None:
     """The worker's broker sessions are ended while two tasks run and four wait in its prefetch:
@@ -234,7 +234,7 @@ def test_lost_broker_connection_does_not_hand_back_running_jobs(
 
 
 def test_consumer_reconnects_back_off_and_log_once_per_outage(
-    broker_env: BrokerEnv,  # noqa: F811
+    broker_env: BrokerEnv,
     chaos,
 ) -> None:
     """The worker's broker sessions are ended and new connections refused for 6 s: Celery restarts

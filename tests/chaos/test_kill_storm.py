@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.acceptance.broker_workers import BrokerEnv, broker_env, wait_for  # noqa: F401  (fixture)
+from tests.acceptance.broker_workers import BrokerEnv
 from tests.chaos.chaos import (
     HEARTBEAT_SECONDS,
     Killer,
@@ -58,11 +58,11 @@ def storm(env: BrokerEnv, chaos, *, jobs: int, sleep: float, storm_seconds: floa
         worker.stop()
 
 
-def test_kill_storm_150_jobs(broker_env: BrokerEnv, chaos) -> None:  # noqa: F811
+def test_kill_storm_150_jobs(broker_env: BrokerEnv, chaos) -> None:
     storm(broker_env, chaos, jobs=150, sleep=0.6, storm_seconds=45)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_kill_storm_1000_jobs(broker_env: BrokerEnv, chaos) -> None:  # noqa: F811
+def test_kill_storm_1000_jobs(broker_env: BrokerEnv, chaos) -> None:
     storm(broker_env, chaos, jobs=1000, sleep=0.6, storm_seconds=420)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import time
 
-from tests.acceptance.broker_workers import BrokerEnv, broker_env, wait_for  # noqa: F401  (fixture)
+from tests.acceptance.broker_workers import BrokerEnv
 from tests.chaos.chaos import INCLUDE, create_queue, runs_of, unique
 
 RETRY_LIMIT = 2
 
 
-def test_job_killing_its_pool_child_fails_after_the_retry_limit(broker_env: BrokerEnv, chaos) -> None:  # noqa: F811
+def test_job_killing_its_pool_child_fails_after_the_retry_limit(broker_env: BrokerEnv, chaos) -> None:
     queue = create_queue(broker_env, unique("poison-child"), retry_limit=RETRY_LIMIT, retry_delay=1)
     worker = broker_env.worker("poison-child", [queue], args=INCLUDE).start()
     started = time.monotonic()
@@ -39,7 +39,7 @@ def test_job_killing_its_pool_child_fails_after_the_retry_limit(broker_env: Brok
     worker.stop()
 
 
-def test_job_killing_its_whole_worker_fails_after_the_retry_limit(broker_env: BrokerEnv, chaos) -> None:  # noqa: F811
+def test_job_killing_its_whole_worker_fails_after_the_retry_limit(broker_env: BrokerEnv, chaos) -> None:
     queue = create_queue(broker_env, unique("poison-worker"), retry_limit=RETRY_LIMIT, retry_delay=1)
     result = chaos.poison_worker.apply_async(queue=queue)
     started = time.monotonic()

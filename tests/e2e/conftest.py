@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_DB, with_database
-from tests.dbutil import admin_execute
+from tests.dbutil import created_database, unique_name
 from tests.tasks.helpers import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,12 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def fresh_url(admin_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A database of this module's own, dropped afterwards."""
-    name = f"{TEST_DB}_{request.module.__name__.rsplit('.', 1)[-1]}"[:63]
-    admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin_execute(admin_url, f'CREATE DATABASE "{name}"')
-    yield with_database(admin_url, name)
-    if not os.environ.get("ZEKE_KEEP_TEST_DB"):
-        admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with created_database(
+        admin_url, unique_name(f"zeke_e2e_{request.module.__name__.rsplit('.', 1)[-1]}")
+    ) as url:
+        yield url
 
 
 def zeke_env(url: str, **extra: str) -> dict[str, str]:

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from tasks.db import session_factory
 from tasks.db.models import Source, Story, StoryAnalysis
-from tests.app.test_processes import Output, _free_port
+from tests.app.zeke.test_cli_processes import Output, _free_port
 from tests.e2e.conftest import ROOT, zeke_env
 
 SUMMARY = re.compile(r"^zeke: (\d+) stories, (\d+) analysed, (\d+) briefed")

@@ -134,6 +134,7 @@ def _wait_until(check: object, timeout: float, what: str) -> object:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow  # minutes: a wheel build and a fresh venv; `make chaos` runs it
 def test_the_wheel_installs_and_runs_from_anywhere(venv: Path, workdir: Path, url: str) -> None:
     env = _env(venv, url)
     python = str(venv / "bin" / "python")

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Node pg-boss as the other side of zeke's core interop tests (tests/interop/test_node_core.py).
+// Node pg-boss as the other side of zeke's core interop tests (tests/interop/transport/test_manager.py).
 //
 //   node tests/node/core.mjs <release> <connectionString> <schema> <command> [--option value ...]
 //

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Node pg-boss as the other side of tests/interop/test_node_verbs.py: one public PgBoss method
+// Node pg-boss as the other side of tests/interop/transport/test_verbs.py: one public PgBoss method
 // called with JSON arguments, its result printed as JSON.
 //
 //   node tests/node/verbs.mjs <release> <connectionString> <schema> <method> '<JSON array of arguments>'

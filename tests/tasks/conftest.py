@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg2
 import pytest
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,23 +17,16 @@ from tasks.db.models import Base, RawItem, Source, Story
 from tasks.lib.store import store_document
 from tasks.lib.text import Extracted
 from tasks.settings import TaskSettings
-from tests.conftest import with_database
-from tests.tasks.helpers import FakeOpenAI, RecordingContext, WebServer
-from transport.db import dsn_from_url
-
-#: Our own database: other suites recreate zeke_test, possibly while we run.
-TASKS_TEST_DB = "zeke_test_tasks"
+from tests.dbutil import created_database, unique_name
+from tests.tasks.helpers import FakeOpenAI, RecordingContext
 
 
 @pytest.fixture(scope="session")
-def db_url(admin_url: str) -> str:
-    conn = psycopg2.connect(dsn_from_url(admin_url))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{TASKS_TEST_DB}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{TASKS_TEST_DB}"')
-    conn.close()
-    return with_database(admin_url, TASKS_TEST_DB)
+def db_url(admin_url: str) -> Iterator[str]:
+    """The app's tables in a database of this run's own (the transport's session database is shared
+    with suites that make and drop schemas of their own)."""
+    with created_database(admin_url, unique_name("zeke_test_tasks")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -63,19 +55,6 @@ def settings() -> TaskSettings:
 @pytest.fixture
 def ctx(settings: TaskSettings, sessions: sessionmaker[Session]) -> RecordingContext:
     return RecordingContext(settings, sessions)
-
-
-@pytest.fixture(scope="session")
-def _web() -> Iterator[WebServer]:
-    server = WebServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def web(_web: WebServer) -> WebServer:
-    _web.reset()
-    return _web
 
 
 @pytest.fixture(scope="session")

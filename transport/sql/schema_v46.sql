@@ -1,7 +1,7 @@
 -- pg-boss schema version 46: the catalog Node pg-boss 12.38.0 builds on an empty database.
 --
 -- Written for zeke from the catalog pg-boss leaves behind (verified object by object by
--- tests/integration/test_schema_catalog.py), not copied from pg-boss. Every name, column order,
+-- tests/integration/transport/test_schema.py), not copied from pg-boss. Every name, column order,
 -- type, default, constraint, index and function signature must stay identical to Node's, because
 -- Node pg-boss runs its own statements (and later migrations) against whatever this creates.
 --

@@ -1,0 +1,113 @@
+"""transport.celery_options: who retries a raise, the retry budget of Celery's options, and the
+errors no retry mends (no database; the end-to-end behaviour is in
+tests/acceptance/transport/test_celery_options.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from billiard.exceptions import WorkerLostError
+from celery import Celery
+from celery.app.task import Context
+from celery.exceptions import Reject, SoftTimeLimitExceeded
+from kombu.exceptions import EncodeError
+
+from transport import celery_options
+from transport.exceptions import InvalidOption
+
+
+def make_app(**transport: Any) -> Celery:
+    app = Celery("options-tests", set_as_current=False)
+    app.conf.broker_transport_options = transport
+    return app
+
+
+def test_who_retries_a_raise() -> None:
+    app = make_app()
+
+    @app.task(name="t.plain")
+    def plain() -> None: ...
+
+    @app.task(name="t.celery", max_retries=2)
+    def by_celery() -> None: ...
+
+    @app.task(name="t.auto", autoretry_for=(KeyError,))
+    def auto() -> None: ...
+
+    policy = celery_options.retry_policy
+    assert policy(plain) == "pgboss"  # sets nothing: its queue decides
+    assert policy(by_celery) == "celery"  # Celery retried already, or chose not to
+    assert policy(auto) == "celery"
+    assert policy(by_celery, {"retry_limit": 1}) == "pgboss"  # the call says last
+    assert policy(None) == "pgboss"
+
+
+def test_the_retry_policy_of_queues_the_transport_creates() -> None:
+    assert celery_options.queue_defaults(None) == {"retry_limit": 0}
+    assert celery_options.queue_defaults("celery") == {"retry_limit": 0}
+    assert celery_options.queue_defaults("pgboss") == {}  # the seed's queue defaults
+    with pytest.raises(InvalidOption, match="retry_policy"):
+        celery_options.queue_defaults("sometimes")
+
+
+def test_a_stamped_policy_wins_over_the_workers_guess() -> None:
+    assert celery_options.raise_is_retried_by_pgboss(None, Context(pgboss_retry="celery")) is False
+    assert celery_options.raise_is_retried_by_pgboss(None, Context()) is True
+
+
+def test_celery_retry_options_as_pg_boss_fields() -> None:
+    app = make_app()
+
+    @app.task(name="t.backoff", max_retries=4, retry_backoff=3, retry_backoff_max=60)
+    def backoff() -> None: ...
+
+    @app.task(name="t.forever", max_retries=None, default_retry_delay=10)
+    def forever() -> None: ...
+
+    @app.task(name="t.auto", autoretry_for=(KeyError,))
+    def auto() -> None: ...
+
+    assert celery_options.celery_retry_fields(backoff) == {
+        "retry_limit": 4,
+        "retry_backoff": True,
+        "retry_delay": 3,
+        "retry_delay_max": 60,
+    }
+    assert celery_options.celery_retry_fields(forever) == {
+        "retry_limit": celery_options.UNLIMITED,
+        "retry_backoff": False,
+        "retry_delay": 10,
+    }
+    # Celery's default max_retries is the budget; delays the task leaves alone stay the queue's.
+    assert celery_options.celery_retry_fields(auto) == {"retry_limit": 3}
+
+
+def test_errors_no_retry_mends() -> None:
+    app = make_app()
+
+    @app.task(name="t.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="t.bound", bind=True)
+    def bound(self: Any, x: int) -> int:
+        return x
+
+    never = celery_options.never_succeeds
+    assert never(TypeError("wrong"), add, Context(args=[1], kwargs={}))
+    assert not never(TypeError("inside the task"), add, Context(args=[1, 2], kwargs={}))
+    assert not never(TypeError("inside the task"), bound, Context(args=[1], kwargs={}))
+    assert never(EncodeError("NUL"), add, None)
+    assert never(Reject("no"), add, None)
+    assert never({"exc_type": "EncodeError", "exc_message": []}, None, None)
+    assert not never(ValueError("maybe next time"), add, Context(args=[1, 2], kwargs={}))
+
+
+def test_a_lost_attempt_is_not_a_task_error() -> None:
+    limit = SoftTimeLimitExceeded()
+    assert celery_options.attempt_lost(limit, Context(pgboss_expiry_limit=True))
+    assert not celery_options.attempt_lost(limit, Context())  # the task's own time limit
+    assert not celery_options.attempt_lost(ValueError(), Context(pgboss_expiry_limit=True))
+    assert celery_options.attempt_lost(WorkerLostError("signal 9"), Context())
+    assert celery_options.attempt_lost({"exc_type": "WorkerLostError", "exc_message": []}, None)
