@@ -57,13 +57,9 @@ beat: install
 api: install
 	$(PY) -m zeke.cli api
 
+# Every figure of BENCHMARKS.md (about 25 minutes; BENCH_QUICK=1 for a one-minute smoke run that writes nothing).
 bench: install node
 	$(PY) -m bench
-	$(PY) -m bench.budget
-	$(PY) -m bench.trace
-	$(PY) -m bench.floor
-	$(PY) -m bench.roundtrip
-	$(PY) -m bench.scale
 
 chaos: install
 	$(PY) -m pytest -q -m slow tests
