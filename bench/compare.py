@@ -44,6 +44,7 @@ def run_round(
 ) -> dict[str, float]:
     """One round of every chosen setup; returns each one's drain rate in it."""
     s = sizes()
+    chosen = [t for t in chosen if not t.max_rounds or number <= t.max_rounds]
     turn = number % len(chosen)
     order = chosen[turn:] + chosen[:turn]
     sessions: list[Session | NodeSession] = []
@@ -143,6 +144,7 @@ def render(
 × is against Celery+Redis with the same results setting (results on for zeke's setup, off for the
 others). {s.rounds} round(s); per round and setup: {s.jobs:,} `delay()` calls, one `group()` of
 {s.group:,}, a drain of both, then {s.pings} pickups ({s.slow_pings} for kombu SQLAlchemy).
+kombu SQLAlchemy runs in the first round only (it drains at a fraction of the others' rate).
 Worker: `celery worker -P prefork -c 2` with zeke's `celeryconfig.py` (acks late, prefetch 4) for
 every Celery setup; RSS and connections are the worker's (main process and children), idle after the
 drain.

@@ -21,6 +21,8 @@ class Target:
     note: str = ""
     #: Polls instead of being woken: fewer pickup samples.
     slow_pickup: bool = False
+    #: Runs in the first rounds only (a slow setup that would stretch every round).
+    max_rounds: int | None = None
 
     @property
     def results(self) -> bool:
@@ -60,7 +62,7 @@ def targets(pg: str) -> list[Target]:
         Target(
             "kombu SQLAlchemy, results off",
             # psycopg2, named: SQLAlchemy 2.1 made psycopg 3 the default driver of postgresql://.
-            f"sqla+postgresql+psycopg2://{server}/{{db}}", key=SQLA, slow_pickup=True,
+            f"sqla+postgresql+psycopg2://{server}/{{db}}", key=SQLA, slow_pickup=True, max_rounds=1,
             note="kombu's SQLAlchemy transport on the same PostgreSQL (polls every 1 s)",
         ),
         Target(
