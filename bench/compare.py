@@ -20,19 +20,17 @@ runs one small round (a smoke run). The section "Setups side by side" of ``BENCH
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import procs
 from bench.config import REDIS, SIDE_DB, quick, server_url, sizes
 from bench.measures import Measures
 from bench.node import NodeSession
 from bench.report import load, publish
 from bench.runner import Bench, Session
-from bench.tables import cpu_table, every_setup, headline
+from bench.tables import every_setup, headline
 from bench.targets import Target, targets
 
 CHUNK = 250
@@ -98,7 +96,6 @@ def _celery(bench: Bench, session: Session, m: Measures, pings: int) -> None:
     try:
         drain = bench.drain(session, [worker])
         m.drain.append(drain.rate)
-        m.add_cpu(drain.cpu, drain.rate)
         time.sleep(0.3)
         after_drain = bench.held([worker])
         m.rss_mib.append(after_drain.rss_mib)
@@ -110,11 +107,7 @@ def _celery(bench: Bench, session: Session, m: Measures, pings: int) -> None:
 
 
 def _node(session: NodeSession, m: Measures, pings: int) -> None:
-    before, mark = procs.cpu_sample([session.proc.pid]), time.perf_counter()
-    rate = session.drain()
-    split = procs.CpuSplit.between(before, procs.cpu_sample([session.proc.pid]), time.perf_counter() - mark)
-    m.drain.append(rate)
-    m.add_cpu(split, rate)
+    m.drain.append(session.drain())
     time.sleep(0.3)
     after_drain = session.held()
     m.rss_mib.append(after_drain.rss_mib)
@@ -150,13 +143,6 @@ every Celery setup; RSS and connections are the worker's (main process and child
 drain.
 
 {setups}
-
-### CPU per drained task (ms)
-
-{cpu_table(measures)}
-
-From `/proc`, between the drain's start gate and its last task; "other" is the rest of the host
-(the other work sharing it), "host vCPUs busy" the whole host's use meanwhile (of {os.cpu_count()}).
 
 ### Rounds
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from bench.procs import PARTIES, CpuSplit
 from bench.targets import Target
 
 
@@ -27,13 +26,6 @@ class Measures:
     pickups: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
     connections: list[int] = field(default_factory=list)
-    #: CPU ms per drained task, by party, one dict a round.
-    cpu_ms: list[dict[str, float]] = field(default_factory=list)
-    host_vcpus: list[float] = field(default_factory=list)
-
-    def add_cpu(self, split: CpuSplit, rate: float) -> None:
-        self.cpu_ms.append({p: split.vcpus[p] * 1000 / rate for p in PARTIES})
-        self.host_vcpus.append(split.host_vcpus)
 
     def value(self, metric: str) -> float | None:
         """The figure the tables show: rates, RSS and connections as medians of rounds, pickups as
@@ -45,6 +37,3 @@ class Measures:
         if metric == "connections":
             return float(max(self.connections)) if self.connections else None
         return median(getattr(self, metric))
-
-    def cpu(self, party: str) -> float | None:
-        return median([c[party] for c in self.cpu_ms])

@@ -64,25 +64,20 @@ def tcp_peers(pids: Iterable[int]) -> list[tuple[int, int]]:
     return peers
 
 
+#: The parties of a drain, in table order; "other" is whatever else kept the host busy meanwhile.
+PARTIES = ("workers", "postgres (bench db)", "postgres (rest)", "redis", "other")
+
+
 @dataclass
 class CpuSample:
-    """CPU seconds so far: by party, and the host's busy and total."""
+    """CPU seconds so far of every process (pid -> (command name, seconds)), and the host's busy total."""
 
-    parties: dict[str, float]
+    processes: dict[int, tuple[str, float]]
     host_busy: float
-    host_total: float
 
 
-#: The parties of a drain, in table order; "other" is whatever else kept the host busy meanwhile.
-PARTIES = ("workers", "postgres", "redis-server", "other")
-
-
-def cpu_sample(worker_pids: Iterable[int]) -> CpuSample:
-    """CPU seconds of the workers (these pids and their descendants), PostgreSQL and Redis."""
-    workers: set[int] = set()
-    for pid in worker_pids:
-        workers.update(tree(pid))
-    seconds = dict.fromkeys(PARTIES[:-1], 0.0)
+def cpu_sample() -> CpuSample:
+    processes = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -90,19 +85,12 @@ def cpu_sample(worker_pids: Iterable[int]) -> CpuSample:
             raw = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue  # gone meanwhile
-        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
         fields = raw[raw.rindex(")") + 2 :].split()
-        cpu = (int(fields[11]) + int(fields[12])) / TICK
-        if int(entry) in workers:
-            seconds["workers"] += cpu
-        elif comm.startswith("postgres"):
-            seconds["postgres"] += cpu
-        elif comm.startswith("redis-server"):
-            seconds["redis-server"] += cpu
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        processes[int(entry)] = (comm, (int(fields[11]) + int(fields[12])) / TICK)
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + values[4]
-    return CpuSample(seconds, (sum(values) - idle) / TICK, sum(values) / TICK)
+    return CpuSample(processes, (sum(values) - values[3] - values[4]) / TICK)
 
 
 @dataclass
@@ -113,8 +101,20 @@ class CpuSplit:
     host_vcpus: float
 
     @staticmethod
-    def between(a: CpuSample, b: CpuSample, seconds: float) -> CpuSplit:
-        vcpus = {p: (b.parties[p] - a.parties[p]) / seconds for p in PARTIES[:-1]}
+    def between(a: CpuSample, b: CpuSample, seconds: float, workers: set[int], ours: set[int]) -> CpuSplit:
+        """``workers``: the worker processes' pids; ``ours``: the PostgreSQL backends of the bench's
+        database (the server's other processes, WAL writer included, are "postgres (rest)")."""
+        used = dict.fromkeys(PARTIES, 0.0)
+        for pid, (comm, cpu) in b.processes.items():
+            earlier = a.processes.get(pid)
+            delta = cpu - (earlier[1] if earlier and earlier[0] == comm else 0.0)
+            if pid in workers:
+                used["workers"] += delta
+            elif comm.startswith("postgres"):
+                used["postgres (bench db)" if pid in ours else "postgres (rest)"] += delta
+            elif comm.startswith("redis-server"):
+                used["redis"] += delta
         host = (b.host_busy - a.host_busy) / seconds
+        vcpus = {p: used[p] / seconds for p in PARTIES[:-1]}
         vcpus["other"] = max(0.0, host - sum(vcpus.values()))
         return CpuSplit(vcpus, host)

@@ -36,19 +36,23 @@ class Scratch:
         self.admin_dsn = dsn_from_url(admin_url)
         self.name = "zeke_bench_" + uuid.uuid4().hex[:8]
 
-    def _admin(self, sql: str) -> Any:
+    def _admin(self, sql: str) -> list[tuple[Any, ...]]:
         conn = psycopg2.connect(self.admin_dsn)
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, (self.name,))
-                return cur.fetchone() if cur.description else None
+                return cur.fetchall() if cur.description else []
         finally:
             conn.close()
 
     def commits(self) -> int:
         """Transactions committed in this database so far (as the statistics have them)."""
-        return int(self._admin("SELECT xact_commit FROM pg_stat_database WHERE datname = %s")[0])
+        return int(self._admin("SELECT xact_commit FROM pg_stat_database WHERE datname = %s")[0][0])
+
+    def backends(self) -> set[int]:
+        """The server processes serving this database now."""
+        return {row[0] for row in self._admin("SELECT pid FROM pg_stat_activity WHERE datname = %s")}
 
     def __enter__(self) -> str:
         self._admin(f'CREATE DATABASE "{self.name}"')
@@ -201,17 +205,19 @@ class Bench:
         while self.side.scard(f"{run}:children") < children:
             _check(workers, deadline, f"{session.target.label}: {children} pool children never all started")
             time.sleep(0.02)
-        pids = [w.pid for w in workers]
-        before, mark = procs.cpu_sample(pids), time.perf_counter()
+        before, mark = procs.cpu_sample(), time.perf_counter()
         go = time.time()
         self.side.set(f"{run}:go", go)
         while not self.side.exists(f"{run}:last"):
             done = self.side.get(f"{run}:count")
             _check(workers, deadline, f"{session.target.label}: drain stalled at {done}")
             time.sleep(0.005)
-        after, seconds = procs.cpu_sample(pids), time.perf_counter() - mark
+        after, seconds = procs.cpu_sample(), time.perf_counter() - mark
         elapsed = float(self.side.get(f"{run}:last")) - go
-        return Drain(session.backlog / elapsed, elapsed, procs.CpuSplit.between(before, after, seconds))
+        pids = {pid for w in workers for pid in procs.tree(w.pid)}
+        ours = session.scratch.backends() if session.scratch else set()
+        split = procs.CpuSplit.between(before, after, seconds, pids, ours)
+        return Drain(session.backlog / elapsed, elapsed, split)
 
     def held(self, workers: list[subprocess.Popen]) -> Held:
         pids = [pid for w in workers for pid in procs.tree(w.pid)]

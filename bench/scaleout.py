@@ -109,7 +109,10 @@ def render(points: list[Point], jobs: int, rounds: int) -> str:
         "\n".join(lines)
         + f"\n\nzeke's setup (pgboss broker + pgboss result backend), a backlog of {jobs:,} no-op tasks sent "
         f"as one `group()`, median of {rounds} round(s). vCPUs: CPU seconds per second of drain, from "
-        '`/proc`; "other" is the rest of the host (other work sharing it). Commits per task: '
+        "`/proc`: the workers (main processes and pool children), PostgreSQL's backends serving the bench's "
+        "database, the rest of PostgreSQL (WAL writer, checkpointer, other databases' backends), Redis "
+        '(the side channel each task reports to), and "other": the rest of the host, other work '
+        "sharing it. Commits per task: "
         "`pg_stat_database.xact_commit` of the scratch database from the workers' start to their exit, "
         "over the backlog. Connections: what "
         "all the workers hold, idle after the drain.\n\n" + flattening(points, best, cpus)
@@ -125,8 +128,10 @@ def flattening(points: list[Point], best: Point, cpus: int) -> str:
     return (
         f"Steps: {'; '.join(steps)}. The fastest point is {best.processes} process(es) at "
         f"{best.rate:,.0f} tasks/s, with {best.host:.2f} of the host's {cpus} vCPUs busy: workers "
-        f"{best.vcpus('workers'):.2f}, PostgreSQL {best.vcpus('postgres'):.2f}, Redis "
-        f"{best.vcpus('redis-server'):.2f}, other {best.vcpus('other'):.2f}."
+        f"{best.vcpus('workers'):.2f}, PostgreSQL for the bench's database "
+        f"{best.vcpus('postgres (bench db)'):.2f} and for the rest of the server "
+        f"{best.vcpus('postgres (rest)'):.2f}, Redis {best.vcpus('redis'):.2f}, "
+        f"other work {best.vcpus('other'):.2f}."
     )
 
 

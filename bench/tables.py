@@ -1,11 +1,10 @@
-"""The comparison's tables: zeke's setup against Celery+Redis with the issue's targets, every setup, CPU."""
+"""The comparison's tables: zeke's setup against Celery+Redis with the issue's targets, and every setup."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from bench.measures import Measures
-from bench.procs import PARTIES
 from bench.targets import MEMORY, PGBOSS, REDIS_OFF, REDIS_ON, ZEKE
 
 #: (metric, column, higher is better, format)
@@ -108,18 +107,3 @@ def verdicts(keyed: dict[str, Measures], concurrency: int) -> str:
         met = value >= bound if at_least else value <= bound
         lines.append(f"- {name}: {spec.format(value)} — **{'met' if met else 'missed'}**")
     return "Targets (issue 18), zeke's setup in this run:\n\n" + "\n".join(lines)
-
-
-def cpu_table(measures: list[Measures]) -> str:
-    lines = [
-        "| setup | " + " | ".join(PARTIES) + " | total | host vCPUs busy |",
-        "|---|" + "---:|" * (len(PARTIES) + 2),
-    ]
-    for m in measures:
-        if not m.cpu_ms:
-            continue
-        values = [m.cpu(p) or 0.0 for p in PARTIES]
-        cells = [m.target.label, *(f"{v:.3f}" for v in values), f"{sum(values):.3f}"]
-        cells.append(f"{sorted(m.host_vcpus)[len(m.host_vcpus) // 2]:.2f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -47,7 +47,6 @@ def test_compare_quick_writes_every_setup_row(admin_url: str, node_dir: Path, tm
     out = tmp_path / "BENCHMARKS.md"
     _run(["bench.compare", "--out", str(out)], admin_url, timeout=280)
     text = out.read_text()
-    cpu = text.split("### CPU per drained task")[1]
     assert text.count("## Setups side by side") == 1
     assert re.search(r"^- Load average \(1 min\) over each round: [\d.]+ → [\d.]+", text, re.M)
     for target in targets(admin_url):
@@ -60,7 +59,6 @@ def test_compare_quick_writes_every_setup_row(admin_url: str, node_dir: Path, tm
         # measured, not placeholders: drain, enqueue, pickups, RSS, connections
         for index in (1, 3, 5, 7, 11, 13):
             assert _number(cells[index]) > 0, (target.label, cells)
-        assert _number(_row(cpu, target.label)[-1]) > 0  # its drain's CPU split
     headline = text.split("### zeke's setup against Celery+Redis")[1].split("### Every setup")[0]
     metrics = ("drain tasks/s", "enqueue `delay()`/s", "pickup p50 ms", "pickup p99 ms", "worker RSS MiB")
     for metric in metrics:
@@ -78,7 +76,9 @@ def test_make_bench_quick_runs_every_part(admin_url: str, node_dir: Path, tmp_pa
     assert "## Setups side by side" in text
     scaleout = text.split("## Scale-out: drain against worker processes")[1]
     for processes in ("1", "2"):
-        assert _number(_row(scaleout, processes)[1]) > 0
+        cells = _row(scaleout, processes)
+        assert len(cells) == 11 and all(_number(c.split()[0]) >= 0 for c in cells[1:])
+        assert _number(cells[1]) > 0
     assert "### Bulk send throughput" in stdout and "| `client.send_jobs` | 1000 |" in stdout
     assert "| empty |" in stdout
     assert _row(stdout, "12.38.1 (46)")[1] != "–"
