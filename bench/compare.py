@@ -31,7 +31,7 @@ from bench.node import NodeSession
 from bench.report import load, publish
 from bench.runner import Bench, Session
 from bench.tables import every_setup, headline
-from bench.targets import Target, targets
+from bench.targets import REDIS_ON, ZEKE, Target, targets
 
 CHUNK = 250
 TITLE = "Setups side by side"
@@ -121,8 +121,9 @@ def render(
     s = sizes()
     labels = {m.target.key: m.target.label for m in measures}
     round_lines = [
-        f"- round {n}: load {a:.2f} → {b:.2f}; drain "
-        + ", ".join(f"{labels[k]} {v:,.0f}" for k, v in sorted(rounds[n].items()))
+        f"- round {n} (load {a:.2f} → {b:.2f}), drain tasks/s: "
+        + "; ".join(f"{labels[k]} {rounds[n][k]:,.0f}" for k in labels if k in rounds[n])
+        + _zeke_vs_redis(rounds[n])
         for n, (a, b) in zip(sorted(rounds), loads, strict=True)
     ]
     setups = "\n".join(f"- {m.target.label}: {m.target.note}" for m in measures)
@@ -147,6 +148,12 @@ drain.
 ### Rounds
 
 {chr(10).join(round_lines)}"""
+
+
+def _zeke_vs_redis(drains: dict[str, float]) -> str:
+    if ZEKE in drains and REDIS_ON in drains:
+        return f" (zeke ÷ Celery+Redis results on: {drains[ZEKE] / drains[REDIS_ON]:.2f}×)"
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:
