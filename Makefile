@@ -57,7 +57,7 @@ beat: install
 api: install
 	$(PY) -m zeke.cli api
 
-# Every figure of BENCHMARKS.md (about 25 minutes; BENCH_QUICK=1 for a one-minute smoke run that writes nothing).
+# Every figure of BENCHMARKS.md (30-40 minutes; BENCH_QUICK=1 for a one-minute smoke run that writes nothing).
 bench: install node
 	$(PY) -m bench
 
