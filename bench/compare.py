@@ -13,7 +13,8 @@ real ``celery worker -P prefork -c 2`` processes and a no-op task:
   benchmark's side channel not counted), idle after the drain;
 * **pickup**: publish → task start, one task at a time against the idle worker, p50/p99.
 
-Rates, RSS and connections are the median of the rounds; pickups pool every sample. ``BENCH_QUICK=1``
+Rates and RSS are the median of the rounds, connections the most any round held; pickups pool
+every sample. ``BENCH_QUICK=1``
 runs one small round (a smoke run). The section "Setups side by side" of ``BENCHMARKS.md``.
 """
 
@@ -141,7 +142,7 @@ others). {s.rounds} round(s); per round and setup: {s.jobs:,} `delay()` calls, o
 kombu SQLAlchemy runs in the first round only (it drains at a fraction of the others' rate).
 Worker: `celery worker -P prefork -c 2` with zeke's `celeryconfig.py` (acks late, prefetch 4) for
 every Celery setup; RSS and connections are the worker's (main process and children), idle after the
-drain.
+drain (connections: the most of any round).
 
 {setups}
 
