@@ -66,13 +66,9 @@ beat: install
 api: install
 	$(PY) -m zeke.cli api
 
+# Every figure of BENCHMARKS.md (30-40 minutes; BENCH_QUICK=1 for a one-minute smoke run that writes nothing).
 bench: install node
 	$(PY) -m bench
-	$(PY) -m bench.budget
-	$(PY) -m bench.trace
-	$(PY) -m bench.floor
-	$(PY) -m bench.roundtrip
-	$(PY) -m bench.scale
 
 # The slow tests: the chaos tier (kills, restarts, exhaustion) and the wheel install; one at a time.
 chaos: install node

@@ -1,91 +1,65 @@
-"""``python -m bench [--jobs N] [--samples N] [--only LABEL ...] [--no-write]``."""
+"""``python -m bench [--quick] [--skip PART ...] [--out FILE]``: every figure of BENCHMARKS.md.
+
+``make bench`` runs this. Parts, each also runnable alone (``python -m bench.<part>``) and each
+writing its own section:
+
+* ``compare``: the setups side by side (zeke's, pgboss broker only, Celery+Redis results on/off,
+  kombu SQLAlchemy, Node pg-boss 12.38.1, Celery ``memory://``);
+* ``scaleout``: drain against 1, 2, 4 and 8 worker processes, with the CPU split;
+* ``scale``: pg-boss's core on its own: bulk send, fetch/complete on a 1 M-job table;
+* ``interop``: Node ⇄ Python latency across Node pg-boss releases.
+
+``--quick`` (or ``BENCH_QUICK=1``) is a smoke run: small sizes, one round, nothing written to
+BENCHMARKS.md unless ``--out`` names a file (``scale`` and ``interop`` then only print).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from bench.report import record, table
-from bench.runner import Bench, Result, Target, server_url
+from bench.config import REDIS, quick
 
-REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+__all__ = ["REDIS", "main"]
+
+PARTS = ("compare", "scaleout", "scale", "interop")
+#: What the full run passes each part beyond its defaults.
+FULL_ARGS: dict[str, list[str]] = {"interop": ["--samples", "40"]}
+#: The smoke run's sizes for the parts that take them as options (compare and scaleout read BENCH_QUICK).
+QUICK_ARGS: dict[str, list[str]] = {
+    "scale": ["--completed", "2000", "--queued", "21000", "--samples", "20", "--batch-samples", "5",
+              "--send-jobs", "3000", "--no-write"],
+    "interop": ["--samples", "1", "--only", "12.38", "--no-write"],
+}  # fmt: skip
 
 
-def targets(pg: str) -> list[Target]:
-    base = pg.rsplit("/", 1)[0]  # the server, without its database
-    pgboss = "pgboss://" + base.split("://", 1)[1] + "/{db}"
-    return [
-        Target("redis://", f"{REDIS}/13", note="Celery + Redis, results ignored"),
-        Target(
-            "pgboss://",
-            pgboss,
-            {"settle_on_ack": True},
-            note="ack completes the job (settle_on_ack), many acks per statement from a settle thread",
-        ),
-        Target(
-            "pgboss:// unbatched",
-            pgboss,
-            {"settle_on_ack": True, "settle_batch": False},
-            max_rounds=1,
-            note="same, one complete statement per ack on the event loop",
-        ),
-        Target(
-            "pgboss:// + backend",
-            pgboss,
-            {},
-            result_backend=pgboss,
-            max_rounds=1,
-            note="pg-boss result backend completes the job with its output (zeke's setup)",
-        ),
-        Target(
-            "sqla+postgresql://",
-            # psycopg2, named: SQLAlchemy 2.1 made psycopg 3 the default driver of postgresql://.
-            "sqla+postgresql+psycopg2://" + base.split("://", 1)[1] + "/{db}",
-            # The same backlog as the others: kombu-sqla keeps consumed rows (visible=false) and each
-            # get steps past them, so its rate falls as a drain proceeds and a smaller backlog
-            # flatters it (BENCHMARKS.md, "Transport targets").
-            max_samples=20,
-            max_rounds=1,
-            note="kombu's SQLAlchemy transport (1 s polling)",
-        ),
-    ]
+def _entry(part: str) -> Callable[[list[str]], int]:
+    module = __import__(f"bench.{part}", fromlist=["main"])
+    return module.main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--jobs", type=int, default=5000, help="tasks drained per broker (default 5000)")
-    parser.add_argument("--samples", type=int, default=300, help="latency samples per broker (default 300)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds, brokers interleaved (default 2)")
-    parser.add_argument("--only", action="append", help="run only targets whose label starts with this")
-    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run (same as BENCH_QUICK=1)")
+    parser.add_argument("--skip", action="append", choices=PARTS, default=[], help="leave a part out")
+    parser.add_argument("--out", type=Path, help="file for compare's and scaleout's sections")
     args = parser.parse_args(argv)
-
-    pg = server_url()
-    chosen = [t for t in targets(pg) if not args.only or any(t.label.startswith(o) for o in args.only)]
-    bench = Bench(
-        admin_url=pg,
-        side_url=f"{REDIS}/14",
-        jobs=args.jobs,
-        samples=args.samples,
-        log_dir=Path(tempfile.mkdtemp(prefix="zeke-bench-")),
-    )
-    merged: dict[str, Result] = {}
-    for round_ in range(1, args.rounds + 1):
-        print(f"round {round_}", file=sys.stderr, flush=True)
-        batch = [t for t in chosen if not (t.max_rounds and round_ > t.max_rounds)]
-        for result in bench.round(batch):
-            if result.target.label in merged:
-                merged[result.target.label].merge(result)
-            else:
-                merged[result.target.label] = result
-    results = list(merged.values())
-    text = table(results)
-    print(text)
-    if not args.no_write:
-        record("Transport", pg, "python -m bench", argv, text)
+    if args.quick:
+        os.environ["BENCH_QUICK"] = "1"
+    for part in PARTS:
+        if part in args.skip:
+            continue
+        part_args = list((QUICK_ARGS if quick() else FULL_ARGS).get(part, []))
+        if args.out and part in ("compare", "scaleout"):
+            part_args += ["--out", str(args.out)]
+        print(f"== bench.{part} {' '.join(part_args)}", file=sys.stderr, flush=True)
+        print(f"\n== {part}\n", flush=True)
+        if _entry(part)(part_args) != 0:
+            return 1
+        sys.stdout.flush()
     return 0
 
 

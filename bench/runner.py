@@ -1,11 +1,11 @@
-"""One broker under test: its database, a worker process, and the three measurements."""
+"""One Celery setup under test: its scratch database, producer, worker processes and measurements."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -16,90 +16,43 @@ from typing import Any
 
 import psycopg2
 import redis
-from celery import Celery
+from celery import Celery, group
 
 import transport  # noqa: F401  (registers pgboss://)
+from bench import procs
+from bench.config import REDIS, ROOT, SIDE_DB, port_of, server_url, zeke_celeryconfig
+from bench.targets import Target
 from transport.db import dsn_from_url
 
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["Bench", "Drain", "Scratch", "Session", "Target", "server_url"]
+
 CELERY = str(Path(sys.executable).with_name("celery"))
 
 
-def server_url() -> str:
-    """The PostgreSQL server the benchmarks make their scratch databases on."""
-    return os.environ.get("DATABASE_PRIMARY_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@dataclass
-class Target:
-    """A broker configuration: ``broker_url`` (``{db}`` is replaced by a scratch database)."""
-
-    label: str
-    broker_url: str
-    options: dict[str, Any] = field(default_factory=dict)
-    result_backend: str | None = None
-    #: Caps for slow brokers (None: the run's defaults).
-    max_jobs: int | None = None
-    max_samples: int | None = None
-    max_rounds: int | None = None
-    note: str = ""
-
-
-@dataclass
-class Result:
-    """One target's measurements, merged over rounds (rates: median of rounds; latency: all samples)."""
-
-    target: Target
-    jobs: int
-    enqueue_rates: list[float] = field(default_factory=list)
-    drain_rates: list[float] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
-
-    @property
-    def rounds(self) -> int:
-        return len(self.drain_rates)
-
-    @property
-    def samples(self) -> int:
-        return len(self.latencies)
-
-    @property
-    def enqueue_rate(self) -> float:
-        return statistics.median(self.enqueue_rates)
-
-    @property
-    def drain_rate(self) -> float:
-        return statistics.median(self.drain_rates)
-
-    @property
-    def p50_ms(self) -> float:
-        return statistics.median(self.latencies) * 1000
-
-    @property
-    def p99_ms(self) -> float:
-        return _percentile(self.latencies, 0.99) * 1000
-
-    def merge(self, other: Result) -> None:
-        self.enqueue_rates += other.enqueue_rates
-        self.drain_rates += other.drain_rates
-        self.latencies += other.latencies
-
-
 class Scratch:
-    """A PostgreSQL database for one target, created empty and dropped afterwards."""
+    """A PostgreSQL database for one setup, created empty and dropped afterwards."""
 
     def __init__(self, admin_url: str) -> None:
         self.admin_dsn = dsn_from_url(admin_url)
         self.name = "zeke_bench_" + uuid.uuid4().hex[:8]
 
-    def _admin(self, sql: str) -> None:
+    def _admin(self, sql: str) -> list[tuple[Any, ...]]:
         conn = psycopg2.connect(self.admin_dsn)
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
-                cur.execute(sql)
+                cur.execute(sql, (self.name,))
+                return cur.fetchall() if cur.description else []
         finally:
             conn.close()
+
+    def commits(self) -> int:
+        """Transactions committed in this database so far (as the statistics have them)."""
+        return int(self._admin("SELECT xact_commit FROM pg_stat_database WHERE datname = %s")[0][0])
+
+    def backends(self) -> set[int]:
+        """The server processes serving this database now."""
+        return {row[0] for row in self._admin("SELECT pid FROM pg_stat_activity WHERE datname = %s")}
 
     def __enter__(self) -> str:
         self._admin(f'CREATE DATABASE "{self.name}"')
@@ -111,163 +64,200 @@ class Scratch:
 
 @dataclass
 class Session:
-    """One target's part of a round: its scratch database, producer, run id and queue."""
+    """One setup's part of a round: scratch database, producer, run id (also its queue's name)."""
 
     target: Target
     scratch: Scratch | None
     run: str
-    jobs: int
-    samples: int
     env: dict[str, str]
     producer: Celery
-    warmup: int = 20
+    #: Tasks published so far (the drain's backlog).
+    backlog: int = 0
     enqueue_seconds: float = 0.0
-    sent: int = 0
+    enqueued: int = 0
 
     @property
     def queue(self) -> str:
         return self.run
 
+    def delay(self, count: int) -> float:
+        """``count`` × ``noop.delay(run)``; returns the seconds it took."""
+        noop = self.producer.tasks["bench.noop"]
+        started = time.perf_counter()
+        for _ in range(count):
+            noop.delay(self.run)
+        self.backlog += count
+        return time.perf_counter() - started
+
+    def group(self, count: int) -> float:
+        """One ``group()`` of ``count`` noop tasks, applied; returns the seconds ``apply_async`` took."""
+        signatures = [self.producer.signature("bench.noop", args=(self.run,)) for _ in range(count)]
+        started = time.perf_counter()
+        group(signatures, app=self.producer).apply_async()
+        self.backlog += count
+        return time.perf_counter() - started
+
+
+@dataclass
+class Drain:
+    rate: float
+    seconds: float
+    cpu: procs.CpuSplit
+
+
+@dataclass
+class Held:
+    """What the worker holds, idle, after its drain."""
+
+    rss_mib: float
+    connections: int
+    processes: int = field(default=0)
+
 
 class Bench:
-    def __init__(self, *, admin_url: str, side_url: str, jobs: int, samples: int, log_dir: Path) -> None:
+    def __init__(self, *, admin_url: str, side_url: str, log_dir: Path, **_: Any) -> None:
         self.admin_url = admin_url
         self.side = redis.Redis.from_url(side_url)
         self.side_url = side_url
-        self.jobs = jobs
-        self.samples = samples
         self.log_dir = log_dir
 
-    def round(self, targets: list[Target], chunk: int = 250) -> list[Result]:
-        """Every target once. Producers take turns sending ``chunk`` tasks each, so the enqueue rates
-        see the same background load; then each target's worker drains and answers pings."""
-        sessions = [self._open(target) for target in targets]
-        try:
-            for session in sessions:  # declares the queue, opens connections
-                for _ in range(session.warmup):
-                    session.producer.send_task("bench.noop", args=(session.run,), queue=session.queue)
-            while any(s.sent < s.jobs for s in sessions):
-                for session in sessions:
-                    count = min(chunk, session.jobs - session.sent)
-                    if count <= 0:
-                        continue
-                    started = time.perf_counter()
-                    for _ in range(count):
-                        session.producer.send_task("bench.noop", args=(session.run,), queue=session.queue)
-                    session.enqueue_seconds += time.perf_counter() - started
-                    session.sent += count
-            results = []
-            for session in sessions:
-                print(f"… {session.target.label}", file=sys.stderr, flush=True)
-                results.append(self._consume(session))
-            return results
-        finally:
-            for session in sessions:
-                self._close(session)
+    # -- a setup's session ----------------------------------------------------------------------
 
-    def _open(self, target: Target) -> Session:
+    def open(self, target: Target) -> Session:
         scratch = Scratch(self.admin_url) if "{db}" in target.broker_url else None
         db = scratch.__enter__() if scratch else ""
         broker_url = target.broker_url.replace("{db}", db)
         backend = target.result_backend.replace("{db}", db) if target.result_backend else None
         run = "bench-" + uuid.uuid4().hex[:8]
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("CELERY_")},
             "BENCH_BROKER_URL": broker_url,
             "BENCH_RESULT_BACKEND": backend or "",
             "BENCH_TRANSPORT_OPTIONS": json.dumps(target.options),
             "BENCH_SIDE_URL": self.side_url,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
-        producer = Celery("bench-producer", broker=broker_url, backend=backend)
+        producer = Celery(f"bench-producer-{run}", set_as_current=False)
+        producer.config_from_object(zeke_celeryconfig())
         producer.conf.update(
+            broker_url=broker_url,
+            result_backend=backend,
             broker_transport_options=target.options,
             result_backend_transport_options=target.options,
-            task_serializer="json",
             task_ignore_result=backend is None,
+            task_default_queue=run,
         )
-        return Session(
-            target,
-            scratch,
-            run,
-            min(self.jobs, target.max_jobs or self.jobs),
-            min(self.samples, target.max_samples or self.samples),
-            env,
-            producer,
-        )
+        for name in ("bench.noop", "bench.ping"):  # stand-ins: the producer only sends them
+            producer.task(name=name, shared=False)(_nothing)
+        return Session(target, scratch, run, env, producer)
 
-    def _close(self, session: Session) -> None:
+    def close(self, session: Session) -> None:
+        if session.target.result_backend and session.target.result_backend.startswith("pgboss"):
+            session.producer.backend.close()  # before its database is dropped
         session.producer.close()
         for key in self.side.scan_iter(f"{session.run}:*"):
             self.side.delete(key)
+        if session.target.result_backend and session.target.result_backend.startswith("redis"):
+            redis.Redis.from_url(session.target.result_backend).flushdb()  # the bench's own database
         if session.scratch:
             session.scratch.__exit__(None, None, None)
 
-    def _consume(self, session: Session) -> Result:
-        total = session.jobs + session.warmup
-        self.side.set(f"{session.run}:total", total)
-        phases = {"enqueue": session.enqueue_seconds}
-        mark = time.perf_counter()
-        worker = self._start_worker(session.env, session.queue, session.target.label)
-        try:
-            drain_rate = self._drain(session.run, total)
-            phases["start+drain"] = time.perf_counter() - mark
-            mark = time.perf_counter()
-            latencies = self._latency(session.producer, session.run, session.queue, session.samples)
-            phases["latency"] = time.perf_counter() - mark
-        finally:
-            mark = time.perf_counter()
-            self._stop_worker(worker)
-            phases["stop"] = time.perf_counter() - mark
-        print("   ", ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()), file=sys.stderr, flush=True)
-        enqueue_rate = session.jobs / session.enqueue_seconds
-        return Result(session.target, session.jobs, [enqueue_rate], [drain_rate], latencies)
+    # -- workers --------------------------------------------------------------------------------
 
-    def _start_worker(self, env: dict[str, str], queue: str, label: str) -> subprocess.Popen:
-        log = open(self.log_dir / f"{queue}.log", "w")  # noqa: SIM115  (owned by the process)
+    def start_worker(self, session: Session, name: str = "w") -> subprocess.Popen:
+        return self._start_worker(session.env, session.queue, name)
+
+    def _start_worker(self, env: dict[str, str], queue: str, name: str) -> subprocess.Popen:
+        name = re.sub(r"\W+", "_", name)
+        log = open(self.log_dir / f"{queue}-{name}.log", "w")  # noqa: SIM115  (owned by the process)
         argv = [
             CELERY, "-A", env.get("BENCH_APP", "bench.tasks"), "worker", "-P", "prefork", "-c", "2",
-            "-Q", queue, "-l", "warning",
-            "--without-mingle", "--without-gossip", "--without-heartbeat", "-n", f"bench-{queue}@%h",
+            "-Q", queue, "-l", "warning", "--without-mingle", "--without-gossip", "--without-heartbeat",
+            "-n", f"{queue}-{name}@%h",
         ]  # fmt: skip
         return subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
+    def stop_workers(self, workers: list[subprocess.Popen]) -> None:
+        for worker in workers:  # cold shutdown: nothing they hold matters any more
+            worker.send_signal(signal.SIGQUIT)
+        for worker in workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(10)
+
     def _stop_worker(self, worker: subprocess.Popen) -> None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(10)
+        self.stop_workers([worker])
 
-    def _drain(self, run: str, total: int, timeout: float = 240) -> float:
+    # -- measurements ---------------------------------------------------------------------------
+
+    def arm(self, session: Session) -> None:
+        """Before the workers start: the drain's size, which also closes its start gate."""
+        self.side.set(f"{session.run}:total", session.backlog)
+
+    def drain(self, session: Session, workers: list[subprocess.Popen], timeout: float = 300) -> Drain:
+        """Waits until each pool child holds a task at the gate, opens it, and times the backlog."""
+        run, children = session.run, 2 * len(workers)
         deadline = time.monotonic() + timeout
-        while not self.side.get(f"{run}:last"):
-            if time.monotonic() > deadline:
-                done = int(self.side.get(f"{run}:count") or 0)
-                raise TimeoutError(f"drain did not finish: {done}/{total} tasks ran")
-            time.sleep(0.05)
-        first = float(self.side.get(f"{run}:first"))
-        last = float(self.side.get(f"{run}:last"))
-        return (total - 1) / (last - first)
+        while self.side.scard(f"{run}:children") < children:
+            _check(workers, deadline, f"{session.target.label}: {children} pool children never all started")
+            time.sleep(0.02)
+        before, mark = procs.cpu_sample(), time.perf_counter()
+        go = time.time()
+        self.side.set(f"{run}:go", go)
+        while not self.side.exists(f"{run}:last"):
+            done = self.side.get(f"{run}:count")
+            _check(workers, deadline, f"{session.target.label}: drain stalled at {done}")
+            time.sleep(0.005)
+        after, seconds = procs.cpu_sample(), time.perf_counter() - mark
+        elapsed = float(self.side.get(f"{run}:last")) - go
+        pids = {pid for w in workers for pid in procs.tree(w.pid)}
+        ours = session.scratch.backends() if session.scratch else set()
+        split = procs.CpuSplit.between(before, after, seconds, pids, ours)
+        return Drain(session.backlog / elapsed, elapsed, split)
 
-    def _latency(self, producer: Celery, run: str, queue: str, samples: int) -> list[float]:
-        key = f"{run}:latency"
+    def held(self, workers: list[subprocess.Popen]) -> Held:
+        pids = [pid for w in workers for pid in procs.tree(w.pid)]
+        return Held(procs.rss_mib(pids), connections(pids), len(pids))
+
+    def pickup(self, session: Session, samples: int, warmup: int = 5) -> list[float]:
+        """Publish → task start, one ping at a time against the idle worker, in seconds."""
+        key, ping = f"{session.run}:latency", session.producer.tasks["bench.ping"]
         values: list[float] = []
-        for i in range(samples + 10):  # the first ten warm the idle path up
-            producer.send_task("bench.ping", args=(run, time.time()), queue=queue)
+        for i in range(samples + warmup):  # the first few warm the idle path up
+            ping.delay(session.run, time.time())
             popped = self.side.blpop([key], timeout=30)
             if popped is None:
-                raise TimeoutError("a ping never ran")
-            if i >= 10:
+                raise TimeoutError(f"{session.target.label}: a ping never ran")
+            if i >= warmup:
                 values.append(float(popped[1]))
             time.sleep(0.01)  # let the worker settle back to idle
         return values
 
+    # The names python -m bench.trace uses.
+    _open, _close = open, close
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
+
+def connections(pids: list[int]) -> int:
+    """Connections these processes hold to PostgreSQL and to Redis, the side channel not counted."""
+    peers = procs.tcp_peers(pids)
+    pg_port, redis_port = port_of(server_url(), 5432), port_of(REDIS, 6379)
+    count = sum(1 for _, remote in peers if remote == pg_port)
+    ours = {local for local, remote in peers if remote == redis_port}
+    if ours:
+        for client in redis.Redis.from_url(REDIS).client_list():
+            if int(client["addr"].rsplit(":", 1)[1]) in ours and int(client["db"]) != SIDE_DB:
+                count += 1
+    return count
+
+
+def _check(workers: list[subprocess.Popen], deadline: float, message: str) -> None:
+    if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+        raise TimeoutError(message + " (worker logs: " + ", ".join(str(w.args[-1]) for w in workers) + ")")
+
+
+def _nothing(*_: Any) -> None:
+    """The producer's stand-in for a task the workers run."""

@@ -16,7 +16,8 @@ first row measures two empty tables against each other: the method's own noise.
 
 The loaded table is built the honest way: every job is sent through ``send_many`` (so it carries the
 queue's policy, retry and retention settings) and the oldest million are then marked completed long
-enough ago by a named statement of ``bench/sql/scale.sql``. Results go to the "Scale" section of
+enough ago by a named statement of ``bench/sql/scale.sql``. Results go to the section "pg-boss core:
+bulk send and a 1 M-job table" of
 ``BENCHMARKS.md``.
 
 Options: ``--completed N`` (default 1 000 000), ``--queued N`` (100 000), ``--samples N`` single
@@ -591,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m bench.scale " + " ".join(argv if argv is not None else sys.argv[1:])
         write_section(
             ROOT / "BENCHMARKS.md",
-            "Scale",
+            "pg-boss core: bulk send and a 1 M-job table",
             about,
             started.strftime("%Y-%m-%d %H:%M UTC"),
             command.strip(),
