@@ -137,7 +137,9 @@ class Bench:
             "BENCH_SIDE_URL": self.side_url,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
-        producer = Celery(f"bench-producer-{run}", set_as_current=False)
+        # zeke's app sends groups as one INSERT per queue (transport.batch_publish); so do pgboss rows.
+        batching = {"amqp": "transport.batch_publish:AMQP"} if broker_url.startswith("pgboss") else {}
+        producer = Celery(f"bench-producer-{run}", set_as_current=False, **batching)
         producer.config_from_object(zeke_celeryconfig())
         producer.conf.update(
             broker_url=broker_url,
