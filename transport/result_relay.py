@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import signals
 
+from transport import outputs
 from transport.outage import Backoff, Outage
 
 if TYPE_CHECKING:
@@ -77,8 +78,9 @@ class ResultRelay:
         it itself (it is the main process, the result is too big, the relay is closed)."""
         if os.getpid() == self.owner_pid or self._stopping.is_set():
             return False
-        payload = json.dumps([queue, job_id, attempt, bool(ignored), value], separators=(",", ":"))
-        data = payload.encode()
+        # Strict JSON, as the database takes it: a value it cannot store (a NUL character, NaN...)
+        # raises here, in the task's own process, as the direct write would.
+        data = outputs.to_json([queue, job_id, attempt, bool(ignored), value]).encode()
         if len(data) > MAX_DATAGRAM:
             return False
         try:
@@ -102,9 +104,13 @@ class ResultRelay:
         pending: list[list[Any]] = []  # results the database did not take yet (an outage)
         while True:
             stopping = self._stopping.is_set()
-            pending += self._receive(0.0 if stopping or pending else 0.5)
-            if pending:
-                pending = self._write(pending)
+            try:
+                pending += self._receive(0.0 if stopping or pending else 0.5)
+                if pending:
+                    pending = self._write(pending)
+            except Exception:  # never let the writer die: every later result would wait on it
+                logger.exception("result relay: unexpected error; %d results kept to try again", len(pending))
+                self._stopping.wait(1.0)
             if stopping and not self._readable(0.0):
                 if pending:
                     logger.error("result relay: %d results could not be written at shutdown", len(pending))
@@ -145,6 +151,13 @@ class ResultRelay:
                 self._outage.failed(exc)
                 left += self._still_waiting(group, exc)
                 continue
+            except Exception:
+                if len(group) > 1:  # one bad result must not cost the others theirs
+                    for item in group:
+                        left += self._write([item])
+                    continue
+                self._unstorable(group[0])
+                continue
             self._outage.succeeded()
             for _queue, job_id, attempt, *_rest in group:
                 if job_id not in done:
@@ -158,6 +171,15 @@ class ResultRelay:
         else:
             self._backoff.reset()
         return left
+
+    def _unstorable(self, item: list[Any]) -> None:
+        """A result the database refused for what it is (not an outage): the job fails, fenced on its
+        attempt, with an output that says so, rather than staying active."""
+        queue, job_id, attempt = item[0], item[1], item[2]
+        logger.exception("result backend: the result of job %s could not be stored", job_id)
+        output = {"name": "ResultNotStored", "message": "the task's result could not be stored", "stack": ""}
+        attempts = {job_id: attempt} if attempt is not None else None
+        self.manager.fail(queue, [job_id], output, attempts=attempts, retry=False)
 
     def _still_waiting(self, group: list[list[Any]], exc: BaseException) -> list[list[Any]]:
         """The results to try again; those that waited too long are given up (handed back)."""

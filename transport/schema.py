@@ -281,3 +281,9 @@ def ensure(conn: Any, schema: str = DEFAULT_SCHEMA) -> SchemaInfo:
             "there but it holds no pg-boss version table"
         )
     return check_version(info)
+
+
+def require(conn: Any, schema: str = DEFAULT_SCHEMA) -> SchemaInfo:
+    """Like :func:`ensure` without installing: a missing schema is refused too (for tools that must
+    never write to a database Node owns)."""
+    return check_version(detect(conn, schema))

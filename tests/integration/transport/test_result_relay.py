@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from celery import Celery
 from celery.app.task import Context
+from kombu.exceptions import EncodeError
 
 from transport import result_relay
 from transport.backend import PgBossBackend
@@ -144,3 +145,23 @@ def test_stop_writes_what_arrived(app: Celery, relay: result_relay.ResultRelay, 
     [late] = fetched(boss, 1)
     in_child(lambda: app.backend.mark_as_done(late.id, 2, request=request(late)))
     assert boss.get_job(late.id)["state"] == "completed"
+
+
+def test_an_unstorable_result_raises_in_the_child_and_the_relay_goes_on(
+    app: Celery, relay: result_relay.ResultRelay, boss: JobManager
+) -> None:
+    """A value the database cannot hold (a NUL character) raises in the task's own process, as the
+    direct write does, so Celery records the failure; the results after it are written as usual."""
+    bad, good = fetched(boss, 2)
+
+    def settle() -> None:
+        try:
+            app.backend.mark_as_done(bad.id, "a\x00b", request=request(bad))
+        except EncodeError:
+            app.backend.mark_as_done(good.id, "fine", request=request(good))
+        else:
+            raise SystemExit(1)
+
+    in_child(settle)
+    assert app.AsyncResult(good.id).get(timeout=10) == "fine"
+    assert boss.get_job(bad.id)["state"] == "active"  # Celery's on_failure writes the failure next
