@@ -12,23 +12,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
-import psycopg2.extensions
 import pytest
 
 from tests.dbutil import own_database
-from transport.db import Database, dsn_from_url
+from tests.pgstat import OURS, most_sessions, sessions, wait_for
+from transport.db import Database
+from transport.hub import hub_for
 from transport.manager import JobManager
 
 ROOT = Path(__file__).resolve().parents[2]
-#: This test's own connections, left out of the counts.
-OURS = "zeke-budget-test"
-
-
 def budget(concurrency: int) -> int:
     return 3 + concurrency
 
@@ -37,39 +32,6 @@ def budget(concurrency: int) -> int:
 def budget_url(admin_url: str) -> Iterator[str]:
     with own_database(admin_url, "budget") as url:
         yield url
-
-
-def sessions(url: str) -> list[tuple[str, str]]:
-    """(application_name, last query) of every session on the database but ours."""
-    dsn = dsn_from_url(url)
-    dbname = psycopg2.extensions.parse_dsn(dsn)["dbname"]
-    conn = psycopg2.connect(dsn, dbname="postgres", application_name=OURS)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT application_name, query FROM pg_stat_activity "
-                "WHERE datname = %s AND application_name <> %s AND backend_type = 'client backend'",
-                (dbname, OURS),
-            )
-            return list(cur.fetchall())
-    finally:
-        conn.close()
-
-
-def is_listen(query: str) -> bool:
-    return any(line.strip().upper().startswith("LISTEN ") for line in query.splitlines())
-
-
-def most_sessions(url: str, seconds: float) -> tuple[int, int]:
-    """The most sessions (and LISTEN sessions) seen while sampling for ``seconds``."""
-    most = listens = 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        rows = sessions(url)
-        most = max(most, len(rows))
-        listens = max(listens, sum(1 for _, query in rows if is_listen(query)))
-        time.sleep(0.1)
-    return most, listens
 
 
 def start_worker(url: str, concurrency: int, log: Path) -> subprocess.Popen[bytes]:
@@ -85,14 +47,6 @@ def start_worker(url: str, concurrency: int, log: Path) -> subprocess.Popen[byte
     cmd += ["-c", str(concurrency), "-n", f"budget{concurrency}@%h"]
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout}s")
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("concurrency", [1, 2, 4])
@@ -126,3 +80,43 @@ def test_an_idle_worker_stays_within_its_budget(budget_url: str, tmp_path: Path,
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+
+
+def test_a_forked_child_never_uses_its_parents_connections(budget_url: str) -> None:
+    """A child forked while the parent holds pooled and LISTEN connections opens its own; the
+    parent's sessions survive the child's use and exit (the prefork pool forks this way)."""
+    hub = hub_for(budget_url, application_name=OURS + "-fork")
+    heard: list[str] = []
+    listening = hub.listener.subscribe(["zeke_fork_test"], lambda channel, payload: heard.append(payload))
+    listening.wait(10)
+
+    def backend_pid() -> int:
+        with hub.db.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid() AS pid")
+            return int(cur.fetchone()["pid"])
+
+    parent_pid = backend_pid()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: use the hub, report its session, leave without cleanup
+        try:
+            child_pid = backend_pid()
+            theirs = hub.listener.subscribe(["zeke_fork_test"], lambda channel, payload: None)
+            theirs.wait(10)
+            os.write(write, f"{child_pid}\n".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child_pid = int(pipe.read().strip() or 0)
+    os.waitpid(child, 0)
+    try:
+        assert child_pid and child_pid != parent_pid
+        assert backend_pid() == parent_pid  # the parent's pooled session is alive and still its own
+        with hub.db.cursor() as cur:
+            cur.execute("SELECT pg_notify('zeke_fork_test', 'after the fork')")
+        wait_for(lambda: heard == ["after the fork"], 10, "the parent's LISTEN connection still hears")
+        assert listening.listening
+    finally:
+        listening.close()
+        hub.db.close()
