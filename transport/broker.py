@@ -69,8 +69,10 @@ Transport Options
 * ``settle_batch``: in workers, settle acks from a background thread, many per statement
   (default True), gathered for ``settle_window`` seconds after the first (default 0.002).
 * ``statement_timeout``, ``connect_timeout``: seconds (defaults 30 and 10).
-* ``max_connections``: pooled connections per process (default 8), ``application_name``
-  (``zeke-broker``).
+* ``max_connections``: most connections the process's pool opens at once (default 8), and
+  ``application_name`` (``zeke-broker``). The pool and the LISTEN connection are the process's one
+  per database (:mod:`transport.hub`), shared with the result backend, beat, the API and the client;
+  the first of them to connect names the connections.
 * ``supervise``: run pg-boss's supervisor in workers (default True), with ``supervise_interval``
   (60), ``monitor_interval`` (60) and ``maintenance_interval`` (86400) in seconds.
 * ``broadcast_retention``: seconds broadcasts stay in the log (default 60);

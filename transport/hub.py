@@ -13,7 +13,7 @@ share it. The first part to reach a database names the hub's connections (``appl
 
 Fork-safe: a forked child (Celery's prefork pool) never uses its parent's sockets. At fork every hub
 forgets the parent's connections, LISTEN thread, subscribers and heartbeats without touching their
-sessions, and the child opens its own on first use.
+sessions, and the child opens its own on first use, named ``<application_name>-child``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ STATEMENT_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
 #: Most connections a hub's pool opens at once.
 MAX_CONNECTIONS = 8
+#: Appended to the ``application_name`` of a forked child's connections (a prefork pool child's).
+CHILD_SUFFIX = "-child"
 #: TCP keepalives of every connection: a LISTEN socket on a dead network is noticed within a minute.
 KEEPALIVES = {
     "keepalives": "1",
@@ -85,8 +87,11 @@ class Hub:
         self._users = 0
 
     def after_fork(self) -> None:
-        """In a forked child: forget the parent's connections, thread, subscribers and heartbeats."""
+        """In a forked child: forget the parent's connections, thread, subscribers and heartbeats.
+        The child's connections are named apart (``<name>-child``) in ``pg_stat_activity``."""
         self.db.after_fork()
+        if not self.db.application_name.endswith(CHILD_SUFFIX):
+            self.db.application_name += CHILD_SUFFIX
         self.listener.after_fork()
         managers = self._managers
         self._reset()
