@@ -60,8 +60,13 @@ def apply_defaults(
     params.setdefault("connect_timeout", str(max(1, int(connect_timeout))))
     for name, value in KEEPALIVES.items():
         params.setdefault(name, value)
-    if "options" not in params and statement_timeout:
-        params["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
+    if "options" not in params:
+        # Options in the DSN replace libpq's PGOPTIONS: carry those over.
+        options = os.environ.get("PGOPTIONS", "").strip()
+        if statement_timeout and "statement_timeout" not in options:
+            options = f"{options} -c statement_timeout={int(statement_timeout * 1000)}".strip()
+        if options:
+            params["options"] = options
     return params
 
 
