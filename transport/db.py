@@ -9,6 +9,7 @@ touching their sessions (:func:`forget_inherited`) and opens its own.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import select
@@ -28,11 +29,15 @@ from transport.redact import redact
 Connection = psycopg2.extensions.connection
 _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
-#: Idle connections a pool keeps open for reuse (more are opened when needed, closed when returned).
+#: Idle connections a pool keeps for reuse; beyond the first they close once unused for IDLE_SECONDS
+#: (a quiet process shrinks to one pooled connection).
 KEEP_IDLE = 2
-#: Seconds an idle connection beyond the first stays open unused: a busy process keeps what it
-#: uses, a quiet one shrinks to one pooled connection.
 IDLE_SECONDS = 30.0
+#: More idle connections than KEEP_IDLE (left by a burst) close once unused for this long: a
+#: connection still needed every few seconds is kept rather than closed and opened again.
+SURPLUS_SECONDS = 5.0
+#: Seconds a checkout that cannot open a connection waits for one of the process's own to come back.
+RETURN_WAIT = 1.0
 
 #: Errors after which a connection is not worth keeping and the operation may be retried elsewhere.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (psycopg2.OperationalError, psycopg2.InterfaceError)
@@ -147,8 +152,9 @@ class Database:
     """A small thread-safe pool of psycopg2 connections to one database.
 
     Connections open lazily, at most ``max_connections`` at once (threads wait for a free one), and
-    at most ``keep_idle`` stay open once returned. A checkout may ask for autocommit (a single
-    statement commits as it ends: one round trip) and for a :class:`SessionMode`.
+    stay open once returned while they are needed: beyond ``keep_idle`` idle ones they close after
+    SURPLUS_SECONDS unused, beyond the first after IDLE_SECONDS. A checkout may ask for autocommit
+    (a single statement commits as it ends: one round trip) and for a :class:`SessionMode`.
     """
 
     #: Cursor class of :meth:`cursor` (a subclass may prepare hot statements, see transport.prepared).
@@ -174,6 +180,9 @@ class Database:
         self.application_name = application_name
         self.keep_idle = min(keep_idle, max_connections)
         self._lock = threading.Lock()
+        #: Notified whenever a connection is given back (a thread may be waiting for one).
+        self._returned = threading.Condition(self._lock)
+        self._healthy_returns = 0
         self._pid = os.getpid()
         #: Idle connections, most recently returned last, each with its session mode and when it
         #: was returned (monotonic).
@@ -183,6 +192,9 @@ class Database:
         #: Bumped by :meth:`close`: connections out at that moment are closed when returned.
         self._generation = 0
         self._slots = threading.Semaphore(max_connections)
+        #: The timer that closes connections left idle too long (while more than one is idle).
+        self._reaper: threading.Timer | None = None
+        self._reap_due = math.inf
 
     #: Seconds a thread waits for a pooled connection before giving up.
     checkout_timeout = 30.0
@@ -212,7 +224,9 @@ class Database:
         for conn in self._out:
             forget_inherited(conn)
         self._idle, self._out = [], {}
+        self._reaper, self._reap_due = None, math.inf  # the parent's timer thread is not in the child
         self._lock = threading.Lock()  # another thread of the parent may have held it at fork
+        self._returned = threading.Condition(self._lock)
         self._slots = threading.Semaphore(self.max_connections)
         self._pid = os.getpid()
 
@@ -232,10 +246,18 @@ class Database:
             return None, None, generation
 
     def _checkout(self, mode: SessionMode | None, autocommit: bool) -> Connection:
+        deadline = time.monotonic() + self.checkout_timeout
         while True:
             conn, current, generation = self._take(mode)
             if conn is None:
-                conn, current = self.connect(), None
+                try:
+                    conn, current = self.connect(), None
+                except CONNECTION_ERRORS:
+                    # A server that refuses new connections (out of max_connections, or restarting)
+                    # may still serve the ones this process holds: wait for one of them.
+                    if not self._wait_for_return(deadline):
+                        raise
+                    continue
             elif is_stale(conn):  # the server closed it meanwhile (a restart): never handed out
                 with contextlib.suppress(Exception):
                     conn.close()
@@ -256,6 +278,16 @@ class Database:
                 raise
             return conn
 
+    def _wait_for_return(self, deadline: float) -> bool:
+        """Wait (briefly) until another thread gives back a healthy connection; False when none is
+        out, none came back in time, or the deadline passed (a server that is down fails fast)."""
+        with self._lock:
+            if not self._out:
+                return False
+            returns = self._healthy_returns
+            timeout = min(deadline - time.monotonic(), RETURN_WAIT)
+            return timeout > 0 and self._returned.wait_for(lambda: self._healthy_returns > returns, timeout)
+
     def _give_back(self, conn: Connection, *, broken: bool) -> None:
         now = time.monotonic()
         unused: list[Connection] = []
@@ -263,18 +295,51 @@ class Database:
             if self._pid != os.getpid():
                 return  # checked out before a fork in a thread the child does not have
             mode, generation = self._out.pop(conn, (None, -1))
-            keep = not broken and generation == self._generation and len(self._idle) < self.keep_idle
-            if keep:
+            if not broken and generation == self._generation:
                 self._idle.append((conn, mode, now))
+                self._healthy_returns += 1
+                self._returned.notify_all()
             else:
                 unused.append(conn)
-            # The oldest idle ones have not been needed lately (checkouts take the newest first).
-            while len(self._idle) > 1 and now - self._idle[0][2] > IDLE_SECONDS:
-                unused.append(self._idle.pop(0)[0])
+            unused += self._expired(now)
         for old in unused:
             if not old.closed:
                 with contextlib.suppress(Exception):
                     old.close()
+
+    def _expired(self, now: float) -> list[Connection]:
+        """Take out the idle connections left unused too long (the lock is held), and keep the timer
+        running while more than one stays idle."""
+        expired: list[Connection] = []
+        kept: list[tuple[Connection, SessionMode | None, float]] = []
+        due = math.inf
+        for rank, entry in enumerate(reversed(self._idle)):  # rank 0: the newest, always kept
+            limit = IDLE_SECONDS if rank < self.keep_idle else SURPLUS_SECONDS
+            if rank > 0 and now - entry[2] >= limit:
+                expired.append(entry[0])
+            else:
+                kept.append(entry)
+                if rank > 0:
+                    due = min(due, entry[2] + limit)
+        self._idle = kept[::-1]
+        if due < self._reap_due:  # sooner than the timer already set (or none is)
+            if self._reaper is not None:
+                self._reaper.cancel()
+            self._reaper = threading.Timer(max(due - now, 0.0) + 0.05, self._reap)
+            self._reaper.daemon = True
+            self._reaper.start()
+            self._reap_due = due
+        return expired
+
+    def _reap(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                return
+            self._reaper, self._reap_due = None, math.inf
+            expired = self._expired(time.monotonic())
+        for conn in expired:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     @contextlib.contextmanager
     def connection(
