@@ -9,8 +9,9 @@ Features
 * Reading maps job states onto Celery's: created → PENDING, retry → RETRY, active → STARTED,
   completed → SUCCESS, failed → FAILURE, cancelled → REVOKED. Failures re-raise with the task's
   message, rebuilt by Celery's own exception-from-dict machinery (JSON only, never pickle).
-* ``AsyncResult.get()`` is pushed: one LISTEN connection per process on the manager's state
-  channel, which every job transition NOTIFYs.
+* ``AsyncResult.get()`` is pushed: waiters subscribe to the state channel, which every job
+  transition NOTIFYs, on the process's one LISTEN connection (:mod:`transport.hub`, shared with the
+  broker and the API), and use the process's one pool.
 * What is not a job row (group metadata, chord counters, results of tasks that never were jobs,
   progress states and children lists) lives in ``<schema>_zeke.result``. A chord counts each header
   task once (``<schema>_zeke.chord_part``), committed together with the header task's completion, so
@@ -30,7 +31,9 @@ Options
 ``result_backend_transport_options`` (falling back to ``broker_transport_options``):
 
 * ``schema``: the pg-boss schema (default ``pgboss``).
-* ``max_connections``: size of the backend's connection pool (default 8).
+* ``max_connections``: most connections the process's pool opens at once (default 8); the pool
+  is the process's one per database (:mod:`transport.hub`), the broker's too. ``statement_timeout``,
+  ``connect_timeout`` and ``application_name`` as the broker's.
 * ``result_retry_seconds``: how long a task's own run keeps trying to write its end through a
   database outage (refused connections included), with backoff (default 300). A success is never
   recorded as a failure; past this the worker hands the job back to its queue to run again.
@@ -47,10 +50,9 @@ import contextlib
 import json
 import logging
 import os
-import select
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -66,12 +68,13 @@ from celery.result import GroupResult, task_join_will_block
 from kombu.exceptions import EncodeError
 from kombu.utils import json as kombu_json
 
-from transport import celery_options, heartbeat, outputs, result_relay
+from transport import celery_options, outputs, result_relay
 from transport.db import CONNECTION_ERRORS, Connection
 from transport.envelope import RESERVED_KEY, job_id_for, request_attempt
-from transport.manager import JobManager
+from transport.hub import hub_from_options
+from transport.listener import Subscription
 from transport.outage import Backoff, Outage
-from transport.prepared import PreparedDatabase, register
+from transport.prepared import register
 from transport.redact import redact_url
 from transport.sessions import Sessions
 
@@ -199,9 +202,13 @@ class PgBossResultConsumer(BaseResultConsumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lock = threading.Lock()  # guards the maps below and the connection handle
-        self._reader = threading.Lock()  # one thread waits on the socket; the rest wait for it
-        self._conn: Connection | None = None
+        self._lock = threading.Lock()  # guards the maps below and the subscription
+        self._reader = threading.Lock()  # one thread waits for notices; the rest wait for it
+        #: The state channel on the hub's LISTEN connection, and what arrived on it (appended by the
+        #: listener thread, taken by the waiting thread).
+        self._listening: Subscription | None = None
+        self._inbox: deque[str] = deque()
+        self._arrived = threading.Event()
         self._pid = os.getpid()
         self._reconnected = False
         self._outage = Outage(logger, "result waiter")
@@ -245,31 +252,44 @@ class PgBossResultConsumer(BaseResultConsumer):
             self._forget_inherited()
 
     def stop(self) -> None:
-        """Close the LISTEN connection (this process's own only); waiting again reopens it."""
+        """Leave the state channel (this process's subscription only); waiting again subscribes."""
         with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                with contextlib.suppress(Exception):
-                    self._conn.close()
-            self._conn = None
+            listening, self._listening = self._listening, None
+        if listening is not None and self._pid == os.getpid():
+            listening.close()
 
-    def listening(self) -> Connection:
-        """The LISTEN connection, opened on first use: before any re-read, so no NOTIFY is missed."""
+    def listening(self) -> Subscription:
+        """The state channel's subscription, made on first use and listened on before this returns:
+        before any re-read, so no NOTIFY is missed. Raises a connection error when the database
+        cannot be reached."""
         with self._lock:
             if self._pid != os.getpid():
                 self._forget_inherited()
-            if self._conn is None or self._conn.closed:
-                conn = self.backend.database.connect(autocommit=True)
-                with conn.cursor() as cur:
-                    cur.execute(f'LISTEN "{self.backend.manager.state_channel}"')
-                self._conn = conn
-            return self._conn
+            listening = self._listening
+            if listening is None:
+                listening = self._listening = self.backend.hub.listener.subscribe(
+                    (self.backend.manager.state_channel,), self._on_notice, on_lost=self._on_lost
+                )
+        if not listening.listening:
+            listening.wait(self.backend.connect_timeout)
+        return listening
+
+    # Called on the listener thread: queue and wake, nothing more.
+
+    def _on_notice(self, channel: str, payload: str) -> None:
+        self._inbox.append(payload)
+        self._arrived.set()
+
+    def _on_lost(self, exc: BaseException) -> None:
+        with self._lock:
+            self._reconnected = True  # re-read everything once listening again
+            self._published.clear()  # announcements may have been lost with the connection
+        self._arrived.set()
 
     def _forget_inherited(self) -> None:
-        # A connection inherited across fork shares the parent's socket: closing it here would
-        # send Terminate on the parent's session. Keep a reference so it is never finalised.
-        if self._conn is not None:
-            _INHERITED.append(self._conn)
-        self._conn, self._pid = None, os.getpid()
+        # The subscription was the parent's (the hub forgot it at fork).
+        self._listening, self._pid = None, os.getpid()
+        self._inbox.clear()
         self.subscribed.clear()
         self._published.clear()
         self._paces.clear()
@@ -307,23 +327,21 @@ class PgBossResultConsumer(BaseResultConsumer):
                 time.sleep(timeout)
             return
         try:
-            conn = self.listening()
+            self.listening()
             if self._reconnected:
                 self._reconnected = False
                 self._reread_all()  # anything may have happened while we were away
-            if not conn.notifies:
+            if not self._inbox:
                 wait = min(timeout if timeout is not None else REREAD_INTERVAL, REREAD_INTERVAL)
-                readable, _, _ = select.select([conn], [], [], min(wait, self._until_due()))
-                if readable:
-                    conn.poll()
-            else:
-                conn.poll()
-            notifies = list(conn.notifies)
-            conn.notifies.clear()
+                self._arrived.wait(min(wait, self._until_due()))
+            self._arrived.clear()
+            payloads = []
+            while self._inbox:
+                payloads.append(self._inbox.popleft())
             wanted: set[str] = set()
             with self._lock:
-                for notify in notifies:
-                    key, _, state = notify.payload.partition(" ")
+                for payload in payloads:
+                    key, _, state = payload.partition(" ")
                     final = state in _FINAL_NOTIFY
                     if key in self.subscribed and (pace := self._paces.get(self.subscribed[key])):
                         pace.announced = state == "active"  # a zeke worker runs it and will say when done
@@ -337,14 +355,10 @@ class PgBossResultConsumer(BaseResultConsumer):
             else:
                 self._reread_due()
         except CONNECTION_ERRORS as exc:
-            # The LISTEN socket or a re-read lost the database (a restart): waiters keep waiting,
+            # The LISTEN connection or a re-read lost the database (a restart): waiters keep waiting,
             # and once connected again everything waited for is re-read.
             self._outage.failed(exc)
             with self._lock:
-                if self._conn is not None:
-                    with contextlib.suppress(Exception):
-                        self._conn.close()
-                self._conn = None
                 self._reconnected = True
                 self._published.clear()  # announcements may have been lost with the connection
             delay = self._backoff.next()
@@ -392,7 +406,6 @@ def _notify_keys(task_id: str) -> tuple[str, ...]:
     return (job_id,) if job_id == str(task_id) else (job_id, str(task_id))
 
 
-_INHERITED: list[Connection] = []
 
 
 class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
@@ -418,13 +431,14 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         conf = app.conf
         options = {**(conf.broker_transport_options or {}), **(conf.result_backend_transport_options or {})}
         self.url = _database_url(url or conf.result_backend or "")
-        self.database = PreparedDatabase(
-            self.url,
-            max_connections=int(options.get("max_connections", 8)),
-            application_name="zeke-results",
-        )
-        self.manager = JobManager(self.database, str(options.get("schema") or "pgboss"))
-        #: One autocommit connection per thread: every hot path here is a single statement.
+        #: The process's pool and LISTEN connection for this database (the broker's too).
+        self.hub = hub_from_options(self.url, options, application_name="zeke-results")
+        self.hub.acquire()
+        self._released = False
+        self.connect_timeout = float(options.get("connect_timeout", 10.0))
+        self.database = self.hub.db
+        self.manager = self.hub.manager(str(options.get("schema") or "pgboss"))
+        #: Autocommit checkouts: every hot path here is a single statement.
         self.sessions = Sessions(self.database)
         self.extended = bool(conf.find_value_for_key("extended", "result"))
         self.result_retry_seconds = float(options.get("result_retry_seconds", RESULT_RETRY_SECONDS))
@@ -438,10 +452,12 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         )
 
     def close(self) -> None:
-        """Close this process's connections (LISTEN and pool); they reopen on next use."""
+        """Leave the LISTEN connection and let go of the hub (the last user closes its idle pooled
+        connections); everything reopens on next use."""
         self.result_consumer.stop()
-        self.sessions.close()
-        self.database.close()
+        if not self._released:
+            self._released = True
+            self.hub.release()
 
     def as_uri(self, include_password: bool = False) -> str:
         return self.url if include_password else redact_url(self.url)
@@ -526,7 +542,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         if isinstance(exc, ResultNotStored):
             # Not the task's failure: the database was away for too long. The process heartbeating
             # the job (the worker's main process) hands it back; a pool child passes the error on.
-            if not heartbeat.holds(ref.id):
+            if not self.hub.holds(ref.id):
                 raise exc
             self._hand_back(ref, exc)
             return
@@ -546,7 +562,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             # Nothing could be recorded. In the worker's main process (where a pool child's failure
             # to write lands) the job is then let go: pg-boss retries it after its heartbeat
             # timeout, instead of it staying active, heartbeated, until its expiry.
-            if not heartbeat.release(ref.id):
+            if not self.hub.release_job(ref.id):
                 raise
             logger.error(
                 "result backend: could not record the end of job %s (%s); pg-boss retries it once its "
@@ -623,9 +639,9 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         attempt is used); if even that cannot be written, let it go: pg-boss retries it once its
         heartbeat runs out."""
         try:
-            handed = heartbeat.hand_back(ref.id, ref.queue, ref.attempt)
+            handed = self.hub.hand_back(ref.id, ref.queue, ref.attempt)
         except CONNECTION_ERRORS as error:
-            heartbeat.release(ref.id)
+            self.hub.release_job(ref.id)
             logger.error(
                 "result backend: could not record the end of job %s (%s); pg-boss retries it once its "
                 "heartbeat runs out",
@@ -1088,10 +1104,10 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
 
     @contextlib.contextmanager
     def _single(self) -> Iterator[Connection]:
-        """This thread's autocommit connection: a single statement commits as it ends (one round
-        trip, no BEGIN/COMMIT); dropped and reopened after a connection error. The store is created
-        on it too, so that a pool child holds one connection, not that one plus an idle pooled one
-        (with few connections to go round, idle ones starved the children that had none)."""
+        """An autocommit checkout of the pool: a single statement commits as it ends (one round
+        trip, no BEGIN/COMMIT); dropped after a connection error. The store is created on it too, and
+        the schema read before it is taken, so that a pool child holds one connection, never two."""
+        self.manager.queries  # noqa: B018  (read on a connection of its own: before ours is taken)
         with self.sessions.connection() as conn:
             self._ensure_store(conn)
             yield conn

@@ -38,7 +38,8 @@ from celery import current_app as default_app
 from celery.beat import ScheduleEntry, Scheduler
 
 from transport import cron, outputs
-from transport.db import CONNECTION_ERRORS, Database
+from transport.db import CONNECTION_ERRORS
+from transport.hub import hub_from_options
 from transport.manager import JobManager
 from transport.times import iso
 
@@ -57,21 +58,22 @@ def _setting(app: Celery, name: str, default: Any) -> Any:
 
 
 def timekeeper_for(app: Celery) -> cron.Timekeeper:
-    """The process's timekeeper on the app's database and pg-boss schema (one per pair)."""
+    """The process's timekeeper on the app's database and pg-boss schema (one per pair), on the
+    process's hub for that database (:mod:`transport.hub`)."""
     options = app.conf.broker_transport_options or {}
     url = str(_setting(app, "pgboss_beat_url", None) or app.conf.broker_url)
     schema = str(options.get("schema") or "pgboss")
     with _lock:
         keeper = _timekeepers.get((url, schema))
         if keeper is None:
-            manager = JobManager(Database(url, max_connections=4, application_name="zeke-beat"), schema)
+            manager = hub_from_options(url, options, application_name="zeke-beat").manager(schema)
             interval = float(_setting(app, "pgboss_cron_monitor_interval", cron.DEFAULT_MONITOR_INTERVAL))
             keeper = _timekeepers[url, schema] = cron.Timekeeper(manager, monitor_interval=interval)
         return keeper
 
 
 def close_timekeepers() -> None:
-    """Close the pools of every timekeeper this process made (they reopen on next use)."""
+    """Close the idle pooled connections of every timekeeper's hub (they reopen on next use)."""
     with _lock:
         for keeper in _timekeepers.values():
             keeper.manager.db.close()

@@ -17,11 +17,12 @@ Row = tuple[str, str, str]
 
 def install(manager: JobManager) -> None:
     """Create the transport's schema (``<schema>_zeke``) and tables if they are absent."""
+    queries = manager.queries  # the schema is read (and installed) first, on a connection of its own
     with manager.db.cursor() as cur:
         # The lock every creator of the <schema>_zeke schema takes (result store, beat store): two
         # CREATE SCHEMA IF NOT EXISTS at once fail one of them (a worker died of it at start-up).
-        cur.execute(manager.queries["advisory_lock"], {"schema": manager.schema, "key": "zeke-aux"})
-        cur.execute(manager.queries["broker_install"])
+        cur.execute(queries["advisory_lock"], {"schema": manager.schema, "key": "zeke-aux"})
+        cur.execute(queries["broker_install"])
 
 
 class Bindings:

@@ -74,8 +74,10 @@ Transport Options
 * ``settle_batch``: in workers, settle acks from a background thread, many per statement
   (default True), gathered for ``settle_window`` seconds after the first (default 0.002).
 * ``statement_timeout``, ``connect_timeout``: seconds (defaults 30 and 10).
-* ``max_connections``: pooled connections per process (default 8), ``application_name``
-  (``zeke-broker``).
+* ``max_connections``: most connections the process's pool opens at once (default 8), and
+  ``application_name`` (``zeke-broker``). The pool and the LISTEN connection are the process's one
+  per database (:mod:`transport.hub`), shared with the result backend, beat, the API and the client;
+  the first of them to connect names the connections.
 * ``supervise``: run pg-boss's supervisor in workers (default True), with ``supervise_interval``
   (60), ``monitor_interval`` (60) and ``maintenance_interval`` (86400) in seconds.
 * ``broadcast_retention``: seconds broadcasts stay in the log (default 60);
@@ -95,11 +97,13 @@ pg-boss would expire it whatever its heartbeat, as in Node.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import itertools
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -119,22 +123,15 @@ from transport.fanout import BroadcastLog, Subscription
 from transport.fetcher import Fetcher
 from transport.groups import GroupFetcher, parse_group_limits
 from transport.heartbeat import Heartbeat
-from transport.listener import Listener
+from transport.hub import apply_defaults, hub_for
+from transport.listener import Subscription as Listening
 from transport.maintenance import Supervisor
 from transport.names import EXCHANGE_NOTICE, TIMER_NOTICE
 from transport.queue_tasks import QueueTasks
 from transport.redact import redact_url, split_password
-from transport.sessions import Sessions
+from transport.sessions import ASYNC_COMMIT, Sessions
 from transport.settle import SETTLE_WINDOW, Held, Settler
-from transport.shared import (
-    DRIVER_TYPE,
-    declared_queues,
-    ensure_installed,
-    register_with_celery,
-    release_manager,
-    revoked_ids,
-    shared_manager,
-)
+from transport.shared import DRIVER_TYPE, PREPARED_STATEMENTS, register_with_celery, revoked_ids
 from transport.transient import TransientQueue
 from transport.waker import Waker
 
@@ -606,8 +603,10 @@ class Channel(virtual.Channel):
                 # Celery let the message go for good: Reject(requeue=False), content it cannot decode
                 # or does not accept, or a failure the result backend wrote already. No retry can
                 # mend it: the job fails for good, fenced on its attempt (a written end is kept).
+                # Celery sends task_rejected right after rejecting a message it refuses, and that
+                # failure says why (_on_celery_refusal): on the event loop, the reject waits for it.
                 self.connection.heartbeat.discard(held.id)
-                self.connection.settler.reject(held)
+                self.connection.soon(lambda: self.connection.settler.reject(held))
             self._freed(held)
 
     def _restore_tags(self, tags: Iterable[str]) -> None:
@@ -741,18 +740,29 @@ class Transport(virtual.Transport):
         client.hostname, password = split_password(client.hostname or "")
         client.password = password or client.password
         self.url = self._url()
-        self.manager = shared_manager(self.url, self.schema, self.max_connections, self.application_name)
+        #: The process's pool and LISTEN connection for this database (shared with the result
+        #: backend, beat, the API and the client).
+        self.hub = hub_for(
+            self.url,
+            statement_timeout=self.statement_timeout,
+            connect_timeout=self.connect_timeout,
+            application_name=self.application_name,
+            max_connections=self.max_connections,
+        )
+        self.hub.acquire()
+        self.manager = self.hub.manager(self.schema)
         self._released = False
         self.log = BroadcastLog(self.manager)
         self.bindings = Bindings(self.manager)
         self.heartbeat = Heartbeat(
             self.manager,
             default_seconds=float(options.get("heartbeat_seconds") or Channel.heartbeat_seconds or 30),
+            hub=self.hub,
         )
         self.revoked = revoked_ids()
-        #: One-round-trip connections: durable publishes; fetches and settlements (async commit).
+        #: One-round-trip checkouts: durable publishes; fetches and settlements (async commit).
         self.publishing = Sessions(self.manager.db)
-        self.consuming = Sessions(self.manager.db, setup=self._consuming_setup)
+        self.consuming = Sessions(self.manager.db, None if self.synchronous_commit else ASYNC_COMMIT)
         self.settler = Settler(
             self.manager,
             wake=self.wake,
@@ -769,7 +779,12 @@ class Transport(virtual.Transport):
         self._wanted: set[str] | None = None
         self._broadcast_dirty = False
         self._subscription: Subscription | None = None
-        self._listener: Listener | None = None
+        #: This transport's channels on the hub's LISTEN connection, and what arrived on them (the
+        #: listener thread appends; the event loop or a blocking drain takes).
+        self._listener: Listening | None = None
+        self._notices: collections.deque[tuple[str, str]] = collections.deque()
+        self._listen_lost: BaseException | None = None
+        self._notified = threading.Event()
         #: A busy worker's fetches, off its event loop (None outside an event loop).
         self.fetcher: Fetcher | None = None
         self._binding_cache: dict[str, tuple[float, str | None, list[tuple[str, Any, str]]]] = {}
@@ -808,13 +823,7 @@ class Transport(virtual.Transport):
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         if "://" in hostname and client.password:
             query["password"] = client.password
-        query.setdefault("connect_timeout", str(max(1, int(self.connect_timeout))))
-        query.setdefault("keepalives", "1")
-        query.setdefault("keepalives_idle", "30")
-        query.setdefault("keepalives_interval", "10")
-        query.setdefault("keepalives_count", "3")
-        if "options" not in query and self.statement_timeout:
-            query["options"] = f"-c statement_timeout={int(self.statement_timeout * 1000)}"
+        apply_defaults(query, statement_timeout=self.statement_timeout, connect_timeout=self.connect_timeout)
         return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
     def as_uri(self, uri: str, include_password: bool = False, mask: str = "**") -> str:
@@ -823,9 +832,6 @@ class Transport(virtual.Transport):
 
     def driver_version(self) -> str:
         return psycopg2.__version__.split()[0]
-
-    def _consuming_setup(self) -> list[str]:
-        return [] if self.synchronous_commit else [self.manager.queries["session_async_commit"]]
 
     def fetch(self, queues: list[str], limit: int, limits: Mapping[str, int] | None = None) -> list[Any]:
         """Claim up to ``limit`` jobs of ``queues``: one autocommit statement (a transaction when a
@@ -857,7 +863,7 @@ class Transport(virtual.Transport):
 
     def establish_connection(self) -> Transport:
         self._wait_for_database()
-        ensure_installed(self.manager)
+        self.hub.ensure_installed(self.manager, PREPARED_STATEMENTS)
         return super().establish_connection()
 
     def _wait_for_database(self) -> None:
@@ -894,16 +900,14 @@ class Transport(virtual.Transport):
             if self._waker is not None:
                 self._waker.close()  # pid-guarded
                 self._waker = None
-            self.publishing.close()  # pid-guarded
-            self.consuming.close()
             if not self._released:
                 self._released = True
-                release_manager(self.manager)
+                self.hub.release()
 
     # -- durable queues -------------------------------------------------------------------------
 
     def declare_durable(self, queue: str, options: Mapping[str, Any]) -> None:
-        declared = declared_queues(self.manager)
+        declared = self.hub.declared(self.schema)
         if queue in declared:
             return
         self.manager.create_queue(queue, **{k: v for k, v in options.items() if v is not None})
@@ -924,7 +928,7 @@ class Transport(virtual.Transport):
         self._notify_checked.add(queue)
 
     def forget_durable(self, queue: str) -> None:
-        declared_queues(self.manager).discard(queue)
+        self.hub.declared(self.schema).discard(queue)
 
     def send_job(
         self,
@@ -985,10 +989,10 @@ class Transport(virtual.Transport):
         """After a send met no pg-boss queue: declare it when this process declared it to Kombu (it
         was deleted meanwhile) and say so; otherwise it is another process's transient queue (an RPC
         reply queue...), which gets the message as a broadcast."""
-        if queue not in declared_queues(self.manager):
+        if queue not in self.hub.declared(self.schema):
             self.broadcast("", queue, message)
             return False
-        declared_queues(self.manager).discard(queue)
+        self.hub.declared(self.schema).discard(queue)
         self.declare_durable(queue, queue_options(queue))
         return True
 
@@ -1174,19 +1178,42 @@ class Transport(virtual.Transport):
                 if payload[len(TIMER_NOTICE) :] in self._consumed_durable():
                     self.timers_stale = True
 
-    def _ensure_listener(self) -> Listener:
+    def _ensure_listener(self) -> Listening:
+        """This transport's channels on the hub's LISTEN connection, listened on before it returns
+        (raises a connection error when the database cannot be reached)."""
         if self._pid != os.getpid():  # inherited across fork: start afresh, never touch the parent's
             self._listener, self._pid = None, os.getpid()
-        if self._listener is None or not self._listener.connected:
-            ensure_installed(self.manager)
-            listener = Listener(
-                self.manager.db, (self.manager.channel, self.log.channel), self.manager.queries["listen"]
+        if self._listener is None or self._listener.closed:
+            self.hub.ensure_installed(self.manager, PREPARED_STATEMENTS)
+            self._listen_lost = None
+            listening = self.hub.listener.subscribe(
+                (self.manager.channel, self.log.channel), self._on_notice, on_lost=self._on_listen_lost
             )
-            listener.connect()
-            self._listener = listener
+            try:
+                listening.wait(self.connect_timeout)
+            except BaseException:
+                listening.close()
+                raise
+            self._listener = listening
             self._skew = (self.manager.now() - _utcnow()).total_seconds()
             self._mark_all_dirty()  # whatever was NOTIFYed while not listening is lost
         return self._listener
+
+    # Called on the listener thread: queue and wake, nothing more.
+
+    def _on_notice(self, channel: str, payload: str) -> None:
+        self._notices.append((channel, payload))
+        self._signal()
+
+    def _on_listen_lost(self, exc: BaseException) -> None:
+        self._listen_lost = exc
+        self._signal()
+
+    def _signal(self) -> None:
+        self._notified.set()
+        waker = self._waker
+        if waker is not None:
+            waker.wake()
 
     # -- one pass: what both the event loop and blocking drain_events run --------------------------
 
@@ -1233,6 +1260,13 @@ class Transport(virtual.Transport):
     def _open_consuming(self) -> None:
         with self.consuming.connection():
             pass
+
+    def soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` in the event loop's next round (at once without an event loop)."""
+        if self._loop is not None:
+            self._loop.call_soon(callback)
+        else:
+            callback()
 
     def _wake_loop(self) -> None:
         if self._waker is not None:
@@ -1289,7 +1323,7 @@ class Transport(virtual.Transport):
 
     def drain_events(self, connection: Any, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        listener = self._ensure_listener()
+        self._ensure_listener()
         while True:
             self._on_notices(self._poll_listener())
             now = time.monotonic()
@@ -1309,25 +1343,25 @@ class Transport(virtual.Transport):
                 if remaining <= 0:
                     raise TimeoutError()
                 wait = min(wait, remaining)
-            listener.wait(max(wait, 0.0))
+            self._notified.wait(max(wait, 0.0))
 
     # -- the worker's event loop ----------------------------------------------------------------
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         if self._loop is not None:
             self.unregister_from_event_loop(connection, self._loop)
+        if self._waker is None or not self._waker.owned:
+            self._waker = Waker()
         try:
-            listener = self._ensure_listener()
+            self._ensure_listener()
         except self.connection_errors as exc:
             _RECONNECTS.lost(exc)
             raise
         self._loop = loop
         if self.settle_batch:
             self.settler.start()
-        loop.add_reader(listener.fileno(), self._on_readable)
-        if self._waker is None or not self._waker.owned:
-            self._waker = Waker()
-        loop.add_reader(self._waker.fileno(), self._waker.drain)
+        # The listener thread wakes the loop through the waker when a notification arrives.
+        loop.add_reader(self._waker.fileno(), self._on_wake)
         self.fetcher = Fetcher(self.fetch, self._wake_loop, prepare=self._open_consuming)
         self.fetcher.start()
         loop.on_tick.add(self._on_tick)
@@ -1346,11 +1380,6 @@ class Transport(virtual.Transport):
             self._supervisor.start()
 
     def unregister_from_event_loop(self, connection: Any, loop: Any) -> None:
-        if self._listener is not None and self._listener.connected:
-            try:
-                loop.remove_reader(self._listener.fileno())
-            except (KeyError, ValueError, OSError):
-                pass
         if self._waker is not None and self._waker.owned:
             try:
                 loop.remove_reader(self._waker.fileno())
@@ -1378,6 +1407,12 @@ class Transport(virtual.Transport):
             )
         self._loop = None
 
+    def _on_wake(self) -> None:
+        assert self._waker is not None
+        self._waker.drain()
+        if self._notices or self._listen_lost is not None:
+            self._on_readable()
+
     def _on_readable(self) -> None:
         try:
             self._on_notices(self._poll_listener())
@@ -1389,23 +1424,24 @@ class Transport(virtual.Transport):
             raise
 
     def _poll_listener(self) -> list[tuple[str, str]]:
-        """New notices; on a lost server, drop every connection of the process and re-raise, so
-        Celery reconnects (a new listener, all queues dirty) instead of failing once per dead
-        pooled connection."""
-        assert self._listener is not None
-        try:
-            return self._listener.poll()
-        except self.connection_errors:
-            self._listener.close()
-            self.manager.db.close()  # pid-guarded; the pool reopens on next use
-            self.publishing.close()
-            self.consuming.close()
-            raise
+        """New notices; once the LISTEN connection was lost, drop the pool's idle connections and
+        raise, so Celery reconnects (listening again, all queues dirty) instead of failing once per
+        dead pooled connection."""
+        lost = self._listen_lost
+        if lost is not None:
+            if self._listener is not None:
+                self._listener.close()
+            self.manager.db.close()  # idle ones only; the pool reopens on next use
+            raise psycopg2.OperationalError(f"the LISTEN connection was lost: {lost}")
+        self._notified.clear()
+        notices = []
+        while self._notices:
+            notices.append(self._notices.popleft())
+        return notices
 
     def _on_tick(self) -> None:
-        listener = self._listener
         try:
-            if listener is not None and listener.pending():
+            if self._notices or self._listen_lost is not None:
                 self._on_notices(self._poll_listener())
             delivered = self._pump()
         except self.connection_errors as exc:

@@ -10,6 +10,9 @@ restored), so the set tracks exactly what is still ours.
 A transport that closes while tasks of its jobs still run (the connection was lost, not the worker)
 leaves those jobs to the result backend: its heartbeat is retired, not stopped, and keeps touching
 them for as long as their tasks run, so that pg-boss does not retry a job whose task is running.
+
+Every heartbeat that may hold jobs is known to its :class:`~transport.hub.Hub`, which the result
+backend asks to release or hand back a job whose end it could not write.
 """
 
 from __future__ import annotations
@@ -18,59 +21,26 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections import defaultdict
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
 from transport.db import CONNECTION_ERRORS
 from transport.manager import JobManager
 from transport.outage import Outage
 
+if TYPE_CHECKING:
+    from transport.hub import Hub
+
 logger = logging.getLogger(__name__)
-
-#: Every heartbeat of this process (and, after a fork, the parent's: told apart by ``pid``).
-_instances: weakref.WeakSet[Heartbeat] = weakref.WeakSet()
-
-
-def release(job_id: str) -> bool:
-    """Stop heartbeating a job this process holds, so pg-boss retries it once its heartbeat runs out.
-
-    For a job whose end could not be recorded (the result backend lost the database): left
-    heartbeated, it would stay ``active`` until its expiry (an hour by default). Returns whether a
-    heartbeat of this process held it.
-    """
-    held = False
-    for heartbeat in list(_instances):
-        if heartbeat.pid == os.getpid() and job_id in heartbeat._jobs:
-            heartbeat.discard(job_id)
-            held = True
-    return held
-
-
-def hand_back(job_id: str, queue: str, attempt: int | None) -> bool:
-    """Put a job this process holds back in its queue untouched (``restore``: no attempt used),
-    through the connections of the transport that fetched it (kept open, unlike a result backend's
-    in the main process, which may find none to open when connections run short), and stop
-    heartbeating it. False when no heartbeat here holds it or it was no longer active."""
-    for heartbeat in list(_instances):
-        if heartbeat.pid == os.getpid() and job_id in heartbeat._jobs:
-            handed = heartbeat.manager.restore(queue, [job_id], retry_count=attempt)
-            heartbeat.discard(job_id)
-            return bool(handed)
-    return False
-
-
-def holds(job_id: str) -> bool:
-    """Whether a heartbeat of this process holds the job (the worker's main process, not a child)."""
-    return any(hb.pid == os.getpid() and job_id in hb._jobs for hb in list(_instances))
-
 
 class Heartbeat:
     """The jobs one process holds, touched from a thread of their own: off the event loop, so that
     ``-P solo`` (where a task blocks the loop) and a busy loop still heartbeat on time."""
 
-    def __init__(self, manager: JobManager, *, default_seconds: float = 30.0) -> None:
+    def __init__(self, manager: JobManager, *, default_seconds: float = 30.0, hub: Hub | None = None) -> None:
         self.manager = manager
+        self.hub = hub
         #: ``heartbeat_seconds`` assumed for jobs whose queue has none.
         self.default_seconds = default_seconds
         self._jobs: dict[str, tuple[str, int | None]] = {}
@@ -81,9 +51,10 @@ class Heartbeat:
         self._running: Callable[[], Collection[str]] | None = None
         self.pid = os.getpid()
         self._outage = Outage(logger, "pg-boss heartbeat")
-        _instances.add(self)
 
     def start(self) -> None:
+        if self.hub is not None:
+            self.hub.add_heartbeat(self)
         if self._thread is None:
             self._running = None
             self._stop.clear()
@@ -93,12 +64,15 @@ class Heartbeat:
     def stop(self) -> None:
         self._stop.set()
         self._thread = None
+        if self.hub is not None:
+            self.hub.remove_heartbeat(self)
 
     def retire(self, running: Callable[[], Collection[str]]) -> None:
         """Its transport closed: touch only the jobs whose ids ``running()`` still names (tasks that
         outlived their connection, whose end the result backend writes), and stop once none is left.
         Every other job is let go: pg-boss retries it once its heartbeat runs out."""
         if self._thread is None or self._stop.is_set():
+            self.stop()
             return
         self._running = running
         self._keep_running()
@@ -120,6 +94,7 @@ class Heartbeat:
             if self._running is not None:
                 self._keep_running()
                 if not len(self):
+                    self.stop()
                     return  # retired, and every task it kept alive has ended
             interval = (self.shortest() or self.default_seconds) / 3.0
             if time.monotonic() - last < interval or not len(self):
@@ -136,6 +111,9 @@ class Heartbeat:
 
     def __len__(self) -> int:
         return len(self._jobs)
+
+    def holds(self, job_id: str) -> bool:
+        return self.pid == os.getpid() and job_id in self._jobs
 
     def add(self, job_id: str, queue: str, heartbeat_seconds: int | None) -> None:
         with self._lock:

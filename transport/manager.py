@@ -186,12 +186,14 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         return {**base, **params}
 
     def _run(self, name: str, params: Mapping[str, Any], *, conn: Any = None) -> list[dict[str, Any]]:
+        statement = self.queries[name]  # first: reading the schema takes a pooled connection itself
         with self.db.cursor(conn) as cur:
-            cur.execute(self.queries[name], self._params(params))
+            cur.execute(statement, self._params(params))
             return list(cur.fetchall()) if cur.description else []
 
     def _locked(self, key: str, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Run a statement inside pg-boss's advisory lock for ``key``, in one transaction."""
+        self.queries  # noqa: B018  (the schema is read before a connection is held)
         with self.db.cursor() as cur:
             cur.execute(self.queries["advisory_lock"], {"schema": self.schema, "key": key})
             cur.execute(self.queries[name], params)
@@ -209,6 +211,7 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         node_options = _queue_options(merged)
         if "deadLetter" in node_options:
             names.validate_queue_name(node_options["deadLetter"])
+        self.queries  # noqa: B018  (the schema is read before a connection is held)
         with self.db.cursor(conn) as cur:
             cur.execute(self.queries["advisory_lock"], {"schema": self.schema, "key": "create-queue"})
             cur.execute(

@@ -1,18 +1,17 @@
-"""What the transports of one process share: one JobManager (and pool) per database and schema,
-the install-once of the transport's tables, the durable queues already declared, and the task ids
-Celery revoked here. Also the registration of the transport with Celery's Mingle and Gossip.
+"""What the transports of one process share besides their hub (:mod:`transport.hub`): the statements
+they prepare, the task ids Celery revoked here, and the registration of the transport with Celery's
+Mingle and Gossip.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
 from transport import envelope
 from transport.bindings import install
 from transport.manager import JobManager
-from transport.prepared import PreparedDatabase, register
+from transport.prepared import register
 from transport.settle import Revoked
 
 DRIVER_TYPE = "pgboss"
@@ -33,47 +32,14 @@ PREPARED_STATEMENTS = (
 )
 
 _lock = threading.Lock()
-_managers: dict[tuple[str, str, str], JobManager] = {}
-_users: dict[int, int] = {}
-_installed: set[tuple[int, int]] = set()
-_declared: dict[int, set[str]] = {}
 _revoked_ids: Revoked | None = None
 
 
-def shared_manager(url: str, schema: str, max_connections: int, application_name: str) -> JobManager:
-    """One JobManager (and connection pool) per database and schema in a process; fork-safe.
-
-    Transports using it are counted: when the last one closes, the pool's connections are closed
-    too (the manager and its resolved statements stay; the pool reopens on next use).
-    """
-    key = (url, schema, application_name)
-    with _lock:
-        manager = _managers.get(key)
-        if manager is None:
-            db = PreparedDatabase(url, max_connections=max_connections, application_name=application_name)
-            manager = _managers[key] = JobManager(db, schema)
-        _users[id(manager)] = _users.get(id(manager), 0) + 1
-        return manager
-
-
-def release_manager(manager: JobManager) -> None:
-    with _lock:
-        left = _users[id(manager)] = max(0, _users.get(id(manager), 0) - 1)
-    if left == 0:
-        manager.db.close()  # pid-guarded
-
-
 def ensure_installed(manager: JobManager) -> None:
-    key = (id(manager), os.getpid())
-    if key in _installed:
-        return
-    install(manager)  # also loads (and installs if absent) the pg-boss schema
+    """Install the transport's tables (and the pg-boss schema if absent) and prepare its hot
+    statements from now on: what a transport does once per process through its hub."""
+    install(manager)
     register(manager.queries[name] for name in PREPARED_STATEMENTS)
-    _installed.add(key)
-
-
-def declared_queues(manager: JobManager) -> set[str]:
-    return _declared.setdefault(id(manager), set())
 
 
 def revoked_ids() -> Revoked:

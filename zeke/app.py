@@ -30,7 +30,7 @@ from kombu.utils.objects import cached_property
 
 import transport  # noqa: F401  (registers the pgboss:// transport alias)
 from transport.batch_publish import AMQP as BatchingAMQP
-from transport.db import Database
+from transport.hub import hub_from_options
 from transport.manager import JobManager
 from zeke.database import broker_url
 from zeke.registry import registry, route
@@ -144,13 +144,15 @@ def pgboss_schema(celery_app: Celery | None = None) -> str:
 
 
 def get_manager(celery_app: Celery | None = None) -> JobManager:
-    """The JobManager on the app's broker database and pg-boss schema (one per process; fork-safe pool)."""
+    """The JobManager on the app's broker database and pg-boss schema, on the process's hub for that
+    database (:mod:`transport.hub`: one pool for the broker, result backend, beat and this)."""
     celery_app = celery_app or app
     key = (str(celery_app.conf.broker_url), pgboss_schema(celery_app))
     with _lock:
         manager = _managers.get(key)
         if manager is None:
-            manager = _managers[key] = JobManager(Database(key[0], application_name="zeke"), key[1])
+            options = celery_app.conf.broker_transport_options or {}
+            manager = _managers[key] = hub_from_options(key[0], options).manager(key[1])
         return manager
 
 

@@ -39,8 +39,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from transport import names
-from transport.db import Database
 from transport.exceptions import InvalidOption, InvalidPayload
+from transport.hub import Hub, hub_for
 from transport.manager import JobManager
 from transport.times import iso
 from zeke.database import database_url
@@ -51,6 +51,7 @@ __all__ = [
     "cancel_job",
     "delete_job",
     "find_jobs",
+    "get_hub",
     "get_job_status",
     "get_manager",
     "job_status",
@@ -70,17 +71,28 @@ __all__ = [
 CELERY_KEY = "__celery"
 
 _manager: JobManager | None = None
+#: The hub the client's own manager lives on (None while a manager set from outside is used).
+_hub: Hub | None = None
 _lock = threading.Lock()
 
 
 def get_manager() -> JobManager:
-    """The client's JobManager, built on first use (one per process; its pool is fork-safe)."""
-    global _manager
+    """The client's JobManager, built on first use on the process's hub for the database (the pool the
+    broker, result backend and API share; fork-safe)."""
+    global _manager, _hub
     with _lock:
         if _manager is None:
-            db = Database(database_url(), application_name="zeke-client")
-            _manager = JobManager(db, get_settings().pgboss_schema)
+            _hub = hub_for(database_url(), application_name="zeke-client")
+            _manager = _hub.manager(get_settings().pgboss_schema)
         return _manager
+
+
+def get_hub() -> Hub | None:
+    """The process's hub behind :func:`get_manager` (its pool and LISTEN connection), or None when a
+    manager set with :func:`set_manager` is in use."""
+    get_manager()
+    with _lock:
+        return _hub
 
 
 def set_manager(manager: JobManager | None) -> JobManager | None:
@@ -88,9 +100,9 @@ def set_manager(manager: JobManager | None) -> JobManager | None:
 
     Returns the manager used until now, so a caller can put it back.
     """
-    global _manager
+    global _manager, _hub
     with _lock:
-        previous, _manager = _manager, manager
+        previous, _manager, _hub = _manager, manager, None
         return previous
 
 

@@ -58,6 +58,9 @@ app.conf.update(
     result_backend_transport_options={
         "schema": SCHEMA,
         "result_retry_seconds": float(os.environ.get("ZEKE_BROKER_TEST_RESULT_RETRY", "300")),
+        # "0": pool children write their results themselves (the path chord parts, big results and
+        # capped queues always take) instead of handing them to the main process.
+        "result_relay": os.environ.get("ZEKE_BROKER_TEST_RESULT_RELAY", "1") == "1",
     },
     task_routes={
         "broker_app.boom": {"queue": "fragile"},

@@ -34,6 +34,10 @@ from tests.chaos.test_pg_restart import API_KEY, Process, free_port, healthy
 from transport.backend import REREAD_INTERVAL
 from transport.db import dsn_from_url
 
+#: These tests end the pool child's sessions while it writes a result: the child must write its
+#: own (no result relay), as it does for chord parts, big results and capped queues.
+CHILD_WRITES = {"ZEKE_BROKER_TEST_RESULT_RELAY": "0"}
+
 
 def terminate(env: BrokerEnv, *application_names: str) -> int:
     with env.database.cursor() as cur:
@@ -51,13 +55,13 @@ def test_result_write_after_the_session_was_ended_completes_the_same_attempt(
 ) -> None:
     env = broker_env
     queue = create_queue(env, unique("dropped"), retry_limit=3, retry_delay=1)
-    worker = env.worker("dropped", [queue], concurrency=1, args=INCLUDE).start()
+    worker = env.worker("dropped", [queue], concurrency=1, args=INCLUDE, extra_env=CHILD_WRITES).start()
     first = chaos.work.apply_async((1, 0.1), queue=queue)
     env.wait_state(first.id, "completed")  # the pool child now has its result session
     second = chaos.work.apply_async((2, 3.0), queue=queue)
     env.wait_state(second.id, "active")
     time.sleep(0.5)
-    assert terminate(env, "zeke-results") >= 1  # every result-backend session of the database
+    assert terminate(env, "zeke-broker-child") >= 1  # the pool child's sessions: its result writes
     job = env.wait_state(second.id, "completed", "retry", "failed", timeout=30)
     assert (job["state"], job["retry_count"], job["output"]) == ("completed", 0, {"n": 2, "attempt": 0})
     assert runs_of(env, [second.id])[second.id] == {0: 1}
@@ -130,8 +134,8 @@ def test_waiting_get_outlives_a_database_outage(broker_env: BrokerEnv, chaos) ->
     getter = threading.Thread(target=wait, daemon=True)
     getter.start()
     env.wait_state(result.id, "active")
-    sessions = [c.info.backend_pid for _, c in backend.sessions._all if not c.closed]  # noqa: SLF001
-    assert sessions, "the waiter re-reads through a session of its own"
+    sessions = [c.info.backend_pid for c, _, _ in backend.database._idle if not c.closed]  # noqa: SLF001
+    assert sessions, "the waiter re-reads through the process's pool"
     with refused_connections(env) as cur:
         # The waiter's re-read session dies and cannot come back for a while; its LISTEN lives on.
         cur.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (sessions,))
@@ -163,12 +167,14 @@ def test_success_during_an_outage_is_recorded_once_the_database_is_back(
     OperationalError for work that was done."""
     env = broker_env
     queue = create_queue(env, unique("outage-success"), retry_limit=0)
-    worker = env.worker("outage-success", [queue], concurrency=1, args=INCLUDE).start()
+    worker = env.worker(
+        "outage-success", [queue], concurrency=1, args=INCLUDE, extra_env=CHILD_WRITES
+    ).start()
     assert chaos.nap.apply_async((0.1,), queue=queue).get(timeout=30) == 0.1
     result = chaos.nap.apply_async((1.0,), queue=queue)
     env.wait_state(result.id, "active")
     with refused_connections(env) as cur:
-        _end_sessions(env, cur, "zeke-results")  # every result-backend session of the database
+        _end_sessions(env, cur, "zeke-broker-child")  # the pool child's sessions: its result writes
         wait_for(lambda: "result backend: database unavailable" in worker.log(), 20, what="the failed write")
         time.sleep(4.0)
     assert result.get(timeout=30) == 1.0
@@ -194,13 +200,17 @@ def test_success_that_cannot_be_written_in_time_is_handed_back_not_failed(
     env = broker_env
     queue = create_queue(env, unique("unrecorded"), retry_limit=0)
     worker = env.worker(
-        "unrecorded", [queue], concurrency=1, args=INCLUDE, extra_env={"ZEKE_BROKER_TEST_RESULT_RETRY": "1"}
+        "unrecorded",
+        [queue],
+        concurrency=1,
+        args=INCLUDE,
+        extra_env={"ZEKE_BROKER_TEST_RESULT_RETRY": "1", **CHILD_WRITES},
     ).start()
     assert chaos.nap.apply_async((0.1,), queue=queue).get(timeout=30) == 0.1
     result = chaos.nap.apply_async((2.0,), queue=queue)
     env.wait_state(result.id, "active")
     with refused_connections(env) as cur:
-        _end_sessions(env, cur, "zeke-results")
+        _end_sessions(env, cur, "zeke-broker-child")
         wait_for(lambda: "handed back to its queue" in worker.log(), 20, what="the job to be handed back")
     assert result.get(timeout=30) == 2.0
     job = env.job(result.id)

@@ -81,3 +81,7 @@ SET synchronous_commit TO off
 -- name: listen
 -- Subscribe this session to a channel. The channel is an identifier, quoted by the caller (psycopg2 quote_ident).
 LISTEN %(channel)s
+
+-- name: session_sync_commit
+-- Back to the server's commit mode (a pooled connection leaving the consumer's asynchronous commits).
+RESET synchronous_commit

@@ -85,12 +85,14 @@ def create_api(
     if manager is not None:
         client.set_manager(manager)  # the API serves the client's manager: make it this one
     manager = client.get_manager()
+    # The process's LISTEN connection when the manager is the client's own (on the process's hub).
+    hub = client.get_hub()
     if registry is None:
         from zeke import registry as registry_module
 
         registry = registry_module.load(settings.task_modules)
 
-    hub = StateHub(manager)
+    states = StateHub(manager, hub.listener if hub is not None else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -99,11 +101,11 @@ def create_api(
         # Blocking handlers run in anyio's threadpool, 40 threads by default; the pool behind the
         # manager raises instead of waiting when it runs dry, so never run more at once than it holds.
         anyio.to_thread.current_default_thread_limiter().total_tokens = manager.db.max_connections
-        await hub.start()
+        await states.start()
         try:
             yield
         finally:
-            await hub.stop()
+            await states.stop()
 
     docs = settings.docs_enabled  # public API docs only in development, unless ZEKE_API_DOCS says
     api = FastAPI(
@@ -120,7 +122,7 @@ def create_api(
     api.add_middleware(BodyLimit, max_body_bytes=settings.api_max_body_bytes)
     api.state.settings = settings
     api.state.jobs = Jobs(registry)
-    api.state.hub = hub
+    api.state.hub = states
     api.include_router(routes.health)
     api.include_router(routes.api)
     from zeke import dashboard

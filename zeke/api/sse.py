@@ -1,16 +1,17 @@
 """Job status over Server-Sent Events, pushed by PostgreSQL NOTIFY instead of polled.
 
 Every job transition made through :class:`transport.manager.JobManager` NOTIFYs ``"<job id> <state>"``
-on ``names.state_channel(schema)``. One :class:`StateHub` per API process holds the only LISTEN
-connection and fans each notification out to the streams watching that job through asyncio queues,
-so a thousand open streams cost one database connection and no polling.
+on ``names.state_channel(schema)``. One :class:`StateHub` per API process subscribes to that channel
+on the process's one LISTEN connection (:mod:`transport.listener`, owned by the process's hub) and
+fans each notification out to the streams watching that job through asyncio queues, so a thousand
+open streams cost no database connection of their own and no polling.
 
 A stream (:func:`job_events`) sends the current status at once, then one ``status`` event per change,
 ``close`` after a terminal state, ``error`` when the job vanishes, a keep-alive comment every
 ``sse_keepalive_seconds``, and ``timeout`` once ``sse_max_seconds`` have passed. A slow safety re-read
 (``sse_reread_seconds``) catches changes made without a NOTIFY (Node pg-boss, hand-written SQL), and
-the hub tells every stream to re-read after (re)connecting, because notifications sent while it was
-not listening are lost.
+the hub tells every stream to re-read once it listens (again, after a lost connection), because
+notifications sent while nobody listened are lost.
 """
 
 from __future__ import annotations
@@ -22,39 +23,32 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import psycopg2
-import psycopg2.extensions
-
-from transport.db import CONNECTION_ERRORS
 from transport.errors import DatabaseUnavailable
+from transport.listener import Listener, Subscription
 from transport.manager import JobManager
-from transport.outage import Backoff, Outage
 
 log = logging.getLogger("zeke.api.sse")
 
 #: Put on every stream's queue when the hub (re)connects: notifications may have been missed.
 RESYNC = "resync"
 TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
-#: Longest pause between attempts to LISTEN again while the database is away.
-RECONNECT_MAX_SECONDS = 10.0
 
 
 class StateHub:
-    """One LISTEN connection per process, fanned out to per-job asyncio queues."""
+    """The state channel of the process's LISTEN connection, fanned out to per-job asyncio queues."""
 
-    def __init__(self, manager: JobManager, *, reconnect_seconds: float = 1.0) -> None:
+    def __init__(self, manager: JobManager, listener: Listener | None = None) -> None:
         self.manager = manager
         self.channel = manager.state_channel
-        #: The first pause before reconnecting; it doubles (with jitter) up to RECONNECT_MAX_SECONDS.
-        self.reconnect_seconds = reconnect_seconds
-        self._backoff = Backoff(first=reconnect_seconds, cap=max(reconnect_seconds, RECONNECT_MAX_SECONDS))
-        self._outage = Outage(log, "SSE state hub")
+        #: The process's LISTEN connection for the manager's database (the hub's); a manager from
+        #: elsewhere gets one of its own.
+        self.listener = listener if listener is not None else Listener(manager.db)
         self._subscribers: dict[str, set[asyncio.Queue[str]]] = {}
         #: Streams that want every job's changes (the dashboard's live view), bounded: a slow reader
         #: loses notifications rather than growing memory, and is told to re-read (RESYNC).
         self._watchers: set[asyncio.Queue[str]] = set()
-        self._task: asyncio.Task[None] | None = None
-        self._wakeup: asyncio.Event | None = None
+        self._subscription: Subscription | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.listening = asyncio.Event()
 
     # -- subscriptions (event loop thread only) --------------------------------------------------
@@ -109,64 +103,39 @@ class StateHub:
     # -- the LISTEN connection -------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="zeke-state-hub")
+        if self._subscription is None:
+            self._loop = asyncio.get_running_loop()
+            self._subscription = self.listener.subscribe(
+                (self.channel,), self._on_notice, on_listen=self._on_listen, on_lost=self._on_lost
+            )
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.close()
+        self.listening.clear()
 
-    def _connect(self) -> psycopg2.extensions.connection:
-        listen = self.manager.queries["listen"]  # here, not in __init__: the database may be down
-        conn = self.manager.db.connect(autocommit=True)
-        try:
-            with conn.cursor() as cur:
-                channel = psycopg2.extensions.quote_ident(self.channel, conn)
-                cur.execute(listen, {"channel": psycopg2.extensions.AsIs(channel)})
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+    # Called on the listener thread: handed to the event loop.
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            conn = None
-            try:
-                conn = await asyncio.to_thread(self._connect)
-                readable = asyncio.Event()
-                fd = conn.fileno()  # kept: fileno() raises once the connection is closed
-                loop.add_reader(fd, readable.set)
-                try:
-                    self.listening.set()
-                    self._backoff.reset()
-                    self._outage.succeeded()
-                    self._broadcast(RESYNC)
-                    while True:
-                        # libpq may have buffered notifications while LISTEN ran; the socket will not
-                        # signal those again, so drain before every wait.
-                        while conn.notifies:
-                            self.dispatch(conn.notifies.pop(0).payload)
-                        await readable.wait()
-                        readable.clear()
-                        conn.poll()  # raises once the server has gone away
-                finally:
-                    loop.remove_reader(fd)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a lost connection: streams fall back to their re-reads meanwhile
-                if isinstance(exc, CONNECTION_ERRORS):
-                    self._outage.failed(exc)  # one line per outage, not per attempt
-                else:
-                    log.warning("state LISTEN connection lost (%s); reconnecting", exc)
-            finally:
-                self.listening.clear()
-                if conn is not None and not conn.closed:
-                    conn.close()
-            await asyncio.sleep(self._backoff.next())
+    def _on_notice(self, channel: str, payload: str) -> None:
+        self._call_soon(self.dispatch, payload)
+
+    def _on_listen(self) -> None:
+        self._call_soon(self._listened)
+
+    def _on_lost(self, exc: BaseException) -> None:
+        # Streams fall back to their re-reads until the listener is back.
+        self._call_soon(self.listening.clear)
+
+    def _call_soon(self, callback: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(callback, *args)
+
+    def _listened(self) -> None:
+        # Listening (again): notifications sent while nobody listened are lost, so every stream re-reads.
+        self.listening.set()
+        self._broadcast(RESYNC)
 
 
 # -- one stream -------------------------------------------------------------------------------------

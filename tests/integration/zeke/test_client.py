@@ -372,7 +372,10 @@ def test_get_manager_is_built_once_from_the_environment(monkeypatch: pytest.Monk
         assert client.get_manager() is manager
         assert manager.schema == "zeke_client_probe"
         expected = psycopg2.extensions.parse_dsn(dsn_from_url(db_url))
-        assert psycopg2.extensions.parse_dsn(manager.db.dsn) == {**expected, "options": "-c jit=off"}
+        # The process's hub for that database: its target, with the hub's session settings.
+        params = psycopg2.extensions.parse_dsn(manager.db.dsn)
+        assert {key: params[key] for key in expected} == expected
+        assert "-c jit=off" in params["options"] and "-c statement_timeout=30000" in params["options"]
     finally:
         client.set_manager(previous)
         get_settings.cache_clear()
