@@ -8,12 +8,16 @@ cannot help.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg2
+import psycopg2.extensions
 import pytest
 from celery import Celery
 from celery.app.task import Context
@@ -21,6 +25,7 @@ from kombu.exceptions import EncodeError
 
 from transport import result_relay
 from transport.backend import PgBossBackend
+from transport.db import dsn_from_url
 from transport.manager import FetchedJob, JobManager
 
 pytestmark = pytest.mark.own_database("result_relay")
@@ -165,3 +170,74 @@ def test_an_unstorable_result_raises_in_the_child_and_the_relay_goes_on(
     in_child(settle)
     assert app.AsyncResult(good.id).get(timeout=10) == "fine"
     assert boss.get_job(bad.id)["state"] == "active"  # Celery's on_failure writes the failure next
+
+
+@contextlib.contextmanager
+def database_away(db_url: str) -> Iterator[None]:
+    """Every session of the test database ended and new ones refused, as while a server restarts."""
+    name = psycopg2.extensions.parse_dsn(dsn_from_url(db_url))["dbname"]
+    admin = psycopg2.connect(dsn_from_url(db_url), dbname="postgres")
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            try:
+                yield
+            finally:
+                cur.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+    finally:
+        admin.close()
+
+
+def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in record.getMessage() for record in caplog.records)
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_results_wait_through_an_outage_and_are_written_once_it_ends(
+    app: Celery,
+    relay: result_relay.ResultRelay,
+    boss: JobManager,
+    db_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    jobs = fetched(boss, 3)
+    caplog.set_level(logging.INFO)
+    with database_away(db_url):
+
+        def settle() -> None:
+            for n, job in enumerate(jobs):
+                app.backend.mark_as_done(job.id, n, request=request(job))
+
+        in_child(settle)  # the child is free at once: the main process holds the results
+        _wait(lambda: _logged(caplog, "result backend: database unavailable"))
+    assert [app.AsyncResult(job.id).get(timeout=20) for job in jobs] == [0, 1, 2]
+    assert {row["retry_count"] for row in boss.get_jobs([job.id for job in jobs])} == {0}
+
+
+def test_results_that_wait_too_long_are_given_up(app: Celery, boss: JobManager, db_url: str) -> None:
+    """Past ``result_retry_seconds`` the relay gives the job up (the backend hands it back)."""
+    given_up: list[str] = []
+    backend = app.backend
+    relay = result_relay.ResultRelay(
+        backend.manager,
+        retry_seconds=0.5,
+        give_up=lambda queue, job_id, attempt, exc: given_up.append(job_id),
+    )
+    setattr(app, result_relay.APP_ATTRIBUTE, relay)
+    try:
+        jobs = fetched(boss, 2)
+        with database_away(db_url):
+            in_child(lambda: [backend.mark_as_done(job.id, 1, request=request(job)) for job in jobs])
+            _wait(lambda: len(given_up) == 2)
+    finally:
+        relay.stop()
+    assert sorted(given_up) == sorted(job.id for job in jobs)
+    assert {row["state"] for row in boss.get_jobs([job.id for job in jobs])} == {"active"}
