@@ -71,6 +71,9 @@ Transport Options
   prefetch count is free (default 0.5: fewer, larger fetches); an idle one fetches at once.
 * ``synchronous_commit``: wait for WAL flush on fetch and ack-settlement (default False: a lost
   claim or completion only means the job runs again, which at-least-once allows anyway).
+* ``durable_publish``: a publish returns once its job is on disk (default True). False commits
+  publishes asynchronously (``synchronous_commit`` off for them): faster pickup and enqueue, and a
+  server crash may lose the last fraction of a second of sends, as Redis without AOF fsync does.
 * ``settle_batch``: in workers, settle acks from a background thread, many per statement
   (default True), gathered for ``settle_window`` seconds after the first (default 0.002).
 * ``statement_timeout``, ``connect_timeout``: seconds (defaults 30 and 10).
@@ -679,6 +682,8 @@ class Transport(virtual.Transport):
     node_cache_seconds: float = 65.0
     #: Wait for WAL flush on fetch and ack-settlement.
     synchronous_commit: bool = False
+    #: Wait for WAL flush on publish (False: Redis-class durability, opt-in).
+    durable_publish: bool = True
     #: Settle acks from a background thread, many per statement, instead of one statement per ack
     #: on the event loop.
     settle_batch: bool = True
@@ -712,6 +717,7 @@ class Transport(virtual.Transport):
         "node_polling_interval",
         "node_cache_seconds",
         "synchronous_commit",
+        "durable_publish",
         "settle_batch",
         "settle_window",
         "statement_timeout",
@@ -761,7 +767,7 @@ class Transport(virtual.Transport):
         )
         self.revoked = revoked_ids()
         #: One-round-trip checkouts: durable publishes; fetches and settlements (async commit).
-        self.publishing = Sessions(self.manager.db)
+        self.publishing = Sessions(self.manager.db, None if self.durable_publish else ASYNC_COMMIT)
         self.consuming = Sessions(self.manager.db, None if self.synchronous_commit else ASYNC_COMMIT)
         self.settler = Settler(
             self.manager,
