@@ -38,6 +38,7 @@ class Target:
 
 
 ZEKE, PGBOSS, REDIS_ON, REDIS_OFF = "zeke", "pgboss", "redis-on", "redis-off"
+ZEKE_ASYNC = "zeke-async"
 SQLA, NODE, MEMORY = "sqla", "node", "memory"
 
 
@@ -48,6 +49,11 @@ def targets(pg: str) -> list[Target]:
         Target(
             "zeke (pgboss broker + pgboss results)", pgboss, result_backend=pgboss, key=ZEKE,
             note="`celery -A zeke worker`'s setup: the result backend ends each job with its output",
+        ),
+        Target(
+            "zeke, durable_publish off", pgboss, result_backend=pgboss, key=ZEKE_ASYNC,
+            options={"durable_publish": False},
+            note="the same with the opt-in non-durable publish (no WAL flush wait on send)",
         ),
         Target(
             "pgboss broker, results off", pgboss, key=PGBOSS,
