@@ -23,22 +23,31 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from transport.db import CONNECTION_ERRORS
 from transport.manager import JobManager
 from transport.outage import Outage
 
-if TYPE_CHECKING:
-    from transport.hub import Hub
+
+class HeartbeatOwner(Protocol):
+    """What a heartbeat tells its owner (the process's :class:`~transport.hub.Hub`)."""
+
+    def add_heartbeat(self, heartbeat: Heartbeat) -> None: ...
+
+    def remove_heartbeat(self, heartbeat: Heartbeat) -> None: ...
+
 
 logger = logging.getLogger(__name__)
+
 
 class Heartbeat:
     """The jobs one process holds, touched from a thread of their own: off the event loop, so that
     ``-P solo`` (where a task blocks the loop) and a busy loop still heartbeat on time."""
 
-    def __init__(self, manager: JobManager, *, default_seconds: float = 30.0, hub: Hub | None = None) -> None:
+    def __init__(
+        self, manager: JobManager, *, default_seconds: float = 30.0, hub: HeartbeatOwner | None = None
+    ) -> None:
         self.manager = manager
         self.hub = hub
         #: ``heartbeat_seconds`` assumed for jobs whose queue has none.

@@ -24,7 +24,7 @@ from transport.db import SURPLUS_SECONDS, Database
 from transport.hub import hub_for
 from transport.manager import JobManager
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 #: Seconds after which a worker counts as idle: a burst's surplus connections have closed.
 SETTLE = SURPLUS_SECONDS + 1.0
 

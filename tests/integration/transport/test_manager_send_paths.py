@@ -32,11 +32,21 @@ def _row(boss: JobManager, job_id: str) -> dict[str, Any]:
     with boss.db.cursor() as cur:
         cur.execute(f"SELECT {COLUMNS} FROM {boss.schema}.job WHERE id = %s", (job_id,))
         row = dict(cur.fetchone())
-    # Both sends ran within a second of each other; compare delays to the second.
     for key in ("delay", "kept"):
         if row[key] is not None:
-            row[key] = round(row[key].total_seconds())
+            row[key] = row[key].total_seconds()
     return row
+
+
+def _same_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal, the delays to within a second: the two sends ran moments apart (a loaded host may put
+    a second's boundary between them)."""
+    timed = ("delay", "kept")
+    if {k: v for k, v in a.items() if k not in timed} != {k: v for k, v in b.items() if k not in timed}:
+        return False
+    return all(
+        (a[k] is None) == (b[k] is None) and (a[k] is None or abs(a[k] - b[k]) <= 1.0) for k in timed
+    )
 
 
 @pytest.mark.parametrize("job", CASES, ids=[str(sorted(c)) for c in CASES])
@@ -45,7 +55,8 @@ def test_a_job_sent_alone_equals_the_same_job_sent_in_a_batch(boss: JobManager, 
     alone = boss.send("alone", **{**job, "id": str(uuid.uuid4())})
     batch = boss.send_many("alone", [{**job, "id": str(uuid.uuid4())}, {"data": {"other": True}}])
     assert alone is not None and len(batch) == 2
-    assert _row(boss, alone) == _row(boss, batch[0])
+    alone_row, batch_row = _row(boss, alone), _row(boss, batch[0])
+    assert _same_row(alone_row, batch_row), (alone_row, batch_row)
 
 
 def test_a_job_sent_alone_keeps_its_id_and_is_deduplicated_by_it(boss: JobManager) -> None:

@@ -21,7 +21,7 @@ from tests.pgstat import OURS, most_sessions, sessions, wait_for
 from transport.db import KEEP_IDLE, SURPLUS_SECONDS, Database
 from transport.manager import JobManager
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 KEY = "budget-key"
 STREAMS = 20
 #: The LISTEN connection and the pool's idle connections (transport.db.KEEP_IDLE).
