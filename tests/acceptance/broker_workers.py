@@ -8,6 +8,7 @@ a test can SIGKILL the whole worker (main process and pool children) at once.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -155,8 +156,8 @@ class BrokerEnv:
     def app_module(self) -> ModuleType:
         """``tests.acceptance.broker_app`` configured for this schema (imported once per session)."""
         os.environ.update({k: v for k, v in self.environ().items() if k.startswith("ZEKE_BROKER_TEST_")})
-        import tests.acceptance.broker_app as module
-
+        # From sys.modules, not the package attribute (see tests/chaos/test_pg_restart.py's swap).
+        module = importlib.import_module("tests.acceptance.broker_app")
         assert module.SCHEMA == self.schema, "broker_app was imported for another schema"
         return module
 

@@ -7,6 +7,7 @@ the chaos tasks (:mod:`tests.chaos.chaos_tasks`) included.
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import threading
@@ -33,9 +34,9 @@ def seed() -> int:
 def app_module(env: BrokerEnv) -> Any:
     """:mod:`tests.chaos.chaos_tasks` for the environment's schema (``broker_app`` imported for it)."""
     env.app_module()
-    import tests.chaos.chaos_tasks as module
-
-    return module
+    # From sys.modules, not the package attribute: test_pg_restart swaps these modules for its own
+    # environment and puts the session's back in sys.modules only.
+    return importlib.import_module("tests.chaos.chaos_tasks")
 
 
 def create_runs_table(env: BrokerEnv) -> None:

@@ -109,6 +109,9 @@ def restart_env(cluster: ThrowawayCluster, tmp_path_factory: pytest.TempPathFact
         for name in _APP_MODULES:
             sys.modules.pop(name, None)
         sys.modules.update(saved_modules)
+        for name, module in saved_modules.items():  # `import a.b as m` reads the package attribute
+            parent, _, child = name.rpartition(".")
+            setattr(sys.modules[parent], child, module)
         for key in [k for k in os.environ if k.startswith("ZEKE_BROKER_TEST_")]:
             del os.environ[key]
         os.environ.update(saved_environ)
