@@ -5,32 +5,14 @@ passes against a real database are in tests/integration/transport/test_beat.py).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from celery import Celery
 
 from transport import cron
-from transport.beat import close_timekeepers
 from transport.exceptions import InvalidOption
-from transport.manager import JobManager
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def app(db_url: str, boss: JobManager) -> Iterator[Celery]:
-    app = Celery("test-beat", set_as_current=False)
-    app.conf.update(
-        broker_url="memory://",
-        pgboss_beat_url=db_url,
-        broker_transport_options={"schema": boss.schema, "queue_options": {"seeded": {"retry_limit": 7}}},
-        pgboss_cron_monitor_interval=30,
-        beat_schedule={},
-    )
-    yield app
-    close_timekeepers()
 
 
 def at(minute: int, second: int = 0) -> dt.datetime:
