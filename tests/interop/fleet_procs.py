@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import psycopg2.extras
 from celery import Celery
 from celery.result import AsyncResult
 
+from tests.acceptance import broker_workers
 from transport.db import dsn_from_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,14 +26,8 @@ APP = "tests.interop.fleet_app"
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """The tests' own wait, with ``what`` first (every wait here says what it waits for)."""
+    return broker_workers.wait_for(predicate, timeout, interval=interval, what=what)
 
 
 class Proc:
