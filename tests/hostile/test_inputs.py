@@ -487,27 +487,3 @@ def test_cli_send_edges(
     assert big.returncode == 0, big.stderr[-2000:]
     job = pgboss.get_job(json.loads(big.stdout)["id"])
     assert job is not None and len(job["data"]["body"]) == TEN_MB
-
-
-
-
-
-# -- NUL bytes in fetched pages and feeds --------------------------------------------------------
-#
-# Everything else malformed, gigantic or mis-encoded about feeds and pages is covered by tests/tasks
-# (size caps, slow servers, broken and non-feeds, wrong encodings, PDFs). Missing there: NUL
-# characters. PostgreSQL text cannot hold them, so a page or feed entry carrying one used to fail the
-# whole task run with psycopg2's "A string literal cannot contain NUL (0x00) characters" (fetch-content
-# with a text/plain page, ingest-source with a feed whose entry title has one), and the same feed
-# failed on every pull. Now the text keeps everything but the NUL, and a link with one is no link.
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _strings(item)
-    elif hasattr(value, "__dataclass_fields__"):
-        for name in value.__dataclass_fields__:
-            yield from _strings(getattr(value, name))

@@ -8,22 +8,7 @@ from sqlalchemy import select
 from tasks.db.models import Highlight
 from tests.tasks.conftest import make_story
 from tests.tasks.helpers import RecordingContext, run_task
-
-QUILL = """Quillstack 3.0 shipped on Monday and cold builds of its reference monorepo are 38% faster,
-while warm rebuilds finish in 1.4 seconds instead of 6.2 seconds.
-
-“We stopped asking the file system what changed and started asking the graph,” said maintainer
-Priya Natarajan.
-
-```typescript
-import { defineGraph } from "quillstack";
-export default defineGraph({ roots: ["packages/*"] });
-```
-
-This is a breaking change for plugin authors: the `onFileChanged()` hook was removed and replaced
-with `onNodeInvalidated()`. The `--watch-poll` flag is deprecated in favour of the `QUILL_WATCH_MODE`
-environment variable.
-"""
+from tests.textutil import QUILL
 
 
 def _highlights(ctx: RecordingContext, story_id: uuid.UUID) -> list[Highlight]:

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.textutil import strings_in
+
 #: What the tests' own servers listen on; no other destination may ever be connected to.
 LOCAL = {"127.0.0.1", "::1"}
 
@@ -237,17 +239,6 @@ NUL_FEED = (
 )
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _strings(item)
-    elif hasattr(value, "__dataclass_fields__"):
-        for name in value.__dataclass_fields__:
-            yield from _strings(getattr(value, name))
-
-
 def test_nul_characters_in_pages_never_reach_the_database() -> None:
     from tasks.lib.text import extract_html, extract_markdown, extract_plain
 
@@ -259,7 +250,7 @@ def test_nul_characters_in_pages_never_reach_the_database() -> None:
             f"<html><head><title>T\x00</title></head><body><article><p>{body}</p></article></body></html>"
         ),
     ]
-    assert not [s for e in extracted for s in _strings(e) if "\x00" in s]
+    assert not [s for e in extracted for s in strings_in(e) if "\x00" in s]
     assert all("A sentence with a NUL inside it." in e.text for e in extracted)
     assert [e.title for e in extracted[:2]] == ["Title line", "Headline"]
 
@@ -268,7 +259,7 @@ def test_nul_characters_in_feeds_never_reach_the_database() -> None:
     from tasks.lib.feeds import parse_feed
 
     parsed = parse_feed(NUL_FEED, url="http://news.test/feed.xml", content_type="application/rss+xml")
-    assert not [s for s in _strings(parsed) if "\x00" in s]
+    assert not [s for s in strings_in(parsed) if "\x00" in s]
     odd, fine = parsed.entries
     assert (odd.title, odd.summary, odd.url) == ("AB", "summary", None)  # the link had a NUL: no link
     assert odd.external_id == "http://news.test/id1"  # the guid, resolved against the feed as ever
