@@ -24,6 +24,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celery import signals
@@ -41,6 +42,18 @@ logger = logging.getLogger(__name__)
 MAX_DATAGRAM = 48 * 1024
 #: Seconds a batch gathers after its first result arrives.
 WINDOW = 0.002
+
+
+@dataclass(slots=True)
+class Handed:
+    """One result a pool child handed over, as its datagram carries it, and when it arrived."""
+
+    queue: str
+    job_id: str
+    attempt: int | None
+    ignored: bool
+    value: Any
+    arrived: float
 
 
 class ResultRelay:
@@ -101,7 +114,7 @@ class ResultRelay:
         self._reader.close()
 
     def _run(self) -> None:
-        pending: list[list[Any]] = []  # results the database did not take yet (an outage)
+        pending: list[Handed] = []  # results the database did not take yet (an outage)
         while True:
             stopping = self._stopping.is_set()
             try:
@@ -116,15 +129,15 @@ class ResultRelay:
                     logger.error("result relay: %d results could not be written at shutdown", len(pending))
                 return
 
-    def _receive(self, wait: float) -> list[list[Any]]:
+    def _receive(self, wait: float) -> list[Handed]:
         """Wait up to ``wait`` seconds for a first result, then gather what arrives in the window."""
-        got: list[list[Any]] = []
+        got: list[Handed] = []
         if not self._readable(wait):
             return got
         deadline = time.monotonic() + self.window
         while True:
             try:
-                got.append([*json.loads(self._reader.recv(MAX_DATAGRAM)), time.monotonic()])
+                got.append(Handed(*json.loads(self._reader.recv(MAX_DATAGRAM)), arrived=time.monotonic()))
                 continue
             except BlockingIOError:
                 pass
@@ -135,59 +148,66 @@ class ResultRelay:
     def _readable(self, wait: float) -> bool:
         return bool(select.select([self._reader], [], [], wait)[0])
 
-    def _write(self, items: Sequence[list[Any]]) -> list[list[Any]]:
+    def _write(self, items: Sequence[Handed]) -> list[Handed]:
         """Complete the jobs, one statement per queue; what the database did not take (it is away)
         is returned to try again after a pause, until it has waited ``retry_seconds``."""
-        from transport.db import CONNECTION_ERRORS  # psycopg2 loads with the backend, not with `transport`
-
-        groups: dict[tuple[str, bool], list[list[Any]]] = defaultdict(list)
+        groups: dict[tuple[str, bool], list[Handed]] = defaultdict(list)
         for item in items:
-            groups[(item[0], item[3])].append(item)
-        left: list[list[Any]] = []
-        for (queue, ignored), group in groups.items():
-            try:
-                done = set(self.manager.complete(queue, [(i[1], i[4], i[2]) for i in group], ignored=ignored))
-            except CONNECTION_ERRORS as exc:
-                self._outage.failed(exc)
-                left += self._still_waiting(group, exc)
-                continue
-            except Exception:
-                if len(group) > 1:  # one bad result must not cost the others theirs
-                    for item in group:
-                        left += self._write([item])
-                    continue
-                self._unstorable(group[0])
-                continue
-            self._outage.succeeded()
-            for _queue, job_id, attempt, *_rest in group:
-                if job_id not in done:
-                    logger.warning(
-                        "result backend: job %s is no longer active in attempt %s; result dropped",
-                        job_id,
-                        attempt,
-                    )
+            groups[(item.queue, item.ignored)].append(item)
+        left = [
+            item
+            for (queue, ignored), group in groups.items()
+            for item in self._complete(queue, ignored, group)
+        ]
         if left:
             self._stopping.wait(self._backoff.next())
         else:
             self._backoff.reset()
         return left
 
-    def _unstorable(self, item: list[Any]) -> None:
+    def _complete(self, queue: str, ignored: bool, group: list[Handed]) -> list[Handed]:
+        """One statement for the group; returns what must wait for the database to come back."""
+        from transport.db import CONNECTION_ERRORS  # psycopg2 loads with the backend, not with `transport`
+
+        results = [(item.job_id, item.value, item.attempt) for item in group]
+        try:
+            done = set(self.manager.complete(queue, results, ignored=ignored))
+        except CONNECTION_ERRORS as exc:
+            self._outage.failed(exc)
+            return self._still_waiting(group, exc)
+        except Exception:
+            if len(group) == 1:
+                self._unstorable(group[0])
+                return []
+            # One bad result must not cost the others theirs: each on its own.
+            return [item for one in group for item in self._complete(queue, ignored, [one])]
+        self._outage.succeeded()
+        for item in group:
+            if item.job_id not in done:
+                logger.warning(
+                    "result backend: job %s is no longer active in attempt %s; result dropped",
+                    item.job_id,
+                    item.attempt,
+                )
+        return []
+
+    def _unstorable(self, item: Handed) -> None:
         """A result the database refused for what it is (not an outage): the job fails, fenced on its
         attempt, with an output that says so, rather than staying active."""
-        queue, job_id, attempt = item[0], item[1], item[2]
-        logger.exception("result backend: the result of job %s could not be stored", job_id)
+        logger.exception("result backend: the result of job %s could not be stored", item.job_id)
         output = {"name": "ResultNotStored", "message": "the task's result could not be stored", "stack": ""}
-        attempts = {job_id: attempt} if attempt is not None else None
-        self.manager.fail(queue, [job_id], output, attempts=attempts, retry=False)
+        attempts = {item.job_id: item.attempt} if item.attempt is not None else None
+        self.manager.fail(item.queue, [item.job_id], output, attempts=attempts, retry=False)
 
-    def _still_waiting(self, group: list[list[Any]], exc: BaseException) -> list[list[Any]]:
+    def _still_waiting(self, group: list[Handed], exc: BaseException) -> list[Handed]:
         """The results to try again; those that waited too long are given up (handed back)."""
+        if self.give_up is None:
+            return group
         deadline = time.monotonic() - self.retry_seconds
-        waiting = [item for item in group if item[5] > deadline or self.give_up is None]
-        for queue, job_id, attempt, *_rest in (item for item in group if item not in waiting):
-            self.give_up(queue, job_id, attempt, exc)  # type: ignore[misc]
-        return waiting
+        for item in group:
+            if item.arrived <= deadline:
+                self.give_up(item.queue, item.job_id, item.attempt, exc)
+        return [item for item in group if item.arrived > deadline]
 
 
 #: Where a worker's pool children find their main process's relay: on the Celery app, which every
