@@ -958,9 +958,9 @@ class Transport(virtual.Transport):
         batch: Sequence[tuple[str, envelope.Job, dict[str, Any]]],
         queue_options: Callable[[str], Mapping[str, Any]],
     ) -> None:
-        """Publish many messages with one INSERT per queue, all committed together (a Celery group sent
-        through :class:`transport.batch_publish.BatchingProducerPool`); each message then gets what
-        :meth:`send_job` gives one (a retry in place, a replaced id renewed, a timer)."""
+        """Publish many messages with one INSERT per queue, each committed before this returns (a
+        Celery group sent through :class:`transport.batch_publish.BatchingProducerPool`); each message
+        then gets what :meth:`send_job` gives one (a retry in place, a replaced id renewed, a timer)."""
         if len(batch) == 1:
             self.send_job(*batch[0], queue_options)
             return
@@ -982,7 +982,7 @@ class Transport(virtual.Transport):
                 for job, _message, options in items:
                     ids = self.manager.send(queue, job.data, **options)
                     self._sent(queue, job, options, inserted=bool(ids))
-            else:
+            else:  # another process's transient queue: _declare_for_send broadcast the first
                 for _job, message, _options in items[1:]:
                     self.broadcast("", queue, message)
         for queue, items in by_queue.items():
