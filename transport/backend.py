@@ -57,7 +57,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import psycopg2
 from celery import signals, states
 from celery._state import get_current_task
 from celery.backends.asynchronous import AsyncBackendMixin, BaseResultConsumer
@@ -71,10 +70,10 @@ from kombu.utils import json as kombu_json
 from transport import celery_options, outputs, result_relay
 from transport.db import CONNECTION_ERRORS, Connection
 from transport.envelope import RESERVED_KEY, job_id_for, request_attempt
+from transport.errors import InvalidValue
 from transport.hub import hub_from_options
 from transport.listener import Subscription
 from transport.outage import Backoff, Outage
-from transport.prepared import register
 from transport.redact import redact_url
 from transport.sessions import Sessions
 
@@ -93,7 +92,7 @@ JOB_STATES: dict[str, str] = {
 _FINISHED = frozenset({"completed", "failed", "cancelled"})
 #: What storing a result that PostgreSQL or JSON cannot hold raises (a NUL in a string, NaN, an
 #: object kombu cannot encode).
-UNSTORABLE = (psycopg2.DataError, TypeError, ValueError)
+UNSTORABLE = (InvalidValue, TypeError, ValueError)
 #: Job states after which a result will not change; NOTIFYs of other states wake nobody.
 _FINAL_NOTIFY = frozenset({*_FINISHED, *states.READY_STATES})
 #: A waiter re-reads its results at least this often even without a NOTIFY (results written by Node
@@ -783,10 +782,8 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
     def _raw_metas(self, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         job_ids = {str(t): job_id_for(t) for t in task_ids}
         keys = [self.get_key_for_task(str(t)) for t in task_ids]
-        rows = self._rows(
-            "get_task_results",
-            {"ids": [j for j in job_ids.values() if j], "keys": keys, "extended": self.extended},
-        )
+        ids = [j for j in job_ids.values() if j]
+        rows = self._store(lambda conn: self.manager.results.task_results(ids, keys, self.extended, conn))
         jobs = {r["id"]: r for r in rows if r["source"] == "job"}
         stored = {
             r["id"][len(self.task_keyprefix) :]: self.decode(r["value"])
@@ -880,7 +877,8 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         task_ids = [k[len(prefix) :] for k in keys if k.startswith(prefix)]
         metas = self._raw_metas(task_ids) if task_ids else {}
         others = [k for k in keys if not k.startswith(prefix)]
-        values = {r["key"]: r["value"] for r in self._rows("get_results", {"keys": others})} if others else {}
+        stored = self._store(lambda conn: self.manager.results.get(others, conn)) if others else []
+        values = {r["key"]: r["value"] for r in stored}
         out: list[str | None] = []
         for key in keys:
             if key.startswith(prefix):
@@ -918,14 +916,14 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             "channel": self.manager.state_channel,
             "notify": notify,
         }
-        self._rows("set_result", params, conn=conn)
+        self._store(lambda c: self.manager.results.set(params, c), conn)
         self._maybe_sweep()
 
     def delete(self, key: str) -> None:
-        self._rows("delete_results", {"keys": [str(key)]})
+        self._store(lambda conn: self.manager.results.delete([str(key)], conn))
 
     def incr(self, key: str, conn: Any = None) -> int:
-        rows = self._rows("incr_result", {"key": str(key), "expires": self.chord_expires}, conn=conn)
+        rows = self._store(lambda c: self.manager.results.incr(str(key), self.chord_expires, c), conn)
         return int(rows[0]["counter"])
 
     # -- chords --------------------------------------------------------------------------------
@@ -948,27 +946,23 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             self.set_chord_size(group_id, len(header.results))
 
     def set_chord_size(self, group_id: str, chord_size: int) -> None:
-        self._rows(
-            "set_chord_size",
-            {"key": self.get_key_for_chord(group_id), "size": str(chord_size), "expires": self.chord_expires},
-        )
+        key = self.get_key_for_chord(group_id)
+        size, expires = str(chord_size), self.chord_expires
+        self._store(lambda conn: self.manager.results.set_chord_size(key, size, expires, conn))
 
     def _count_chord_part(
         self, group_id: str, task_id: str, request: Any, conn: Any = None
     ) -> tuple[int, int | None] | None:
         """Count a header task once: (count, size), or None when it was counted already."""
         index = getattr(request, "group_index", None)
-        rows = self._rows(
-            "count_chord_part",
-            {
-                "key": self.get_key_for_chord(group_id),
-                "group_id": group_id,
-                "task_id": task_id,
-                "group_index": index if isinstance(index, int) else None,
-                "expires": self.chord_expires,
-            },
-            conn=conn,
-        )
+        params = {
+            "key": self.get_key_for_chord(group_id),
+            "group_id": group_id,
+            "task_id": task_id,
+            "group_index": index if isinstance(index, int) else None,
+            "expires": self.chord_expires,
+        }
+        rows = self._store(lambda c: self.manager.results.count_chord_part(params, c), conn)
         if not rows:
             return None
         size = rows[0]["value"]
@@ -1005,7 +999,8 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
                 logger.exception("Chord callback for %r raised: %r", group_id, exc)
                 self.chord_error_from_stack(callback, ChordError(f"Callback error: {exc!r}"))
         finally:
-            self._rows("delete_chord", {"group_id": str(group_id), "key": self.get_key_for_chord(group_id)})
+            key = self.get_key_for_chord(group_id)
+            self._store(lambda conn: self.manager.results.delete_chord(str(group_id), key, conn))
 
     def _chord_header_values(self, group_id: str) -> list[Any]:
         """The header's results in header order (nested as a saved header is), read in one go;
@@ -1015,7 +1010,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
         if header is not None:
             ids = [r.id for r in _leaves(header)]
         else:
-            ids = [r["task_id"] for r in self._rows("chord_part_ids", {"group_id": group_id})]
+            ids = self._store(lambda conn: self.manager.results.chord_part_ids(group_id, conn))
         metas = self.task_metas(ids)
 
         def value(task_id: str) -> Any:
@@ -1039,7 +1034,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
     def expire(self, key: str, value: Any) -> None:
         if str(key).startswith(self.task_keyprefix):
             return  # a job's result lives exactly as long as its job
-        self._rows("expire_result", {"key": str(key), "expires": value})
+        self._store(lambda conn: self.manager.results.expire(str(key), value, conn))
 
     def _forget(self, task_id: str) -> None:
         """Drop the stored extras and, once the job has finished, the job row itself."""
@@ -1056,9 +1051,7 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
 
     def _delete_expired(self) -> int:
         self._ensure_store()
-        with self.database.cursor() as cur:
-            cur.execute(self.manager.queries["delete_expired_results"], {"limit": SWEEP_BATCH})
-            return cur.rowcount
+        return self.manager.results.delete_expired(SWEEP_BATCH)
 
     def _maybe_sweep(self) -> None:
         if time.monotonic() - self._last_sweep < SWEEP_INTERVAL:
@@ -1080,13 +1073,11 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
             if self._store_ready:
                 return
             if session is None:
-                with self.database.cursor() as cur:
-                    self._create_store(cur)
+                self.manager.results.install()
             else:
                 session.autocommit = False
                 try:
-                    with self.database.cursor(session) as cur:
-                        self._create_store(cur)
+                    self.manager.results.install(session)
                     session.commit()
                 except BaseException:
                     if not session.closed:
@@ -1095,12 +1086,8 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
                 finally:
                     if not session.closed:
                         session.autocommit = True
+            self.manager.sql.prepare(PREPARED_STATEMENTS)
         self._store_ready = True
-
-    def _create_store(self, cur: Any) -> None:
-        cur.execute(self.manager.queries["advisory_lock"], {"schema": self.manager.schema, "key": "zeke-aux"})
-        cur.execute(self.manager.queries["create_result_store"])
-        register(self.manager.queries[name] for name in PREPARED_STATEMENTS)
 
     @contextlib.contextmanager
     def _single(self) -> Iterator[Connection]:
@@ -1123,17 +1110,13 @@ class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):
                 conn.rollback()
                 raise
 
-    def _rows(self, statement: str, params: Mapping[str, Any], conn: Any = None) -> list[dict[str, Any]]:
-        """Run one statement: in the caller's transaction, else alone on this thread's session."""
+    def _store(self, call: Callable[[Any], _T], conn: Any = None) -> _T:
+        """One call of the result store: in the caller's transaction, else alone on this thread's
+        session."""
         if conn is not None:
-            return self._execute(statement, params, conn)
+            return call(conn)
         with self._single() as session:
-            return self._execute(statement, params, session)
-
-    def _execute(self, statement: str, params: Mapping[str, Any], conn: Any) -> list[dict[str, Any]]:
-        with self.database.cursor(conn) as cur:
-            cur.execute(self.manager.queries[statement], params)
-            return list(cur.fetchall()) if cur.description else []
+            return call(session)
 
 
 def _chord_part(task_id: str, request: Any) -> tuple[str, str] | None:

@@ -184,11 +184,7 @@ class PgBossScheduler(Scheduler):
         self._load_entries(self.schedule.values())
 
     def _ensure_entry_store(self) -> None:
-        with self.manager.db.cursor() as cur:
-            cur.execute(
-                self.manager.queries["advisory_lock"], {"schema": self.manager.schema, "key": "zeke-aux"}
-            )
-            cur.execute(self.manager.queries["create_beat_store"])
+        self.manager.schedules.install_beat_store()
 
     def _load_entries(self, entries: Iterable[ScheduleEntry]) -> None:
         """Adopt the shared run state of every entry, creating rows for new ones."""
@@ -196,9 +192,7 @@ class PgBossScheduler(Scheduler):
         if not entries:
             return
         payload = [{"name": e.name, "last_run_at": iso(e.last_run_at)} for e in entries]
-        with self.manager.db.cursor() as cur:
-            cur.execute(self.manager.queries["load_beat_entries"], {"entries": outputs.to_json(payload)})
-            rows = {r["name"]: r for r in cur.fetchall()}
+        rows = {r["name"]: r for r in self.manager.schedules.load_beat_entries(outputs.to_json(payload))}
         for entry in entries:
             row = rows.get(entry.name)
             if row is not None:
@@ -233,10 +227,9 @@ class PgBossScheduler(Scheduler):
     def reserve(self, entry: ScheduleEntry) -> ScheduleEntry:
         """Claim this run in the database; a beat that loses adopts the winner's state and sends nothing."""
         new_entry = next(entry)
-        params = {"name": entry.name, "expected": entry.total_run_count, "now": iso(new_entry.last_run_at)}
-        with self.manager.db.cursor() as cur:
-            cur.execute(self.manager.queries["claim_beat_entry"], params)
-            row = cur.fetchone()
+        row = self.manager.schedules.claim_beat_entry(
+            entry.name, entry.total_run_count, iso(new_entry.last_run_at)
+        )
         if row is None:  # the row vanished (a new entry since start-up): create it, then try again
             self._load_entries([entry])
             return self.reserve(self.schedule[entry.name])

@@ -17,12 +17,7 @@ Row = tuple[str, str, str]
 
 def install(manager: JobManager) -> None:
     """Create the transport's schema (``<schema>_zeke``) and tables if they are absent."""
-    queries = manager.queries  # the schema is read (and installed) first, on a connection of its own
-    with manager.db.cursor() as cur:
-        # The lock every creator of the <schema>_zeke schema takes (result store, beat store): two
-        # CREATE SCHEMA IF NOT EXISTS at once fail one of them (a worker died of it at start-up).
-        cur.execute(queries["advisory_lock"], {"schema": manager.schema, "key": "zeke-aux"})
-        cur.execute(queries["broker_install"])
+    manager.exchanges.install()
 
 
 class Bindings:
@@ -39,22 +34,17 @@ class Bindings:
             "pattern": pattern or "",
             "type": type,
         }
-        with self.manager.db.cursor() as cur:
-            cur.execute(self.manager.queries["binding_add"], params)
+        self.manager.exchanges.add_binding(params)
 
     def table(self, exchange: str) -> tuple[str | None, list[Row]]:
         """The exchange's type as recorded (None when unknown) and its durable bindings."""
-        with self.manager.db.cursor() as cur:
-            cur.execute(self.manager.queries["binding_list"], {"exchange": exchange})
-            rows = cur.fetchall()
+        rows = self.manager.exchanges.bindings(exchange)
         kind = rows[0]["type"] if rows else None
         return kind, [(r["routing_key"], r["pattern"], r["queue"]) for r in rows]
 
     def remove(self, exchange: str, queue: str, routing_key: str) -> None:
         params = {"exchange": exchange, "queue": queue, "routing_key": routing_key or ""}
-        with self.manager.db.cursor() as cur:
-            cur.execute(self.manager.queries["binding_remove"], params)
+        self.manager.exchanges.remove_binding(params)
 
     def remove_queue(self, queue: str) -> None:
-        with self.manager.db.cursor() as cur:
-            cur.execute(self.manager.queries["binding_remove_queue"], {"queue": queue})
+        self.manager.exchanges.remove_queue_bindings(queue)

@@ -121,6 +121,7 @@ from kombu.transport.virtual.exchange import STANDARD_EXCHANGE_TYPES
 from transport import celery_options, envelope, outage, outputs, wellformed
 from transport.bindings import Bindings
 from transport.db import dsn_from_url
+from transport.errors import DatabaseUnavailable
 from transport.exceptions import MalformedJob, PgBossError, QueueNotFound
 from transport.fanout import BroadcastLog, Subscription
 from transport.fetcher import Fetcher
@@ -1150,8 +1151,7 @@ class Transport(virtual.Transport):
         self._notify(self.log.channel, TIMER_NOTICE + queue)
 
     def _notify(self, channel: str, payload: str) -> None:
-        with self.manager.db.cursor() as cur:
-            cur.execute(self.manager.queries["wake"], {"channel": channel, "payload": payload})
+        self.manager.exchanges.wake(channel, payload)
 
     def mark_dirty(self, queues: Iterable[str]) -> None:
         consumed = self._consumed_durable()
@@ -1438,7 +1438,7 @@ class Transport(virtual.Transport):
             if self._listener is not None:
                 self._listener.close()
             self.manager.db.close()  # idle ones only; the pool reopens on next use
-            raise psycopg2.OperationalError(f"the LISTEN connection was lost: {lost}")
+            raise DatabaseUnavailable(f"the LISTEN connection was lost: {lost}")
         self._notified.clear()
         notices = []
         while self._notices:

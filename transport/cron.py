@@ -297,7 +297,9 @@ class Timekeeper:
     # -- the pass ------------------------------------------------------------------------------
 
     def claim(self) -> Claim:
-        row = self._one("try_set_cron_time", {"seconds": self.monitor_interval})
+        row = self.manager.schedules.claim_cron_time(self.monitor_interval)
+        if row is None:
+            raise RuntimeError("try_set_cron_time returned no row; is the pg-boss version table empty?")
         return Claim(
             claimed=bool(row["claimed"]),
             now=row["now"],
@@ -368,7 +370,7 @@ class Timekeeper:
         self.start()
         sent = 0
         while True:
-            with self.manager.db.connection() as conn:
+            with self.manager.sql.connection() as conn:
                 try:
                     fetched = self.manager.fetch([names.SEND_IT_QUEUE], self.send_it_batch, conn=conn)
                     for job in fetched:
@@ -385,17 +387,17 @@ class Timekeeper:
         name, key = data.get("name"), data.get("key")
         options = dict(data.get("options") or {})
         job_id: str | None = None
-        self._execute("send_it_savepoint", {}, conn)
+        self.manager.schedules.savepoint(conn)
         try:
             job_id = self.manager.send(name, data.get("data"), conn=conn, **send_options(options))
             if job_id is not None and key is not None:
-                self._execute("set_schedule_last_job_id", {"name": name, "key": key, "job_id": job_id}, conn)
+                self.manager.schedules.set_last_job_id(name, key, job_id, conn)
         except CONNECTION_ERRORS:
             raise  # the whole batch is rolled back and forwarded on a later poll
         except Exception as exc:
             # Like Node: report it and settle the send-it job anyway, so a bad schedule cannot loop.
             logger.error("cron: could not send scheduled job to %r (key %r): %s", name, key, exc)
-            self._execute("send_it_rollback", {}, conn)
+            self.manager.schedules.rollback_to_savepoint(conn)
             job_id = None
         self.manager.complete(names.SEND_IT_QUEUE, [(job.id, None, job.retry_count)], conn=conn)
         if job_id is not None:
@@ -405,11 +407,11 @@ class Timekeeper:
     # -- the schedule table --------------------------------------------------------------------
 
     def schedules(self) -> list[Schedule]:
-        return [Schedule.from_row(r) for r in self._rows("get_schedules", {})]
+        return [Schedule.from_row(r) for r in self.manager.schedules.all()]
 
     def get_schedule(self, name: str, key: str = "") -> Schedule | None:
-        rows = self._rows("get_schedule", {"name": name, "key": key})
-        return Schedule.from_row(rows[0]) if rows else None
+        row = self.manager.schedules.get(name, key)
+        return Schedule.from_row(row) if row is not None else None
 
     def schedule(
         self,
@@ -445,10 +447,10 @@ class Timekeeper:
             "options": outputs.to_json(stored),
             "only_if_changed": only_if_changed,
         }
-        return bool(self._rows("upsert_schedule", params, conn))
+        return self.manager.schedules.upsert(params, conn)
 
     def unschedule(self, name: str, key: str = "") -> bool:
-        return bool(self._rows("delete_schedule", {"name": name, "key": key}))
+        return self.manager.schedules.delete(name, key)
 
     def install(self, entries: Iterable[Mapping[str, Any]], queue_options: Mapping[str, Any]) -> None:
         """Install schedules at start-up: create each queue, upsert its row only when it changed."""
@@ -468,19 +470,3 @@ class Timekeeper:
                 logger.info(
                     "cron: installed schedule %r %r (%s)", name, entry["cron"], entry.get("tz") or "UTC"
                 )
-
-    # -- plumbing ------------------------------------------------------------------------------
-
-    def _rows(self, statement: str, params: Mapping[str, Any], conn: Any = None) -> list[dict[str, Any]]:
-        with self.manager.db.cursor(conn) as cur:
-            cur.execute(self.manager.queries[statement], params)
-            return list(cur.fetchall()) if cur.description else []
-
-    def _one(self, statement: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        rows = self._rows(statement, params)
-        if not rows:
-            raise RuntimeError(f"{statement} returned no row; is the pg-boss version table empty?")
-        return rows[0]
-
-    def _execute(self, statement: str, params: Mapping[str, Any], conn: Any) -> None:
-        self._rows(statement, params, conn)

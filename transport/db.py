@@ -24,7 +24,7 @@ import psycopg2.extensions
 import psycopg2.extras
 import psycopg2.pool
 
-from transport.errors import DatabaseUnavailable, InvalidDatabaseURL, as_unavailable
+from transport.errors import DatabaseUnavailable, InvalidDatabaseURL, PoolExhausted, as_unavailable
 from transport.redact import redact
 
 Connection = psycopg2.extensions.connection
@@ -359,7 +359,7 @@ class Database:
             self.after_fork()  # without the lock: the parent may have held it at fork
         slots = self._slots
         if not slots.acquire(timeout=self.checkout_timeout):
-            raise psycopg2.pool.PoolError(
+            raise PoolExhausted(
                 f"no free database connection after {self.checkout_timeout:.0f} s "
                 f"(pool of {self.max_connections}); raise max_connections or find the leak"
             )

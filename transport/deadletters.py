@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 from transport import names
 from transport.exceptions import InvalidOption
+from transport.mixins import ManagerSelf
 from transport.verbs import LIST_LIMIT_DEFAULT, _json_arg, _limit
-
-if TYPE_CHECKING:
-    from transport.manager import JobManager
 
 
 class RedrivePreview(TypedDict):
@@ -23,13 +21,13 @@ class RedrivePreview(TypedDict):
     unroutable: int
 
 
-class DeadLetterVerbs:
+class DeadLetterVerbs(ManagerSelf):
     """pg-boss ``redrive`` and ``previewRedrive``."""
 
     # -- dead letter queues ---------------------------------------------------------------------
 
     def redrive(
-        self: JobManager,
+        self,
         name: str,
         *,
         limit: int = 1000,
@@ -50,7 +48,7 @@ class DeadLetterVerbs:
         return int(self._run("redrive_jobs", params)[0]["moved"])
 
     def preview_redrive(
-        self: JobManager,
+        self,
         name: str,
         *,
         limit: int = LIST_LIMIT_DEFAULT,
@@ -77,7 +75,7 @@ class DeadLetterVerbs:
         return RedrivePreview(total=len(rows), destinations=destinations, unroutable=unroutable)
 
     def _redrive_params(
-        self: JobManager,
+        self,
         name: str,
         limit: int,
         destination: str | None,

@@ -59,25 +59,17 @@ class BroadcastLog:
             "channel": self.channel,
             "notice": names.EXCHANGE_NOTICE + exchange,
         }
-        with self.manager.db.cursor() as cur:
-            cur.execute(self.manager.queries["broadcast_publish"], params)
-            return int(cur.fetchone()["id"])
+        return self.manager.exchanges.publish(params)
 
     def head(self) -> int:
-        with self.manager.db.cursor() as cur:
-            cur.execute(self.manager.queries["broadcast_head"])
-            return int(cur.fetchone()["id"])
+        return self.manager.exchanges.head()
 
     def read(self, after: int, gaps: Iterable[int], exchanges: Iterable[str]) -> list[dict[str, Any]]:
         params = {"after": after, "gaps": list(gaps), "exchanges": list(exchanges), "limit": READ_LIMIT}
-        with self.manager.db.cursor() as cur:
-            cur.execute(self.manager.queries["broadcast_read"], params)
-            return list(cur.fetchall())
+        return self.manager.exchanges.read(params)
 
     def sweep(self, retention_seconds: float) -> int:
-        with self.manager.db.cursor() as cur:
-            cur.execute(self.manager.queries["broadcast_sweep"], {"seconds": retention_seconds})
-            return cur.rowcount
+        return self.manager.exchanges.sweep(retention_seconds)
 
 
 class Subscription:

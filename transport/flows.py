@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from transport import names, outputs
 from transport.exceptions import InvalidOption
+from transport.jobrows import PLAIN_FETCH_POLICIES, FetchedJob, _fetched_jobs
+from transport.mixins import ManagerSelf
 
-if TYPE_CHECKING:
-    from transport.manager import FetchedJob, JobManager
 
-
-class FlowVerbs:
+class FlowVerbs(ManagerSelf):
     """pg-boss ``flow`` and ``fetch`` with ``groupConcurrency``."""
 
     # -- groups ---------------------------------------------------------------------------------
 
     def fetch_grouped(
-        self: JobManager,
+        self,
         name: str,
         batch_size: int = 1,
         *,
@@ -32,8 +31,6 @@ class FlowVerbs:
         ``{"default": n, "tiers": {"tier": m}}`` gives jobs sent with ``group={"id", "tier"}`` their
         tier's limit. Jobs sent without a group are not limited. Queues of the standard, short and
         exclusive policies only (the per-key policies have fetch rules of their own)."""
-        from transport.manager import PLAIN_FETCH_POLICIES, _fetched_jobs
-
         self._require("fetch with group_concurrency", "group", "pg-boss 12.6")
         default, tiers = _group_limits(group_concurrency)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -50,13 +47,35 @@ class FlowVerbs:
             "default_limit": default,
             "tiers": outputs.to_json(tiers),
         }
-        with self.db.cursor(tuples=True) as cur:
-            cur.execute(self.queries["fetch_grouped_jobs"], self._params(params))
-            return _fetched_jobs(cur.fetchall())
+        return _fetched_jobs(self.sql.rows("fetch_grouped_jobs", self._params(params), tuples=True))
+
+    def fetch_group_limited(
+        self,
+        queue: str,
+        batch_size: int,
+        default_limit: int,
+        tiers: Mapping[str, int],
+        *,
+        cap: int | None = None,
+        synchronous_commit: bool = True,
+    ) -> list[FetchedJob]:
+        """One look of the consumer's group-limited fetch (:class:`transport.groups.GroupFetcher`):
+        claim up to ``batch_size`` runnable jobs of groups below their limit (and within the queue's
+        ``cap``), serialised with the queue's other capped fetchers."""
+        params = {
+            "name": queue,
+            "batch_size": batch_size,
+            "default_limit": default_limit,
+            "tiers": outputs.to_json(tiers),
+            "cap": cap,
+        }
+        with self.sql.transaction(tuples=True, async_commit=not synchronous_commit) as tx:
+            tx.run("lock_concurrency_slots", self.concurrency_locks([queue]))
+            return _fetched_jobs(tx.rows("fetch_group_limited_jobs", self._params(params)))
 
     # -- flows ----------------------------------------------------------------------------------
 
-    def flow(self: JobManager, jobs: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    def flow(self, jobs: Sequence[Mapping[str, Any]]) -> dict[str, str]:
         """pg-boss ``flow(jobs)``: send jobs that wait for each other, atomically.
 
         Each job is ``{"ref", "name", "data"?, "options"?, "depends_on"?: [refs]}``; a job runs once
@@ -95,7 +114,7 @@ class FlowVerbs:
                     "pending": len(depends_on),
                 }
             )
-        with self.db.connection() as conn:
+        with self.sql.connection() as conn:
             for queue, queue_jobs in by_queue.items():
                 inserted = self.send_many(queue, queue_jobs, conn=conn)
                 if len(inserted) != len(queue_jobs):

@@ -28,11 +28,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from transport import outputs
 from transport.flows import _group_limits
+from transport.jobrows import PLAIN_FETCH_POLICIES, FetchedJob
 
 if TYPE_CHECKING:
-    from transport.manager import FetchedJob, JobManager
+    from transport.manager import JobManager
 
 logger = logging.getLogger(__name__)
 
@@ -83,30 +83,20 @@ class GroupFetcher:
         One statement looks at the next ``batch_size`` runnable jobs of groups below their limit;
         when a group had more of them than it could take, another look finds the jobs behind them,
         until the budget is spent or a look finds nothing."""
-        from transport.manager import _fetched_jobs
-
         limit = self.limits[queue]
         fetched: list[FetchedJob] = []
         while len(fetched) < batch_size:
-            params = {
-                "name": queue,
-                "batch_size": batch_size - len(fetched),
-                "default_limit": limit.default,
-                "tiers": outputs.to_json(limit.tiers),
-                "cap": cap,
-            }
-            with self.manager.db.cursor(tuples=True) as cur:
-                if not synchronous_commit:
-                    cur.execute("SET LOCAL synchronous_commit TO off")
-                cur.execute(
-                    self.manager.queries["lock_concurrency_slots"],
-                    {"lock_prefix": f"{self.manager.schema}.concurrency.", "names": [queue]},
-                )
-                cur.execute(self.manager.queries["fetch_group_limited_jobs"], self.manager._params(params))
-                rows = cur.fetchall()
-            if not rows:
+            jobs = self.manager.fetch_group_limited(
+                queue,
+                batch_size - len(fetched),
+                limit.default,
+                limit.tiers,
+                cap=cap,
+                synchronous_commit=synchronous_commit,
+            )
+            if not jobs:
                 break
-            fetched.extend(_fetched_jobs(rows))
+            fetched.extend(jobs)
         return fetched
 
     def _check(self, queue: str) -> bool | None:
@@ -122,8 +112,6 @@ class GroupFetcher:
         row = self.manager.get_queue(queue)
         if row is None:
             return None
-        from transport.manager import PLAIN_FETCH_POLICIES
-
         if row["policy"] not in PLAIN_FETCH_POLICIES:
             logger.warning(
                 "group_concurrency for %r is ignored: its policy %r fetches by rules of its own "

@@ -128,12 +128,11 @@ class Hub:
         """Install the transport's tables (and the pg-boss schema if absent) once per process, and
         prepare ``statements`` from then on."""
         from transport.bindings import install
-        from transport.prepared import register
 
         if manager.schema in self._installed:
             return
         install(manager)  # idempotent: two threads racing here both find it done
-        register(manager.queries[name] for name in statements)
+        manager.sql.prepare(statements)
         with self._lock:
             self._installed.add(manager.schema)
 

@@ -30,6 +30,7 @@ import psycopg2.extensions
 
 from transport import sql
 from transport.db import CONNECTION_ERRORS, Connection, Database, forget_inherited
+from transport.errors import DatabaseUnavailable, lost
 from transport.outage import Backoff, Outage
 
 logger = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class Listener:
             if not self._lock.wait_for(
                 lambda: self.listens_to(sub.channels) or self._failures > failures, timeout
             ):
-                raise psycopg2.OperationalError(f"no LISTEN connection within {timeout:g} s")
+                raise DatabaseUnavailable(f"no LISTEN connection within {timeout:g} s")
             if not self.listens_to(sub.channels):
                 assert self._error is not None
                 raise self._error
@@ -271,7 +272,7 @@ class Listener:
         self._outage.failed(exc)
         with self._lock:
             self._failures += 1
-            self._error = exc
+            self._error = lost(exc)
             self._lock.notify_all()
         if was_connected:
             for sub in subs:

@@ -13,16 +13,30 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
-
-import psycopg2.errors
 
 from transport import names, outputs, schema, sql
 from transport.db import Database
 from transport.deadletters import DeadLetterVerbs
+from transport.errors import CheckViolation, UniqueViolation
 from transport.exceptions import InvalidOption, InvalidPayload, QueueNotFound, UnsupportedBySchema
+from transport.executor import Executor
 from transport.flows import FlowVerbs
+from transport.jobrows import PLAIN_FETCH_POLICIES, FetchedJob, _fetched_jobs, _job_row
+from transport.jobspec import (
+    DELETION_BATCH,
+    EXPIRY_BATCH,
+    FLOW_BATCH,
+    INT4_MAX,
+    START_AFTER_MAX_SECONDS,
+    check_job_options,
+    group_columns,
+)
+from transport.repositories.exchanges import ExchangeStore
+from transport.repositories.results import ResultStore
+from transport.repositories.schedules import ScheduleStore
+from transport.repositories.supervision import SupervisionStore
+from transport.repositories.views import MonitorViews
 from transport.times import iso
 from transport.verbs import PgBossVerbs
 
@@ -39,8 +53,6 @@ SEED_QUEUE_DEFAULTS: dict[str, Any] = {
 }
 
 POLICIES = frozenset({"standard", "short", "singleton", "stately", "exclusive", "key_strict_fifo"})
-#: Policies whose fetch needs no per-key check: their queues are fetched by ``fetch_plain_jobs``.
-PLAIN_FETCH_POLICIES = frozenset({"standard", "short", "exclusive"})
 #: How long a process trusts the policies it read (a queue deleted and created again with another
 #: policy is seen after this; pg-boss's own queue cache refreshes every 60 s too).
 POLICY_CACHE_SECONDS = 60.0
@@ -93,33 +105,6 @@ _FAIL_REWRITTEN = frozenset(
     {"state", "start_after", "completed_on", "output", "heartbeat_on", "upsert_by_key"}
 )
 
-EXPIRY_BATCH = 1000
-DELETION_BATCH = 10_000
-#: Completed parents resolved per flow statement (pg-boss's FLOW_BATCH_SIZE).
-FLOW_BATCH = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedJob:
-    """A job this process now holds in state ``active``."""
-
-    id: str
-    name: str
-    data: Any
-    priority: int
-    retry_count: int
-    retry_limit: int
-    expire_seconds: int
-    heartbeat_seconds: int | None
-    created_on: dt.datetime
-    start_after: dt.datetime
-    keep_until: dt.datetime
-    singleton_key: str | None
-
-
-def _fetched_jobs(rows: Iterable[tuple[Any, ...]]) -> list[FetchedJob]:
-    """The jobs of a fetch statement's rows, whose columns come in FetchedJob's order (job.sql)."""
-    return [FetchedJob(str(row[0]), *row[1:]) for row in rows]
 
 
 class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
@@ -137,6 +122,14 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         self._lock = threading.Lock()
         self._info: schema.SchemaInfo | None = None
         self._queries: dict[str, str] | None = None
+        #: Where this schema's named statements run (the manager, its mixins and the repositories).
+        self.sql = Executor(db, lambda: self.queries)
+        #: The owners of zeke's state beside the job table (transport.repositories).
+        self.results = ResultStore(self.sql, self.schema)
+        self.schedules = ScheduleStore(self.sql, self.schema)
+        self.exchanges = ExchangeStore(self.sql, self.schema)
+        self.supervision = SupervisionStore(self.sql, self.schema)
+        self.views = MonitorViews(self.sql)
         #: queue name -> (policy, monotonic time read); a policy cannot change after creation.
         self._policies: dict[str, tuple[str | None, float]] = {}
 
@@ -186,18 +179,13 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         return {**base, **params}
 
     def _run(self, name: str, params: Mapping[str, Any], *, conn: Any = None) -> list[dict[str, Any]]:
-        statement = self.queries[name]  # first: reading the schema takes a pooled connection itself
-        with self.db.cursor(conn) as cur:
-            cur.execute(statement, self._params(params))
-            return list(cur.fetchall()) if cur.description else []
+        return self.sql.rows(name, self._params(params), conn=conn)
 
-    def _locked(self, key: str, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _locked(
+        self, key: str, name: str, params: Mapping[str, Any], *, conn: Any = None
+    ) -> list[dict[str, Any]]:
         """Run a statement inside pg-boss's advisory lock for ``key``, in one transaction."""
-        self.queries  # noqa: B018  (the schema is read before a connection is held)
-        with self.db.cursor() as cur:
-            cur.execute(self.queries["advisory_lock"], {"schema": self.schema, "key": key})
-            cur.execute(self.queries[name], params)
-            return list(cur.fetchall()) if cur.description else []
+        return self.sql.locked(self.schema, key, name, params, conn=conn)
 
     def now(self) -> dt.datetime:
         return self._run("database_now", {})[0]["now"]
@@ -211,12 +199,8 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         node_options = _queue_options(merged)
         if "deadLetter" in node_options:
             names.validate_queue_name(node_options["deadLetter"])
-        self.queries  # noqa: B018  (the schema is read before a connection is held)
-        with self.db.cursor(conn) as cur:
-            cur.execute(self.queries["advisory_lock"], {"schema": self.schema, "key": "create-queue"})
-            cur.execute(
-                self.queries["create_queue"], {"name": name, "options": outputs.to_json(node_options)}
-            )
+        params = {"name": name, "options": outputs.to_json(node_options)}
+        self._locked("create-queue", "create_queue", params, conn=conn)
 
     def get_queue(self, name: str) -> dict[str, Any] | None:
         rows = self._run("get_queue", {"name": name})
@@ -235,9 +219,7 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
 
     def delete_queue(self, name: str) -> None:
         names.validate_queue_name(name)
-        with self.db.cursor() as cur:
-            cur.execute(self.queries["advisory_lock"], {"schema": self.schema, "key": "delete-queue"})
-            cur.execute(self.queries["delete_queue"], {"name": name})
+        self._locked("delete-queue", "delete_queue", {"name": name})
         self._policies.pop(name, None)
 
     # -- sending --------------------------------------------------------------------------------
@@ -276,7 +258,7 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         params.update(name=name, channel=self.channel)
         try:
             ids: list[str] = self._run(statement, params, conn=conn)[0]["ids"]
-        except psycopg2.errors.CheckViolation as exc:
+        except CheckViolation as exc:
             raise _check_violation(name, exc) from None
         if any(debounced) and len(ids) < len(rows):
             ids += self._send_next_slot(name, rows, ids, debounced, conn)
@@ -338,17 +320,11 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         limits = {k: int(v) for k, v in (concurrency_limits or {}).items() if k in queue_names}
         statement, params = self._fetch_statement(queue_names, batch_size, limits, conn)
         try:
-            with self.db.cursor(conn, tuples=True) as cur:
-                if not synchronous_commit:
-                    cur.execute("SET LOCAL synchronous_commit TO off")
+            with self.sql.transaction(conn, tuples=True, async_commit=not synchronous_commit) as tx:
                 if limits:
-                    cur.execute(
-                        self.queries["lock_concurrency_slots"],
-                        {"lock_prefix": f"{self.schema}.concurrency.", "names": sorted(limits)},
-                    )
-                cur.execute(statement, params)
-                rows = cur.fetchall()
-        except psycopg2.errors.UniqueViolation:
+                    tx.run("lock_concurrency_slots", self.concurrency_locks(sorted(limits)))
+                rows = tx.rows(statement, params)
+        except UniqueViolation:
             # Another fetcher claimed the same singleton/stately key first (job_i2/job_i3): like
             # pg-boss 12.38, this fetch finds nothing. A caller's transaction is theirs to handle.
             if conn is not None:
@@ -356,15 +332,19 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
             return []
         return _fetched_jobs(rows)
 
+    def concurrency_locks(self, queue_names: Sequence[str]) -> dict[str, Any]:
+        """Parameters of ``lock_concurrency_slots``: the capped queues whose fetchers serialise."""
+        return {"lock_prefix": f"{self.schema}.concurrency.", "names": list(queue_names)}
+
     def _fetch_statement(
         self, queue_names: Sequence[str], batch_size: int, limits: Mapping[str, int], conn: Any
     ) -> tuple[str, dict[str, Any]]:
-        """The fetch as (statement, parameters): the plain statement when no queue has a concurrency
+        """The fetch as (statement name, parameters): the plain statement when no queue has a concurrency
         limit and every queue's policy allows it. ``conn`` reads policies not seen before."""
         params: dict[str, Any] = {"names": list(queue_names), "batch_size": batch_size}
         if not limits and self._plain_fetch(queue_names, conn):
-            return self.queries["fetch_plain_jobs"], self._params(params)
-        return self.queries["fetch_jobs"], self._params({**params, "limits": outputs.to_json(limits)})
+            return "fetch_plain_jobs", self._params(params)
+        return "fetch_jobs", self._params({**params, "limits": outputs.to_json(limits)})
 
     def _plain_fetch(self, queue_names: Sequence[str], conn: Any) -> bool:
         """Whether every queue's policy lets ``fetch_plain_jobs`` claim its jobs (pg-boss, too,
@@ -408,13 +388,9 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
                 item["ignored"] = True
         if not items:
             return []
-        with self.db.cursor(conn) as cur:
-            if not synchronous_commit:
-                cur.execute("SET LOCAL synchronous_commit TO off")
-            cur.execute(
-                self.queries["complete_jobs"], self._params({"name": name, "jobs": outputs.to_json(items)})
-            )
-            return [str(r["id"]) for r in cur.fetchall()]
+        params = self._params({"name": name, "jobs": outputs.to_json(items)})
+        with self.sql.transaction(conn, async_commit=not synchronous_commit) as tx:
+            return [str(r["id"]) for r in tx.rows("complete_jobs", params)]
 
     def fail(
         self,
@@ -556,9 +532,7 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
 
     def purge(self, name: str) -> int:
         """Delete a queue's jobs that have not started; returns how many."""
-        with self.db.cursor() as cur:
-            cur.execute(self.queries["purge_queued_jobs"], {"name": name})
-            return cur.rowcount
+        return self.sql.run("purge_queued_jobs", {"name": name})
 
     def counts(self, name: str | None = None) -> list[dict[str, Any]]:
         return self._run("count_jobs_by_state", {"name": name})
@@ -614,13 +588,10 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         total = 0
         for table, queues in self._queues_by_table(queue_names).items():
             while True:
-                with self.db.cursor() as cur:
-                    cur.execute(self.queries["advisory_lock"], {"schema": self.schema, "key": table + lock})
-                    cur.execute(
-                        self.queries[statement],
-                        self._params({"names": queues, "limit": batch, "output": outputs.to_json(output)}),
-                    )
-                    moved = cur.rowcount if cur.description is None else len(cur.fetchall())
+                params = self._params({"names": queues, "limit": batch, "output": outputs.to_json(output)})
+                with self.sql.transaction() as tx:
+                    tx.run("advisory_lock", {"schema": self.schema, "key": table + lock})
+                    moved = tx.run(statement, params)
                 total += moved
                 if moved < batch:
                     break
@@ -633,11 +604,11 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         return grouped
 
 
-def _check_violation(name: str, exc: psycopg2.errors.CheckViolation) -> InvalidOption:
+def _check_violation(name: str, exc: CheckViolation) -> InvalidOption:
     """A job the table's CHECK constraints refuse, as pg-boss words the refusal."""
-    if "key_strict_fifo" in (exc.diag.constraint_name or ""):
+    if "key_strict_fifo" in (exc.constraint or ""):
         return InvalidOption(f"queue {name!r}: key_strict_fifo queues require a singleton_key")
-    return InvalidOption(f"queue {name!r} refused the job: {exc.diag.message_primary}")
+    return InvalidOption(f"queue {name!r} refused the job: {exc.message_primary}")
 
 
 def _queue_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -647,64 +618,8 @@ def _queue_options(options: Mapping[str, Any]) -> dict[str, Any]:
     policy = options.get("policy", "standard")
     if policy not in POLICIES:
         raise InvalidOption(f"unknown queue policy {policy!r}; one of {', '.join(sorted(POLICIES))}")
-    _check_job_options(options)
+    check_job_options(options)
     return {QUEUE_OPTION_KEYS[k]: v for k, v in options.items() if v is not None}
-
-
-#: The job table's integer columns are PostgreSQL ``integer``s.
-INT4_MAX = 2**31 - 1
-#: start_after in seconds: within about 300 years of now, far inside what a timestamp can hold.
-START_AFTER_MAX_SECONDS = 10**10
-
-
-def _check_job_options(options: Mapping[str, Any]) -> None:
-    for key in ("retry_limit", "retry_delay", "retry_delay_max", "retention_seconds", "delete_after_seconds"):
-        value = options.get(key)
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT4_MAX
-        ):
-            raise InvalidOption(f"{key} must be a whole number from 0 to {INT4_MAX}, not {value!r}")
-    for key in ("singleton_seconds", "singleton_offset"):
-        value = options.get(key)
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or not -INT4_MAX <= value <= INT4_MAX
-        ):
-            raise InvalidOption(f"{key} must be a whole number (a PostgreSQL integer), not {value!r}")
-    if options.get("singleton_seconds") is not None and options["singleton_seconds"] <= 0:
-        raise InvalidOption(f"singleton_seconds must be >= 1, not {options['singleton_seconds']!r}")
-    expire = options.get("expire_in_seconds")
-    if expire is not None and (not isinstance(expire, int | float) or not 1 <= expire <= 86400):
-        raise InvalidOption(f"expire_in_seconds must be between 1 and 86400, not {expire!r}")
-    heartbeat = options.get("heartbeat_seconds")
-    if heartbeat is not None and (
-        not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or not 10 <= heartbeat <= INT4_MAX
-    ):
-        raise InvalidOption(f"heartbeat_seconds must be a whole number >= 10, not {heartbeat!r}")
-    key = options.get("singleton_key")
-    if key is not None and not isinstance(key, str):
-        raise InvalidOption(f"singleton_key must be a string, not {key!r}")
-    if options.get("dead_letter") is not None:
-        names.validate_queue_name(options["dead_letter"])
-    if options.get("retry_delay_max") is not None and options.get("retry_backoff") is False:
-        raise InvalidOption("retry_delay_max only applies with retry_backoff")
-    retry_backoff = options.get("retry_backoff")
-    if retry_backoff is not None and not isinstance(retry_backoff, bool):
-        raise InvalidOption(f"retry_backoff must be true or false, not {retry_backoff!r}")
-    next_slot = options.get("singleton_next_slot")
-    if next_slot is not None:
-        if not isinstance(next_slot, bool):
-            raise InvalidOption(f"singleton_next_slot must be true or false, not {next_slot!r}")
-        if next_slot and options.get("singleton_seconds") is None:
-            raise InvalidOption("singleton_next_slot (debounce) needs singleton_seconds")
-    group = options.get("group")
-    if group is not None:
-        if not isinstance(group, Mapping) or set(group) - {"id", "tier"}:
-            raise InvalidOption(f"group must be {{'id': str, 'tier': str}}, not {group!r}")
-        if not isinstance(group.get("id"), str) or not group["id"]:
-            raise InvalidOption("group id must be a non-empty string")
-        tier = group.get("tier")
-        if tier is not None and (not isinstance(tier, str) or not tier):
-            raise InvalidOption("group tier must be a non-empty string when given")
 
 
 #: Send options copied as they are into the send_jobs recordset: option name -> column.
@@ -741,7 +656,7 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
         row["id"] = names.parse_job_id(job_id)
         if len(options) == 1:  # the common case of send_jobs: an id and nothing else
             return row
-    _check_job_options(options)
+    check_job_options(options)
     priority = options.get("priority")
     if priority is not None:
         if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > INT4_MAX:
@@ -752,7 +667,7 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None:
             row[column] = value
     if options.get("group") is not None:
-        row.update(_group_columns(options["group"]))
+        row.update(group_columns(options["group"]))
     for option in ("singleton_slot", "keep_until"):
         if options.get(option) is not None:
             row[option] = iso(options[option])
@@ -773,23 +688,6 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
     elif start_after is not None:
         raise InvalidOption(f"start_after must be a datetime, ISO string or seconds, not {start_after!r}")
     return row
-
-
-def _group_columns(group: Any) -> dict[str, str]:
-    """pg-boss's ``group: {id, tier}`` send option as the job's group_id/group_tier columns."""
-    if not isinstance(group, Mapping):
-        raise InvalidOption(f"group must be a mapping with id (and tier), not {group!r}")
-    unknown = set(group) - {"id", "tier"}
-    if unknown:
-        raise InvalidOption(f"unknown group key(s): {', '.join(sorted(unknown))}")
-    if not isinstance(group.get("id"), str) or not group["id"]:
-        raise InvalidOption("group.id must be a non-empty string")
-    columns = {"group_id": group["id"]}
-    if group.get("tier") is not None:
-        if not isinstance(group["tier"], str) or not group["tier"]:
-            raise InvalidOption("group.tier must be a non-empty string if provided")
-        columns["group_tier"] = group["tier"]
-    return columns
 
 
 #: The columns of a row that the single-job statement send_job takes.
@@ -825,14 +723,3 @@ def _rows_json(rows: Sequence[Mapping[str, Any]]) -> str:
         except (TypeError, ValueError) as exc:
             raise InvalidOption(f"send options must be JSON values: {exc}") from None
     raise AssertionError("unreachable: the batch failed to serialise but no row does")
-
-
-def _job_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A job row with plain Python types (uuid as str, state as str)."""
-    out = dict(row)
-    for key in ("id", "source_id", "source_root_id"):
-        if out.get(key) is not None:
-            out[key] = str(out[key])
-    if out.get("state") is not None:
-        out["state"] = str(out["state"])
-    return out

@@ -11,7 +11,6 @@ from typing import Any
 from transport import envelope
 from transport.bindings import install
 from transport.manager import JobManager
-from transport.prepared import register
 from transport.settle import Revoked
 
 DRIVER_TYPE = "pgboss"
@@ -39,7 +38,7 @@ def ensure_installed(manager: JobManager) -> None:
     """Install the transport's tables (and the pg-boss schema if absent) and prepare its hot
     statements from now on: what a transport does once per process through its hub."""
     install(manager)
-    register(manager.queries[name] for name in PREPARED_STATEMENTS)
+    manager.sql.prepare(PREPARED_STATEMENTS)
 
 
 def revoked_ids() -> Revoked:

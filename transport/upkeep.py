@@ -43,18 +43,13 @@ class Upkeep:
         self.manager = manager
         self.warning_queue_size = warning_queue_size
 
-    def _run(self, statement: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        with self.manager.db.cursor() as cur:
-            cur.execute(self.manager.queries[statement], params)
-            return list(cur.fetchall()) if cur.description else []
-
     def has(self, feature: str) -> bool:
         return self.manager.info.has(feature)
 
     # -- queue statistics ---------------------------------------------------------------------
 
     def backoff_active(self) -> bool:
-        return bool(self._run("monitor_backoff_active", {})[0]["active"])
+        return self.manager.supervision.backoff_active()
 
     def refresh_stats(self, names: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Count ``names`` into their queue rows. Returns (rows written, backlog warnings); nothing
@@ -64,12 +59,10 @@ class Upkeep:
         written: list[dict[str, Any]] = []
         pinned = 0.0  # seconds the counting held its snapshot, summed over the statements
         for chunk in _chunks(names):
-            rows = self._run(
-                "cache_queue_stats", {"names": chunk, "schema": self.manager.schema, "key": "queue-stats"}
-            )
+            rows = self.manager.supervision.cache_queue_stats(chunk)
             pinned += max((float(r["pin_seconds"] or 0) for r in rows), default=0.0)
             written += rows
-        backoff = self._run("set_monitor_backoff", {"seconds": pinned}) if written else []
+        backoff = self.manager.supervision.set_monitor_backoff(pinned) if written else []
         if backoff:
             logger.warning(
                 "pg-boss queue statistics held a snapshot for %.1f s (over a tenth of autovacuum_naptime "
@@ -106,22 +99,18 @@ class Upkeep:
         removed = 0
         for name in names:
             if self.has("retained"):
-                self._run("set_retained_count", {"name": name})
+                self.manager.supervision.set_retained_count(name)
         if self.has("dependencies"):
             for table, queues in self.manager._queues_by_table(names).items():
                 for name in queues:
-                    lock = {"schema": self.manager.schema, "key": table + "cleanupDependencies"}
-                    with self.manager.db.cursor() as cur:
-                        cur.execute(self.manager.queries["advisory_lock"], lock)
-                        cur.execute(self.manager.queries["cleanup_dependencies"], {"name": name})
-                        removed += cur.fetchone()["deleted"]
+                    removed += self.manager.supervision.cleanup_dependencies(table, name)
         return removed
 
     # -- the Node instance registry -----------------------------------------------------------
 
     def node_supervisors(self) -> int:
         """Node instances registered as supervising, alive and not stopped (0 where there is no registry)."""
-        return int(self._run("live_node_supervisors", {})[0]["n"])
+        return self.manager.supervision.live_node_supervisors()
 
     def prune_instances(self) -> int:
-        return int(self._run("delete_old_instances", {})[0]["deleted"])
+        return self.manager.supervision.prune_instances()

@@ -13,16 +13,15 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
-
-import psycopg2.errors
+from typing import Any, Literal, TypedDict
 
 from transport import names, outputs
+from transport.errors import UniqueViolation
 from transport.exceptions import InvalidOption, PgBossError, QueueNotFound, UnsupportedBySchema
+from transport.jobrows import _job_row
+from transport.jobspec import DELETION_BATCH, check_job_options, group_columns
+from transport.mixins import ManagerSelf
 from transport.times import iso
-
-if TYPE_CHECKING:
-    from transport.manager import JobManager
 
 #: pg-boss's list reads (findJobs, getBlockedKeys, getDependencies, ...): default and largest limit.
 LIST_LIMIT_DEFAULT = 1000
@@ -104,14 +103,14 @@ def _json_arg(method: str, what: str, value: Any) -> str:
         raise InvalidOption(f"{method}: {what} must be JSON: {exc}") from None
 
 
-class PgBossVerbs:
+class PgBossVerbs(ManagerSelf):
     """pg-boss 12.38 verbs beyond sending, fetching and settling (mixed into JobManager)."""
 
-    def _require(self: JobManager, operation: str, feature: str, minimum: str) -> None:
+    def _require(self, operation: str, feature: str, minimum: str) -> None:
         if not self.info.has(feature):
             raise UnsupportedBySchema(operation, minimum, self.info.version)
 
-    def _existing_queue(self: JobManager, method: str, name: str) -> dict[str, Any]:
+    def _existing_queue(self, method: str, name: str) -> dict[str, Any]:
         queue = self.get_queue(names.validate_queue_name(name))
         if queue is None:
             raise QueueNotFound(f"{method}: queue {name!r} does not exist")
@@ -119,20 +118,20 @@ class PgBossVerbs:
 
     # -- pub/sub --------------------------------------------------------------------------------
 
-    def subscribe(self: JobManager, event: str, name: str) -> None:
+    def subscribe(self, event: str, name: str) -> None:
         """pg-boss ``subscribe(event, name)``: jobs published to ``event`` are sent to queue ``name``."""
         if not event or not isinstance(event, str):
             raise InvalidOption("subscribe: event must be a non-empty string")
         self._existing_queue("subscribe", name)
         self._run("subscribe", {"event": event, "name": name})
 
-    def unsubscribe(self: JobManager, event: str, name: str) -> None:
+    def unsubscribe(self, event: str, name: str) -> None:
         """pg-boss ``unsubscribe(event, name)``."""
         if not event or not isinstance(event, str):
             raise InvalidOption("unsubscribe: event must be a non-empty string")
         self._run("unsubscribe", {"event": event, "name": names.validate_queue_name(name)})
 
-    def publish(self: JobManager, event: str, data: Any = None, **options: Any) -> dict[str, str | None]:
+    def publish(self, event: str, data: Any = None, **options: Any) -> dict[str, str | None]:
         """pg-boss ``publish(event, data, options)``: send one job to every subscribed queue.
 
         Returns queue name -> job id (None where a policy deduplicated it). A subscriber deleted in
@@ -160,14 +159,12 @@ class PgBossVerbs:
 
     # -- queues ---------------------------------------------------------------------------------
 
-    def update_queue(self: JobManager, name: str, **options: Any) -> None:
+    def update_queue(self, name: str, **options: Any) -> None:
         """pg-boss ``updateQueue(name, options)``: change the given settings of an existing queue.
 
         ``policy`` and ``partition`` cannot change after creation; ``retry_delay_max``,
         ``heartbeat_seconds`` and ``dead_letter`` set to None are cleared.
         """
-        from transport.manager import _check_job_options
-
         names.validate_queue_name(name)
         if not options:
             raise InvalidOption("update_queue: no properties found to update")
@@ -178,7 +175,7 @@ class PgBossVerbs:
         unknown = set(options) - set(UPDATE_QUEUE_KEYS)
         if unknown:
             raise InvalidOption(f"unknown queue option(s): {', '.join(sorted(unknown))}")
-        _check_job_options(options)
+        check_job_options(options)
         warning = options.get("warning_queue_size")
         if warning is not None and (not isinstance(warning, int) or isinstance(warning, bool) or warning < 1):
             raise InvalidOption(f"warning_queue_size must be an integer >= 1, not {warning!r}")
@@ -197,7 +194,7 @@ class PgBossVerbs:
             raise QueueNotFound(f"queue {name!r} does not exist")
         self._policies.pop(name, None)
 
-    def get_queue_stats(self: JobManager, name: str, *, force: bool = False) -> dict[str, Any]:
+    def get_queue_stats(self, name: str, *, force: bool = False) -> dict[str, Any]:
         """pg-boss ``getQueueStats(name)``: a queue's gauges (deferred, blocked, queued, ready,
         active, failed and total counts) and when they were captured (``captured_on``).
 
@@ -223,7 +220,7 @@ class PgBossVerbs:
     # -- reading --------------------------------------------------------------------------------
 
     def find_jobs(
-        self: JobManager,
+        self,
         name: str,
         *,
         id: str | None = None,  # noqa: A002  (pg-boss's option name)
@@ -254,12 +251,10 @@ class PgBossVerbs:
             if not anchor:
                 raise InvalidOption("find_jobs: after names a job that no longer exists")
             params.update(after_created=anchor[0]["created_on"], after_id=after_id)
-        from transport.manager import _job_row
-
         return [_job_row(r) for r in self._run("find_jobs", params)]
 
     def get_blocked_keys(
-        self: JobManager, name: str, *, limit: int = LIST_LIMIT_DEFAULT, after: str | None = None
+        self, name: str, *, limit: int = LIST_LIMIT_DEFAULT, after: str | None = None
     ) -> list[str]:
         """pg-boss ``getBlockedKeys``: the keys of a key_strict_fifo queue held back by a failed job."""
         queue = self._existing_queue("get_blocked_keys", name)
@@ -272,7 +267,7 @@ class PgBossVerbs:
         return [r["singleton_key"] for r in rows]
 
     def get_dependencies(
-        self: JobManager,
+        self,
         name: str,
         id: str,  # noqa: A002
         *,
@@ -283,7 +278,7 @@ class PgBossVerbs:
         return self._flow_links("get_dependencies", name, id, limit, after)
 
     def get_dependents(
-        self: JobManager,
+        self,
         name: str,
         id: str,  # noqa: A002
         *,
@@ -294,7 +289,7 @@ class PgBossVerbs:
         return self._flow_links("get_dependents", name, id, limit, after)
 
     def _flow_links(
-        self: JobManager, statement: str, name: str, job_id: str, limit: int, after: Mapping[str, str] | None
+        self, statement: str, name: str, job_id: str, limit: int, after: Mapping[str, str] | None
     ) -> list[JobRef]:
         names.validate_queue_name(name)
         _limit(statement, limit)
@@ -311,7 +306,7 @@ class PgBossVerbs:
         return [JobRef(name=r["name"], id=r["id"]) for r in self._run(statement, params)]
 
     def get_instances(
-        self: JobManager, *, limit: int = LIST_LIMIT_DEFAULT, after: str | None = None
+        self, *, limit: int = LIST_LIMIT_DEFAULT, after: str | None = None
     ) -> list[dict[str, Any]]:
         """pg-boss ``getInstances``: the Node PgBoss objects registered on this schema (zeke itself
         does not register), oldest first, each with ``live``."""
@@ -327,21 +322,19 @@ class PgBossVerbs:
 
     # -- bulk deletes ---------------------------------------------------------------------------
 
-    def delete_queued_jobs(self: JobManager, name: str) -> int:
+    def delete_queued_jobs(self, name: str) -> int:
         """pg-boss ``deleteQueuedJobs``: delete a queue's created and retry jobs; returns how many."""
         return self._delete_in_states("delete_queued_jobs", name, _QUEUED_STATES)
 
-    def delete_stored_jobs(self: JobManager, name: str) -> int:
+    def delete_stored_jobs(self, name: str) -> int:
         """pg-boss ``deleteStoredJobs``: delete a queue's completed, cancelled and failed jobs."""
         return self._delete_in_states("delete_stored_jobs", name, _STORED_STATES)
 
-    def delete_all_jobs(self: JobManager, name: str) -> int:
+    def delete_all_jobs(self, name: str) -> int:
         """pg-boss ``deleteAllJobs(name)``: delete every job of a queue, active ones too."""
         return self._delete_in_states("delete_all_jobs", name, _ALL_STATES)
 
-    def _delete_in_states(self: JobManager, method: str, name: str, states: Sequence[str]) -> int:
-        from transport.manager import DELETION_BATCH
-
+    def _delete_in_states(self, method: str, name: str, states: Sequence[str]) -> int:
         self._existing_queue(method, name)
         total = 0
         while True:
@@ -355,20 +348,20 @@ class PgBossVerbs:
     # -- sending variants -----------------------------------------------------------------------
 
     def send_throttled(
-        self: JobManager, name: str, data: Any, seconds: int, key: str | None = None, **options: Any
+        self, name: str, data: Any, seconds: int, key: str | None = None, **options: Any
     ) -> str | None:
         """pg-boss ``sendThrottled``: at most one job per ``seconds`` slot (and key); later sends in
         the slot are dropped (None)."""
         return self.send(name, data, **options, singleton_seconds=seconds, singleton_key=key)
 
     def send_debounced(
-        self: JobManager, name: str, data: Any, seconds: int, key: str | None = None, **options: Any
+        self, name: str, data: Any, seconds: int, key: str | None = None, **options: Any
     ) -> str | None:
         """pg-boss ``sendDebounced``: like send_throttled, but a send in a full slot is kept for the
         next slot, starting when that slot does (``singletonNextSlot``)."""
         return self.send_next_slot(name, data, **options, singleton_seconds=seconds, singleton_key=key)
 
-    def send_next_slot(self: JobManager, name: str, data: Any = None, **options: Any) -> str | None:
+    def send_next_slot(self, name: str, data: Any = None, **options: Any) -> str | None:
         """send() with pg-boss's ``singletonNextSlot``: when the current throttle slot is taken, try
         once more in the next slot, starting at its beginning (plus a second, as Node does)."""
         seconds = options.get("singleton_seconds")
@@ -386,7 +379,7 @@ class PgBossVerbs:
     # -- editing waiting jobs -------------------------------------------------------------------
 
     def update(
-        self: JobManager,
+        self,
         name: str,
         data: Any = ...,
         *,
@@ -404,7 +397,7 @@ class PgBossVerbs:
         return UpdateResult(jobs=jobs, updated=len(jobs))
 
     def upsert(
-        self: JobManager,
+        self,
         name: str,
         data: Any = ...,
         *,
@@ -428,7 +421,7 @@ class PgBossVerbs:
         if singleton_key is not None:
             send_options["singleton_key"] = singleton_key
         for attempt in (1, 2):
-            with self.db.connection() as conn:
+            with self.sql.connection() as conn:
                 try:
                     jobs = self._run_update(name, payload, by_id, match, conn)
                     if jobs:
@@ -444,7 +437,7 @@ class PgBossVerbs:
                     jobs = self._run_update(name, payload, by_id, match, conn)
                     conn.commit()
                     return UpsertResult(jobs=jobs, updated=len(jobs), inserted=0)
-                except psycopg2.errors.UniqueViolation:
+                except UniqueViolation:
                     # Another upsert of this key marked its job first (job_i13): it is visible now.
                     conn.rollback()
                     if attempt == 2:
@@ -452,7 +445,7 @@ class PgBossVerbs:
         raise AssertionError("unreachable")
 
     def _run_update(
-        self: JobManager, name: str, payload: Mapping[str, Any], by_id: bool, match: str, conn: Any
+        self, name: str, payload: Mapping[str, Any], by_id: bool, match: str, conn: Any
     ) -> list[str]:
         params = {
             "name": name,
@@ -464,7 +457,7 @@ class PgBossVerbs:
         return [r["id"] for r in self._run("update_jobs", params, conn=conn)]
 
     def _update_payload(
-        self: JobManager,
+        self,
         verb: str,
         data: Any,
         job_id: str | None,
@@ -472,8 +465,6 @@ class PgBossVerbs:
         match: str | None,
         options: Mapping[str, Any],
     ) -> tuple[dict[str, Any], bool, str]:
-        from transport.manager import _check_job_options, _group_columns
-
         if bool(job_id) == bool(singleton_key):
             raise InvalidOption(f"{verb}() requires exactly one of id or singleton_key")
         if job_id and match is not None:
@@ -483,7 +474,7 @@ class PgBossVerbs:
         unknown = set(options) - set(UPDATE_JOB_KEYS) - {"start_after", "group"}
         if unknown:
             raise InvalidOption(f"unknown {verb} option(s): {', '.join(sorted(unknown))}")
-        _check_job_options(options)
+        check_job_options(options)
         priority = options.get("priority")
         if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
             raise InvalidOption("priority must be an integer")
@@ -495,7 +486,7 @@ class PgBossVerbs:
         }
         if options.get("group") is not None:
             self._require(f"{verb}(group=...)", "group", "pg-boss 12.6")
-            columns = _group_columns(options["group"])
+            columns = group_columns(options["group"])
             payload["groupId"] = columns["group_id"]
             if "group_tier" in columns:
                 payload["groupTier"] = columns["group_tier"]

@@ -85,3 +85,7 @@ LISTEN %(channel)s
 -- name: session_sync_commit
 -- Back to the server's commit mode (a pooled connection leaving the consumer's asynchronous commits).
 RESET synchronous_commit
+
+-- name: local_async_commit
+-- This transaction's commit does not wait for the WAL flush (a lost claim or completion only means the job runs again).
+SET LOCAL synchronous_commit TO off

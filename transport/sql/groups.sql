@@ -1,5 +1,5 @@
 -- name: fetch_group_limited_jobs
--- A consumer's fetch from one queue limited per group (pg-boss's groupConcurrency): up to batch_size runnable jobs, so that no group_id has more active jobs than its limit (tiers ->> group_tier, else default_limit), counting those already active anywhere, and the queue no more than cap (when given). Jobs without a group are not limited by group. Callers hold the queue's lock_concurrency_slots lock, so Python fetchers never count at once. Rows in transport.manager.FetchedJob's order.
+-- A consumer's fetch from one queue limited per group (pg-boss's groupConcurrency): up to batch_size runnable jobs, so that no group_id has more active jobs than its limit (tiers ->> group_tier, else default_limit), counting those already active anywhere, and the queue no more than cap (when given). Jobs without a group are not limited by group. Callers hold the queue's lock_concurrency_slots lock, so Python fetchers never count at once. Rows in transport.jobrows.FetchedJob's order.
 WITH active AS MATERIALIZED (
   SELECT group_id, count(*)::int AS n FROM {schema}.job
   WHERE name = %(name)s AND state = 'active'

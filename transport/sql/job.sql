@@ -1,5 +1,9 @@
--- pg-boss job statements. Every state change of a pg-boss job row lives here and nowhere else;
--- transport.manager.JobManager is the only caller.
+-- pg-boss job statements run by transport.manager.JobManager: inserts (send), fetches, completion,
+-- failure and retry, cancel/resume/restore/delete, touches, reads by id and state, and the sweeps
+-- (expiry, lost heartbeats, deletion); with the fragments they share (_insert_jobs, _claim_next,
+-- _announce, _notify_states, _fail_body). Other job transitions, all JobManager methods too, live in
+-- verbs.sql (edits, grouped fetch, flows, redrive), groups.sql (the consumer's group-limited fetch)
+-- and supervise.sql (resolve_flows).
 
 -- name: send_jobs
 -- Insert a batch of jobs into one queue with the queue's defaults (pg-boss insertJobs); NOTIFY when one is runnable. One row back: the inserted ids as text[] (thousands of one-column rows cost more to read than to insert).
@@ -152,7 +156,7 @@ FROM next
 -- The locked row itself (a TID scan), not a key lookup: a generic plan made while the table was
 -- empty looked (name, id) up through an index on name alone, scanning the whole queue per fetch.
 WHERE j.tableoid = next.tid AND j.ctid = next.ctid
--- In transport.manager.FetchedJob's order: the fetch reads its rows as tuples.
+-- In transport.jobrows.FetchedJob's order: the fetch reads its rows as tuples.
 RETURNING j.id, j.name, j.data, j.priority, j.retry_count, j.retry_limit, j.expire_seconds,
   /*if:heartbeat*/j.heartbeat_seconds/*else*/NULL::int AS heartbeat_seconds/*end*/,
   j.created_on, j.start_after, j.keep_until, j.singleton_key

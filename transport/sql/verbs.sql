@@ -155,7 +155,7 @@ ORDER BY i.started_on, i.id
 LIMIT %(limit)s
 
 -- name: fetch_grouped_jobs
--- pg-boss fetch with groupConcurrency (schema 27+): claim up to batch_size runnable jobs of one queue, at most limits(group_tier) active per group_id at once (default_limit, or the tier's entry in tiers). Jobs without a group are not limited. Rows in transport.manager.FetchedJob's order.
+-- pg-boss fetch with groupConcurrency (schema 27+): claim up to batch_size runnable jobs of one queue, at most limits(group_tier) active per group_id at once (default_limit, or the tier's entry in tiers). Jobs without a group are not limited. Rows in transport.jobrows.FetchedJob's order.
 WITH active_groups AS MATERIALIZED (
   SELECT COALESCE(jsonb_object_agg(group_id, n), '{}'::jsonb) AS counts FROM (
     SELECT group_id, count(*)::int AS n FROM {schema}.job
