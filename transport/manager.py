@@ -106,7 +106,6 @@ _FAIL_REWRITTEN = frozenset(
 )
 
 
-
 class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
     """pg-boss jobs and queues in one schema of one database (the rest of pg-boss's API: transport.verbs,
     transport.flows, transport.deadletters)."""
