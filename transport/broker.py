@@ -23,13 +23,25 @@ Features
   ``@app.task(pgboss={...})``; one retry budget (``request.retries`` is the job's ``retry_count``);
   each attempt's time limits end it before its job expires (:mod:`transport.celery_options`).
 * Batched publishing: with :class:`transport.batch_publish.AMQP` as the app's ``amqp`` (zeke's app
-  uses it), a group, chord header or ``chunks`` is one INSERT per queue (:meth:`Channel.begin_batch`).
+  uses it), a group, chord header or ``chunks`` is one INSERT per queue
+  (:meth:`transport.channel.Channel.begin_batch`).
 * Push, not polling: a LISTEN socket on the worker's event loop (pg-boss's own NOTIFY channel, so
   Node inserts wake Python workers), a timer for the next ``start_after``, and a slow safety poll.
   A woken worker fetches up to its free prefetch budget in one statement: inline when it holds
   nothing, else on its fetch thread (:mod:`transport.fetcher`) while the loop feeds the pool.
 * At-least-once across worker death: the worker's main process heartbeats every job it holds, and a
   supervisor (in every worker, sharing Node's claims) retries jobs whose heartbeat stopped.
+
+Parts
+=====
+This module is the thin :class:`Transport`: options, connection (the process's hub), driver
+information, and the connection's parts, built here and shared by its channels:
+:mod:`transport.channel` (Channel and QoS: declaring, publishing, consuming, the jobs a consumer
+holds), :mod:`transport.poller` (the pump, timers, notices and event-loop registration),
+:mod:`transport.publisher` (sends), :mod:`transport.claims` (fetches), :mod:`transport.routes`
+(named exchanges), :mod:`transport.mailboxes` (transient queues), :mod:`transport.settle` and
+:mod:`transport.heartbeat`. What a Celery worker tells the transport arrives through
+:mod:`transport.worker_hooks`; without one, :mod:`transport.worker_state`'s defaults hold.
 
 Connection String
 =================

@@ -484,7 +484,8 @@ class Channel(virtual.Channel):
                 # or does not accept, or a failure the result backend wrote already. No retry can
                 # mend it: the job fails for good, fenced on its attempt (a written end is kept).
                 # Celery sends task_rejected right after rejecting a message it refuses, and that
-                # failure says why (_on_celery_refusal): on the event loop, the reject waits for it.
+                # failure says why (worker_hooks.on_celery_refusal): on the event loop, the reject
+                # waits for it.
                 self.heartbeat.discard(held.id)
                 self.poller.soon(lambda: self.settler.reject(held))
             self._freed(held)
