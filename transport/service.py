@@ -66,6 +66,8 @@ class Service:
 
     def start(self) -> None:
         """Start the thread unless it runs already."""
+        if self.running:  # the common case (called per delivery by the heartbeat's owner): no lock
+            return
         self._check_pid()
         with self._cond:
             if self._thread is not None:
