@@ -14,7 +14,8 @@ from typing import Any
 from celery import signals
 
 from bench.tasks import app, side  # noqa: F401  (the worker's app and tasks)
-from transport import broker
+from transport.claims import Claims
+from transport.poller import Poller
 
 _stamps: dict[str, float] = {}
 
@@ -30,8 +31,8 @@ def _timed(name: str, method: Any) -> Any:
     return wrapper
 
 
-broker.Transport._on_readable = _timed("readable", broker.Transport._on_readable)
-broker.Transport.fetch = _timed("fetch", broker.Transport.fetch)
+Poller.on_readable = _timed("readable", Poller.on_readable)  # type: ignore[method-assign]
+Claims.fetch = _timed("fetch", Claims.fetch)  # type: ignore[method-assign]
 
 
 @signals.task_received.connect

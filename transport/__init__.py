@@ -13,4 +13,4 @@ TRANSPORT_ALIASES.setdefault("pgboss", "transport.broker:Transport")
 # The entry point in setup.cfg does the same for installed copies; this covers a plain checkout.
 BACKEND_ALIASES.setdefault("pgboss", "transport.backend:PgBossBackend")
 
-from transport import result_relay, worker_events  # noqa: E402,F401  (worker signal handlers)
+from transport import result_relay, worker_events, worker_hooks  # noqa: E402,F401  (worker signal handlers)

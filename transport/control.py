@@ -44,9 +44,7 @@ def database_scheduled(consumer: Any, hostname: str | None = None) -> list[dict[
     try:
         transport = consumer.connection.transport
         manager = transport.manager
-        queues = [
-            q.name for q in consumer.task_consumer.queues if q.name not in getattr(transport, "transient", {})
-        ]
+        queues = [q.name for q in consumer.task_consumer.queues if q.name not in transport.mailboxes]
     except AttributeError:  # another transport, or not consuming yet
         return []
     try:

@@ -14,10 +14,11 @@ loop with its result and raised there, as an inline fetch's would be. What the l
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from transport.service import Service
 
 logger = logging.getLogger(__name__)
 
@@ -36,22 +37,22 @@ class Fetched:
     error: BaseException | None = None
 
 
-class Fetcher:
+class Fetcher(Service):
+    thread_name = "pgboss-fetch"
+
     def __init__(
         self, fetch: FetchFunction, wake: Callable[[], None], prepare: Callable[[], None] | None = None
     ) -> None:
+        super().__init__(logger, "pg-boss fetch")
         self.fetch = fetch
         #: Wakes the event loop (called from this thread once a result is ready).
-        self.wake = wake
+        self.wake_loop = wake
         #: Run first on the thread (open its connection while the server takes new ones, so the
         #: worker's fetches need no new connection later, as the loop's inline ones do not).
         self.prepare = prepare
-        self._ready = threading.Condition()
         self._request: tuple[Any, list[str], int, Mapping[str, int]] | None = None
         self._result: Fetched | None = None
         self._out = False
-        self._stopping = False
-        self._thread: threading.Thread | None = None
 
     @property
     def busy(self) -> bool:
@@ -62,59 +63,47 @@ class Fetcher:
     def done(self) -> bool:
         return self._result is not None
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._stopping = False
-            self._thread = threading.Thread(target=self._run, name="pgboss-fetch", daemon=True)
-            self._thread.start()
-
     def submit(self, channel: Any, queues: list[str], limit: int, limits: Mapping[str, int]) -> None:
-        with self._ready:
+        with self.lock:
             assert not self._out, "one fetch at a time"
             self._out = True
             self._request = (channel, queues, limit, limits)
-            self._ready.notify()
+            self.lock.notify_all()
 
     def collect(self) -> Fetched | None:
         """The finished fetch (the loop delivers it), freeing the way for the next one."""
-        with self._ready:
+        with self.lock:
             result, self._result = self._result, None
             if result is not None:
                 self._out = False
             return result
 
-    def stop(self, timeout: float = 60.0) -> Fetched | None:
+    def stop(self, timeout: float | None = 60.0, *, join: bool = True) -> Fetched | None:  # type: ignore[override]
         """Stop once the fetch under way (if any) has returned; what it fetched, uncollected."""
-        thread, self._thread = self._thread, None
-        with self._ready:
-            self._stopping = True
+        with self.lock:
             self._request = None  # asked for but not started: nothing was fetched
-            self._ready.notify()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        super().stop(timeout, join=join)
         result = self.collect()
         self._out = False
         return result
 
-    def _run(self) -> None:
+    def run(self) -> None:
         if self.prepare is not None:
             try:
                 self.prepare()
             except Exception as exc:  # the first fetch tries again, and raises on the loop
                 logger.debug("fetch thread could not connect yet: %r", exc)
-        while True:
-            with self._ready:
-                while self._request is None and not self._stopping:
-                    self._ready.wait()
-                if self._stopping:
-                    return
-                channel, queues, limit, limits = self._request
-                self._request = None
+        while self.wait_until(lambda: self._request is not None):
+            with self.lock:
+                request, self._request = self._request, None
+            if request is None:
+                continue
+            channel, queues, limit, limits = request
             fetched = Fetched(channel, queues, limit)
             try:
                 fetched.jobs = self.fetch(queues, limit, limits)
             except BaseException as exc:  # raised on the loop, as an inline fetch's error would be
                 fetched.error = exc
-            with self._ready:
+            with self.lock:
                 self._result = fetched
-            self.wake()
+            self.wake_loop()

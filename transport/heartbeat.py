@@ -25,9 +25,8 @@ from collections import defaultdict
 from collections.abc import Callable, Collection
 from typing import Protocol
 
-from transport.db import CONNECTION_ERRORS
 from transport.manager import JobManager
-from transport.outage import Outage
+from transport.service import Service
 
 
 class HeartbeatOwner(Protocol):
@@ -41,38 +40,37 @@ class HeartbeatOwner(Protocol):
 logger = logging.getLogger(__name__)
 
 
-class Heartbeat:
+class Heartbeat(Service):
     """The jobs one process holds, touched from a thread of their own: off the event loop, so that
     ``-P solo`` (where a task blocks the loop) and a busy loop still heartbeat on time."""
+
+    thread_name = "pgboss-heartbeat"
 
     def __init__(
         self, manager: JobManager, *, default_seconds: float = 30.0, hub: HeartbeatOwner | None = None
     ) -> None:
+        super().__init__(logger, "pg-boss heartbeat")
         self.manager = manager
         self.hub = hub
         #: ``heartbeat_seconds`` assumed for jobs whose queue has none.
         self.default_seconds = default_seconds
         self._jobs: dict[str, tuple[str, int | None]] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._jobs_lock = threading.Lock()
         #: Once retired: the ids of the jobs whose tasks still run (the only ones still touched).
         self._running: Callable[[], Collection[str]] | None = None
         self.pid = os.getpid()
-        self._outage = Outage(logger, "pg-boss heartbeat")
 
     def start(self) -> None:
         if self.hub is not None:
             self.hub.add_heartbeat(self)
-        if self._thread is None:
+        if not self.running:
             self._running = None
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="pgboss-heartbeat", daemon=True)
-            self._thread.start()
+        super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread = None
+    def stop(self, timeout: float | None = None, *, join: bool = False) -> None:
+        """Stop touching (the thread ends within a second; not waited for: a touch may hang in an
+        outage, and closing must not)."""
+        super().stop(timeout, join=join)
         if self.hub is not None:
             self.hub.remove_heartbeat(self)
 
@@ -80,7 +78,7 @@ class Heartbeat:
         """Its transport closed: touch only the jobs whose ids ``running()`` still names (tasks that
         outlived their connection, whose end the result backend writes), and stop once none is left.
         Every other job is let go: pg-boss retries it once its heartbeat runs out."""
-        if self._thread is None or self._stop.is_set():
+        if not self.running:
             self.stop()
             return
         self._running = running
@@ -93,13 +91,13 @@ class Heartbeat:
         if running is None:
             return
         ids = set(running())
-        with self._lock:
+        with self._jobs_lock:
             for job_id in [j for j in self._jobs if j not in ids]:
                 del self._jobs[job_id]
 
-    def _run(self) -> None:
+    def run(self) -> None:
         last = time.monotonic()
-        while not self._stop.wait(1.0):
+        while self.idle(1.0):
             if self._running is not None:
                 self._keep_running()
                 if not len(self):
@@ -109,14 +107,7 @@ class Heartbeat:
             if time.monotonic() - last < interval or not len(self):
                 continue
             last = time.monotonic()
-            try:
-                self.touch()
-            except CONNECTION_ERRORS as exc:  # the next beat retries; expiry is the backstop
-                self._outage.failed(exc)
-            except Exception as exc:
-                logger.warning("pg-boss heartbeat failed: %r", exc)
-            else:
-                self._outage.succeeded()
+            self.attempt(self.touch)  # a failed beat: the next one retries; expiry is the backstop
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -125,28 +116,28 @@ class Heartbeat:
         return self.pid == os.getpid() and job_id in self._jobs
 
     def add(self, job_id: str, queue: str, heartbeat_seconds: int | None) -> None:
-        with self._lock:
+        with self._jobs_lock:
             self._jobs[job_id] = (queue, heartbeat_seconds)
 
     def discard(self, job_id: str) -> None:
-        with self._lock:
+        with self._jobs_lock:
             self._jobs.pop(job_id, None)
 
     def shortest(self) -> int | None:
         """The smallest ``heartbeat_seconds`` among held jobs (None when none has one)."""
-        with self._lock:
+        with self._jobs_lock:
             seconds = [s for _, s in self._jobs.values() if s]
         return min(seconds) if seconds else None
 
     def touch(self) -> int:
         """Refresh every held job; forget those no longer active. Returns how many are still held."""
-        with self._lock:
+        with self._jobs_lock:
             by_queue: dict[str, list[str]] = defaultdict(list)
             for job_id, (queue, _) in self._jobs.items():
                 by_queue[queue].append(job_id)
         for queue, ids in by_queue.items():
             alive = set(self.manager.touch(queue, ids))
-            with self._lock:
+            with self._jobs_lock:
                 for job_id in ids:
                     if job_id not in alive:
                         self._jobs.pop(job_id, None)

@@ -26,16 +26,14 @@ statements never stall the event loop; a database outage is logged and retried o
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from transport import worker_events
-from transport.db import CONNECTION_ERRORS
 from transport.fanout import BroadcastLog
 from transport.manager import JobManager
-from transport.outage import Outage
+from transport.service import Service
 from transport.upkeep import Upkeep
 
 logger = logging.getLogger(__name__)
@@ -51,7 +49,8 @@ def emit_warning(warning: dict[str, Any]) -> None:
     worker_events.send(WARNING_EVENT, **warning)
 
 
-class Supervisor:
+class Supervisor(Service):
+    thread_name = "pgboss-supervisor"
     #: Seconds between passes (pg-boss ``superviseIntervalSeconds``).
     supervise_interval: float = 60.0
     #: Seconds between expiry/heartbeat checks of one queue (pg-boss ``monitorIntervalSeconds``).
@@ -75,6 +74,7 @@ class Supervisor:
         on_jobs_moved: Callable[[], None] | None = None,
         on_warning: Callable[[dict[str, Any]], None] = emit_warning,
     ) -> None:
+        super().__init__(logger, "pg-boss supervisor")
         self.manager = manager
         self.log = BroadcastLog(manager)
         self.upkeep = Upkeep(manager)
@@ -92,43 +92,20 @@ class Supervisor:
             self.broadcast_retention = broadcast_retention
         #: Called (from this thread) when a pass moved jobs back to retry: their start times changed.
         self.on_jobs_moved = on_jobs_moved
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._outage = Outage(logger, "pg-boss supervisor")
 
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="pgboss-supervisor", daemon=True)
-        self._thread.start()
+    def stop(self, timeout: float | None = 5.0, *, join: bool = True) -> None:
+        super().stop(timeout, join=join)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def _run(self) -> None:
+    def run(self) -> None:
         next_pass = next_flow = time.monotonic()
-        while not self._stop.is_set():
+        while not self.stopping:
             if time.monotonic() >= next_pass:
-                self._guarded(self.run_once)
+                self.attempt(self.run_once)
                 next_pass = time.monotonic() + self.supervise_interval
             if time.monotonic() >= next_flow:
-                self._guarded(self.resolve_flows)
+                self.attempt(self.resolve_flows)
                 next_flow = time.monotonic() + self.flow_interval
-            self._stop.wait(max(0.0, min(next_pass, next_flow) - time.monotonic()))
-
-    def _guarded(self, step: Callable[[], Any]) -> None:
-        try:
-            step()
-        except CONNECTION_ERRORS as exc:  # a DB outage must not kill the supervisor
-            self._outage.failed(exc)
-        except Exception as exc:
-            logger.warning("pg-boss supervisor pass failed (will retry): %r", exc)
-        else:
-            self._outage.succeeded()
+            self.idle(max(0.0, min(next_pass, next_flow) - time.monotonic()))
 
     def _deference(self) -> float:
         """How many intervals a claim must be due for: 2 while a Node supervisor is alive, else 1."""

@@ -33,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from transport.db import CONNECTION_ERRORS
 from transport.manager import FetchedJob, JobManager
-from transport.outage import Backoff, Outage
+from transport.outage import Backoff
+from transport.service import Service
 from transport.sessions import Sessions
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,13 @@ class Revoked:
             return True
 
 
-class Settler:
+class Settler(Service):
+    """Writes what acks, rejects and restores do to job rows. Started (:meth:`start`), it writes from
+    its thread: what piles up while one batch is written goes in the next, so a busy worker settles
+    many acks per statement and its event loop never waits for them; stopped, every call writes."""
+
+    thread_name = "pgboss-settle"
+
     def __init__(
         self,
         manager: JobManager,
@@ -105,6 +111,7 @@ class Settler:
         session: Sessions | None = None,
         window: float = SETTLE_WINDOW,
     ) -> None:
+        super().__init__(logger, "pg-boss settle", backoff=Backoff(first=0.5, cap=10.0), error_pause=1.0)
         self.manager = manager
         #: Seconds the settle thread gathers a batch (see :data:`SETTLE_WINDOW`).
         self.window = window
@@ -114,67 +121,33 @@ class Settler:
         #: the statements that make jobs runnable (retry, restore) announce them themselves.
         self.wake = wake
         self.revoked = revoked or Revoked()
-        self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
         self._complete: list[Held] = []
         self._fail: list[Held] = []
         self._reject: list[Held] = []
         self._restore: list[Held] = []
         #: Queues to wake once the writes pending now are committed (capped queues' freed slots).
         self._wake_after: list[str] = []
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._outage = Outage(logger, "pg-boss settle")
-        self._backoff = Backoff(first=0.5, cap=10.0)
 
     # -- modes ----------------------------------------------------------------------------------
 
     @property
     def batching(self) -> bool:
         """True while a settle thread writes in the background (else every call writes at once)."""
-        return self._thread is not None
+        return self.running
 
-    def start(self) -> None:
-        """Write from a background thread: what piles up while one batch is written goes in the next,
-        so a busy worker settles many acks per statement and its event loop never waits for them."""
-        if self._thread is None:
-            self._stopping = False
-            self._thread = threading.Thread(target=self._run, name="pgboss-settle", daemon=True)
-            self._thread.start()
+    def stop(self, timeout: float | None = 10.0, *, join: bool = True) -> None:
+        was_running = self.running
+        super().stop(timeout, join=join)
+        if was_running:
+            self.flush()  # whatever came in after the thread's last batch
 
-    def stop(self, timeout: float = 10.0) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        with self._ready:
-            self._stopping = True
-            self._ready.notify()
-        if thread is not threading.current_thread():
-            thread.join(timeout)
-        self.flush()  # whatever came in after the thread's last batch
-
-    def _run(self) -> None:
-        while True:
-            with self._ready:
-                while not self.pending and not self._stopping:
-                    self._ready.wait()
-                deadline = time.monotonic() + self.window
-                while not self._stopping and (remaining := deadline - time.monotonic()) > 0:
-                    self._ready.wait(remaining)  # only stop() notifies now: the batch gathers
-                if self._stopping:
+    def run(self) -> None:
+        while self.wait_until(lambda: self.pending):
+            deadline = time.monotonic() + self.window
+            while (remaining := deadline - time.monotonic()) > 0:
+                if not self.wait_until(lambda: False, remaining):  # only stop() ends the window early
                     return
-            try:
-                self.flush()
-            except CONNECTION_ERRORS as exc:  # a database outage: keep the writes and try again
-                self._outage.failed(exc)
-                time.sleep(self._backoff.next())
-            except Exception as exc:
-                logger.warning("pg-boss settle failed (will retry): %r", exc)
-                time.sleep(1.0)
-            else:
-                if self._outage.down:
-                    self._backoff.reset()
-                    self._outage.succeeded()
+            self.attempt(self.flush)
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -204,17 +177,17 @@ class Settler:
         return bool(self._complete or self._fail or self._reject or self._restore or self._wake_after)
 
     def _add(self, bucket: list[Any], item: Any) -> None:
-        with self._ready:
+        with self.lock:
             first = not self.pending
             bucket.append(item)
             if first:  # the thread waits for a batch's first write, then for its window to pass
-                self._ready.notify()
-        if self._thread is None:
+                self.lock.notify_all()
+        if not self.batching:
             self.flush()
 
     def flush(self) -> None:
         """Write everything pending; on failure what is still unwritten is kept for the next flush."""
-        with self._lock:
+        with self.lock:
             complete, self._complete = self._complete, []
             fail, self._fail = self._fail, []
             reject, self._reject = self._reject, []
@@ -225,7 +198,7 @@ class Settler:
         try:
             self._write(complete, fail, reject, restore)
         except BaseException:
-            with self._lock:  # the lists hold only what no committed statement wrote (see _write)
+            with self.lock:  # the lists hold only what no committed statement wrote (see _write)
                 self._complete[:0], self._fail[:0] = complete, fail
                 self._reject[:0], self._restore[:0] = reject, restore
                 self._wake_after[:0] = wake_after

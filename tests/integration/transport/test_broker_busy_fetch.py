@@ -47,7 +47,8 @@ def test_a_job_announced_while_the_fetch_thread_is_out_is_fetched_at_once(db_url
                 assert run_until(hub, lambda: len(got) == 1, 10)  # idle: fetched inline
                 # Holding a job, the worker fetches on its thread. While that fetch is out (its
                 # statement has run and seen nothing more), a job is published and the loop hears of it.
-                fetch, raced = transport.fetcher.fetch, []
+                poller = transport.poller
+                fetch, raced = poller.fetcher.fetch, []
 
                 def racing(queues: list[str], limit: int, limits: Mapping[str, int]) -> list[Any]:
                     jobs = fetch(queues, limit, limits)
@@ -57,12 +58,12 @@ def test_a_job_announced_while_the_fetch_thread_is_out_is_fetched_at_once(db_url
                     with other.Producer() as late:
                         late.publish({"n": 1}, routing_key=QUEUE, retry=True)
                     deadline = time.monotonic() + 10
-                    while QUEUE not in transport._dirty and time.monotonic() < deadline:
+                    while QUEUE not in poller.dirty and time.monotonic() < deadline:
                         time.sleep(0.01)
                     return jobs
 
-                transport.fetcher.fetch = racing
-                transport.mark_dirty([QUEUE])
+                poller.fetcher.fetch = racing
+                poller.mark_dirty([QUEUE])
                 run_until(hub, lambda: len(got) == 2, 5)
                 assert raced == [0]  # the fetch thread's fetch, which found nothing yet
                 assert [m.payload for m in got] == [{"n": 0}, {"n": 1}]

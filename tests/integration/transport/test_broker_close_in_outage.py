@@ -80,7 +80,7 @@ def test_a_transport_closed_in_an_outage_stops_its_threads_and_lets_go(db_url: s
     with refusing(db_url, application_name):
         got[0].ack()  # the settle thread cannot write it
         conn.close()
-        assert transport._listener is None and transport._released
+        assert not transport.poller.listening and transport._released
         deadline = time.monotonic() + 5
         while transport_threads() - before and time.monotonic() < deadline:
             time.sleep(0.05)
