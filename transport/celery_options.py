@@ -275,11 +275,13 @@ def _app_and_task(name: str | None, reply_to: Any = None) -> tuple[Any, Any]:
 
     current = _state.get_current_app()
     apps = [current, *(a for a in _state._get_active_apps() if a is not current)]
-    candidates = [a for a in apps if _is_pgboss(a)]
     if reply_to:
-        sender = [a for a in candidates if a.thread_oid == reply_to]
-        if sender:
-            return sender[0], sender[0]._tasks.get(name) if name else None
+        # The sender found by its oid: one configuration read, and an app on another broker
+        # publishing a task that a pg-boss app also has gets no pg-boss headers.
+        sender = next((a for a in apps if a.thread_oid == reply_to), None)
+        if sender is not None:
+            return (sender, sender._tasks.get(name) if name else None) if _is_pgboss(sender) else (None, None)
+    candidates = [a for a in apps if _is_pgboss(a)]
     for app in candidates:
         task = app._tasks.get(name) if name else None
         if task is not None:
