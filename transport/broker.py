@@ -118,7 +118,7 @@ import psycopg2
 from kombu.transport import virtual
 from kombu.transport.virtual.exchange import STANDARD_EXCHANGE_TYPES
 
-from transport import celery_options, envelope, outage, outputs, wellformed
+from transport import celery_options, envelope, outage, outputs, timer_sweep, wellformed
 from transport.bindings import Bindings
 from transport.db import dsn_from_url
 from transport.exceptions import MalformedJob, PgBossError, QueueNotFound
@@ -1373,7 +1373,7 @@ class Transport(virtual.Transport):
         loop.on_tick.add(self._on_tick)
         # A tick finer than either interval, so each poll comes within a quarter of its due time.
         tick = min(self.polling_interval, self.node_polling_interval) / 4
-        self._loop_entries = [loop.call_repeatedly(tick, self._safety_tick)]
+        self._loop_entries = [loop.call_repeatedly(tick, self._safety_tick), timer_sweep.sweep_every(loop)]
         if self.supervise and self._supervisor is None:
             self._supervisor = Supervisor(
                 self.manager,
