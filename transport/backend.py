@@ -224,16 +224,19 @@ class PgBossResultConsumer(BaseResultConsumer):
         self.consume_from(initial_task_id)
 
     def consume_from(self, task_id: str) -> None:
+        keys = _notify_keys(task_id)
         with self._lock:
-            for key in _notify_keys(task_id):
+            for key in keys:
                 self.subscribed[key] = task_id
-            now = time.monotonic()
-            self._paces.setdefault(task_id, _Pace(due=now + REREAD_FIRST, since=now))
+            if task_id not in self._paces:
+                now = time.monotonic()
+                self._paces[task_id] = _Pace(due=now + REREAD_FIRST, since=now)
         self.listening()
 
     def cancel_for(self, task_id: str) -> None:
+        keys = _notify_keys(task_id)
         with self._lock:
-            for key in _notify_keys(task_id):
+            for key in keys:
                 self.subscribed.pop(key, None)
                 self._published.pop(key, None)
             self._paces.pop(task_id, None)
@@ -241,8 +244,9 @@ class PgBossResultConsumer(BaseResultConsumer):
     def published(self, task_id: str) -> None:
         """Called before ``task_id`` is sent: from now on its end is announced to this process."""
         self.listening()
+        key = _notify_keys(task_id)[0]
         with self._lock:
-            self._published[_notify_keys(task_id)[0]] = False
+            self._published[key] = False
             while len(self._published) > PUBLISHED_MAX:
                 self._published.popitem(last=False)
 
@@ -261,6 +265,9 @@ class PgBossResultConsumer(BaseResultConsumer):
         """The state channel's subscription, made on first use and listened on before this returns:
         before any re-read, so no NOTIFY is missed. Raises a connection error when the database
         cannot be reached."""
+        listening = self._listening
+        if listening is not None and listening.listening and self._pid == os.getpid():
+            return listening  # the common case, every publish and wait: no lock needed to see it
         with self._lock:
             if self._pid != os.getpid():
                 self._forget_inherited()

@@ -79,19 +79,22 @@ def queue_defaults(policy: str | None) -> dict[str, Any]:
 def sets(task: Any, attribute: str) -> bool:
     """Whether a task sets ``attribute`` itself (decorator, subclass, annotation), rather than
     inheriting Celery's default from ``celery.app.task.Task``."""
+    return attribute in _own_attributes(task)
+
+
+def _own_attributes(task: Any) -> set[str]:
+    """The attribute names a task sets itself: its own, and its classes' below Celery's ``Task``."""
     from celery.app.task import Task
 
     unwrap = getattr(task, "_get_current_object", None)  # a lazy app's task is a proxy until used
     if callable(unwrap):
         task = unwrap()
-    if attribute in vars(task):
-        return True
+    names = set(vars(task))
     for klass in type(task).__mro__:
         if klass is Task:
-            return False
-        if attribute in vars(klass):
-            return True
-    return False
+            break
+        names.update(vars(klass))
+    return names
 
 
 def task_namespace(task: Any) -> dict[str, Any]:
@@ -105,7 +108,7 @@ def retry_policy(task: Any, call_options: Mapping[str, Any] | None = None) -> st
     chose not to: the job then fails), else pg-boss as the job's queue says."""
     if PGBOSS_RETRY_OPTIONS & set(call_options or {}):
         return PGBOSS
-    if task is not None and any(sets(task, name) for name in CELERY_RETRY_ATTRIBUTES):
+    if task is not None and not _own_attributes(task).isdisjoint(CELERY_RETRY_ATTRIBUTES):
         return CELERY
     return PGBOSS
 
@@ -275,11 +278,13 @@ def _app_and_task(name: str | None, reply_to: Any = None) -> tuple[Any, Any]:
 
     current = _state.get_current_app()
     apps = [current, *(a for a in _state._get_active_apps() if a is not current)]
-    candidates = [a for a in apps if _is_pgboss(a)]
     if reply_to:
-        sender = [a for a in candidates if a.thread_oid == reply_to]
-        if sender:
-            return sender[0], sender[0]._tasks.get(name) if name else None
+        # The sender found by its oid: one configuration read, and an app on another broker
+        # publishing a task that a pg-boss app also has gets no pg-boss headers.
+        sender = next((a for a in apps if a.thread_oid == reply_to), None)
+        if sender is not None:
+            return (sender, sender._tasks.get(name) if name else None) if _is_pgboss(sender) else (None, None)
+    candidates = [a for a in apps if _is_pgboss(a)]
     for app in candidates:
         task = app._tasks.get(name) if name else None
         if task is not None:

@@ -44,6 +44,7 @@ from typing import Any
 
 from transport import wellformed
 from transport.exceptions import InvalidOption, InvalidPayload
+from transport.names import CANONICAL_UUID
 
 RESERVED_KEY = "__celery"
 VERSION = 1
@@ -125,6 +126,8 @@ def job_id_for(task_id: Any) -> str | None:
     """The pg-boss job id of a Celery task id: the id itself when it is a UUID, else a stable uuid5."""
     if task_id is None or task_id == "":
         return None
+    if type(task_id) is str and CANONICAL_UUID.match(task_id):  # Celery's own ids: already canonical
+        return task_id
     try:
         return str(uuid.UUID(str(task_id)))
     except ValueError:

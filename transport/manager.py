@@ -642,25 +642,25 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
     """One job as a row of the send_jobs recordset, options checked; unset columns are left out (the
     recordset reads a missing key as NULL, so the batch's JSON stays small). The data is checked as
     JSON when the batch is serialised (:func:`_rows_json`)."""
-    data = job.get("data")
-    options = {k: v for k, v in job.items() if k != "data"}
-    row: dict[str, Any] = {"data": data}
-    if not options:
-        return row
-    unknown = options.keys() - SEND_OPTION_KEYS
+    row: dict[str, Any] = {"data": job.get("data")}
+    unknown = job.keys() - _SEND_ROW_KEYS
     if unknown:
         raise InvalidOption(f"unknown send option(s): {', '.join(sorted(unknown))}")
+    # An option set to None is an option not given (every check below reads it so).
+    options = {k: v for k, v in job.items() if v is not None and k != "data"}
+    if not options:
+        return row
     job_id = options.get("id")
     if job_id:
         row["id"] = names.parse_job_id(job_id)
-        if len(options) == 1:  # the common case of send_jobs: an id and nothing else
-            return row
-    check_job_options(options)
     priority = options.get("priority")
     if priority is not None:
         if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > INT4_MAX:
             raise InvalidOption(f"priority must be an integer (a PostgreSQL integer), not {priority!r}")
         row["priority"] = priority
+    if options.keys() <= _ID_AND_PRIORITY:  # a Celery publish: nothing else to check
+        return row
+    check_job_options(options)
     for option, column in _SEND_COLUMNS:
         value = options.get(option)
         if value is not None:
@@ -672,11 +672,6 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
             row[option] = iso(options[option])
     if options.get("singleton_next_slot"):
         row["singleton_next_slot"] = True  # taken out again by send_many before the insert
-    group = options.get("group")
-    if group is not None:
-        row["group_id"] = group["id"]
-        if group.get("tier") is not None:
-            row["group_tier"] = group["tier"]
     start_after = options.get("start_after")
     if isinstance(start_after, dt.datetime | str):
         row["start_after_at"] = iso(start_after)
@@ -688,6 +683,10 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidOption(f"start_after must be a datetime, ISO string or seconds, not {start_after!r}")
     return row
 
+
+#: What a send_jobs item may hold: its data and the send options.
+_SEND_ROW_KEYS = SEND_OPTION_KEYS | {"data"}
+_ID_AND_PRIORITY = frozenset({"id", "priority"})
 
 #: The columns of a row that the single-job statement send_job takes.
 _SEND_JOB_COLUMNS = frozenset({"data", "id", "priority", "start_after_at", "keep_until"})

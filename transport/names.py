@@ -13,7 +13,7 @@ from transport.exceptions import InvalidJobId, InvalidQueueName
 QUEUE_NAME = re.compile(r"[\w.\-/]+\Z", re.ASCII)
 MAX_QUEUE_NAME = 255
 #: A job id already in ``str(uuid.UUID(...))``'s form needs no parsing.
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 #: Schema names: word characters, not starting with a digit, at most 50 characters (pg-boss's rule).
 SCHEMA_NAME = re.compile(r"[A-Za-z_]\w{0,49}\Z", re.ASCII)
 RESERVED_PREFIX = "__pgboss__"
@@ -60,7 +60,7 @@ def state_channel(schema: str) -> str:
 
 
 def parse_job_id(job_id: object) -> str:
-    if type(job_id) is str and _CANONICAL_UUID.match(job_id):
+    if type(job_id) is str and CANONICAL_UUID.match(job_id):
         return job_id
     try:
         return str(uuid.UUID(str(job_id)))

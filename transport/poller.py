@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from transport import outage
+from transport import outage, timer_sweep
 from transport.errors import DatabaseUnavailable
 from transport.fetcher import Fetcher
 from transport.listener import Subscription as Listening
@@ -342,7 +342,7 @@ class Poller:
         loop.on_tick.add(self.on_tick)
         # A tick finer than either interval, so each poll comes within a quarter of its due time.
         tick = min(transport.polling_interval, transport.node_polling_interval) / 4
-        self._loop_entries = [loop.call_repeatedly(tick, self._safety_tick)]
+        self._loop_entries = [loop.call_repeatedly(tick, self._safety_tick), timer_sweep.sweep_every(loop)]
         if transport.supervise and self._supervisor is None:
             self._supervisor = Supervisor(
                 self.manager,

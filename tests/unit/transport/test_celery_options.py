@@ -111,3 +111,24 @@ def test_a_lost_attempt_is_not_a_task_error() -> None:
     assert not celery_options.attempt_lost(ValueError(), Context(pgboss_expiry_limit=True))
     assert celery_options.attempt_lost(WorkerLostError("signal 9"), Context())
     assert celery_options.attempt_lost({"exc_type": "WorkerLostError", "exc_message": []}, None)
+
+
+def test_only_a_pg_boss_sender_gets_pg_boss_headers() -> None:
+    pgboss = Celery("options-pgboss", broker="pgboss://u@h/db", set_as_current=False)
+    other = Celery("options-memory", broker="memory://", set_as_current=False)
+
+    def shared() -> None:
+        pass
+
+    for app in (pgboss, other):  # the same task name in both apps, with pg-boss options
+        app.task(name="options.shared", pgboss={"retry_limit": 7}, shared=False)(shared)
+        app.finalize()  # as sending does
+
+    def stamped(sender: Celery) -> dict[str, Any]:
+        headers: dict[str, Any] = {"task": "options.shared", "id": "x", "ignore_result": False}
+        properties = {"reply_to": sender.thread_oid}  # what send_task sets
+        celery_options.on_before_publish(sender="options.shared", headers=headers, properties=properties)
+        return {k: v for k, v in headers.items() if k.startswith("pgboss")}
+
+    assert stamped(pgboss) == {"pgboss_retry": "pgboss", "pgboss": {"retry_limit": 7}}
+    assert stamped(other) == {}  # memory:// publishes its own message: nothing of pg-boss's
