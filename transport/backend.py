@@ -201,7 +201,11 @@ class PgBossResultConsumer(BaseResultConsumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lock = threading.Lock()  # guards the maps below and the subscription
+        self._lock = threading.Lock()  # guards the maps below and the subscription (see _locked)
+        #: Task ids whose waits ended while the lock could not be taken at once, forgotten by the next
+        #: holder: Celery ends a wait from ``AsyncResult.__del__``, and a garbage collection may run
+        #: that on a thread that already holds the lock, which a blocking ``cancel_for`` would deadlock.
+        self._cancelled: deque[str] = deque()
         self._reader = threading.Lock()  # one thread waits for notices; the rest wait for it
         #: The state channel on the hub's LISTEN connection, and what arrived on it (appended by the
         #: listener thread, taken by the waiting thread).
@@ -225,7 +229,7 @@ class PgBossResultConsumer(BaseResultConsumer):
 
     def consume_from(self, task_id: str) -> None:
         keys = _notify_keys(task_id)
-        with self._lock:
+        with self._locked():
             for key in keys:
                 self.subscribed[key] = task_id
             if task_id not in self._paces:
@@ -234,9 +238,23 @@ class PgBossResultConsumer(BaseResultConsumer):
         self.listening()
 
     def cancel_for(self, task_id: str) -> None:
-        keys = _notify_keys(task_id)
+        self._cancelled.append(task_id)
+        if self._lock.acquire(blocking=False):  # else its holder forgets it (see _cancelled)
+            try:
+                self._forget_cancelled()
+            finally:
+                self._lock.release()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
         with self._lock:
-            for key in keys:
+            self._forget_cancelled()
+            yield
+
+    def _forget_cancelled(self) -> None:
+        while self._cancelled:
+            task_id = self._cancelled.popleft()
+            for key in _notify_keys(task_id):
                 self.subscribed.pop(key, None)
                 self._published.pop(key, None)
             self._paces.pop(task_id, None)
@@ -245,18 +263,18 @@ class PgBossResultConsumer(BaseResultConsumer):
         """Called before ``task_id`` is sent: from now on its end is announced to this process."""
         self.listening()
         key = _notify_keys(task_id)[0]
-        with self._lock:
+        with self._locked():
             self._published[key] = False
             while len(self._published) > PUBLISHED_MAX:
                 self._published.popitem(last=False)
 
     def on_after_fork(self) -> None:
-        with self._lock:
+        with self._locked():
             self._forget_inherited()
 
     def stop(self) -> None:
         """Leave the state channel (this process's subscription only); waiting again subscribes."""
-        with self._lock:
+        with self._locked():
             listening, self._listening = self._listening, None
         if listening is not None and self._pid == os.getpid():
             listening.close()
@@ -268,7 +286,7 @@ class PgBossResultConsumer(BaseResultConsumer):
         listening = self._listening
         if listening is not None and listening.listening and self._pid == os.getpid():
             return listening  # the common case, every publish and wait: no lock needed to see it
-        with self._lock:
+        with self._locked():
             if self._pid != os.getpid():
                 self._forget_inherited()
             listening = self._listening
@@ -287,7 +305,7 @@ class PgBossResultConsumer(BaseResultConsumer):
         self._arrived.set()
 
     def _on_lost(self, exc: BaseException) -> None:
-        with self._lock:
+        with self._locked():
             self._reconnected = True  # re-read everything once listening again
             self._published.clear()  # announcements may have been lost with the connection
         self._arrived.set()
@@ -299,13 +317,14 @@ class PgBossResultConsumer(BaseResultConsumer):
         self.subscribed.clear()
         self._published.clear()
         self._paces.clear()
+        self._cancelled.clear()
 
     def on_wait_for_pending(self, result: Any, **kwargs: Any) -> None:
         # LISTEN is already up (consume_from ran in add_pending_result), so a result stored before
         # the wait began is found here and one stored after it is announced. A task this process
         # published while listening, whose end has not been announced, cannot have one stored yet.
         if not hasattr(result, "results"):
-            with self._lock:
+            with self._locked():
                 if self._published.get(_notify_keys(result.id)[0]) is False:
                     return
         for meta in result._iter_meta(**kwargs):
@@ -326,7 +345,7 @@ class PgBossResultConsumer(BaseResultConsumer):
             self._reader.release()
 
     def _drain(self, timeout: float | None) -> None:
-        with self._lock:
+        with self._locked():
             idle = not self.subscribed
         if idle:
             if timeout:
@@ -345,7 +364,7 @@ class PgBossResultConsumer(BaseResultConsumer):
             while self._inbox:
                 payloads.append(self._inbox.popleft())
             wanted: set[str] = set()
-            with self._lock:
+            with self._locked():
                 for payload in payloads:
                     key, _, state = payload.partition(" ")
                     final = state in _FINAL_NOTIFY
@@ -364,7 +383,7 @@ class PgBossResultConsumer(BaseResultConsumer):
             # The LISTEN connection or a re-read lost the database (a restart): waiters keep waiting,
             # and once connected again everything waited for is re-read.
             self._outage.failed(exc)
-            with self._lock:
+            with self._locked():
                 self._reconnected = True
                 self._published.clear()  # announcements may have been lost with the connection
             delay = self._backoff.next()
@@ -376,19 +395,19 @@ class PgBossResultConsumer(BaseResultConsumer):
 
     def _until_due(self) -> float:
         """Seconds until the next task is due for a re-read (REREAD_INTERVAL when none waits)."""
-        with self._lock:
+        with self._locked():
             due = min((pace.due for pace in self._paces.values()), default=None)
         return REREAD_INTERVAL if due is None else max(0.0, due - time.monotonic())
 
     def _reread_due(self) -> None:
         now = time.monotonic()
-        with self._lock:
+        with self._locked():
             ids = {task_id for task_id, pace in self._paces.items() if pace.due <= now}
         self._reread(ids)
 
     def _reread_all(self) -> None:
         self._last_reread = time.monotonic()
-        with self._lock:
+        with self._locked():
             ids = set(self.subscribed.values())
         self._reread(ids)
 
@@ -398,7 +417,7 @@ class PgBossResultConsumer(BaseResultConsumer):
             return
         metas = self.backend.task_metas(ids)
         now = time.monotonic()
-        with self._lock:
+        with self._locked():
             for task_id in ids:
                 if (pace := self._paces.get(task_id)) is not None:
                     pace.after_read(now, (metas.get(task_id) or {}).get("status"))

@@ -1,8 +1,12 @@
 """The result waiter's re-read pace (transport.backend._Pace): fast while nothing announced a job
 (a Node worker may settle it at any moment and notifies nothing), slow once a zeke worker announced
-it running (it announces the end), and slowing down for a job that stays unchanged."""
+it running (it announces the end), and slowing down for a job that stays unchanged; and ending a
+wait never blocks on the waiter's lock (Celery ends waits from ``AsyncResult.__del__``)."""
 
 from __future__ import annotations
+
+import threading
+import uuid
 
 import pytest
 
@@ -12,6 +16,7 @@ from transport.backend import (
     REREAD_FIRST,
     REREAD_GROWTH,
     REREAD_INTERVAL,
+    PgBossResultConsumer,
     _Pace,
 )
 
@@ -48,3 +53,43 @@ def test_a_job_unchanged_for_long_is_reread_slowly_again() -> None:
     for n in range(20):
         pace.after_read(REREAD_FAST_WINDOW + 2 + n, "PENDING")
     assert pace.gap == REREAD_INTERVAL
+
+
+def _consumer() -> PgBossResultConsumer:
+    """A result waiter without a backend: what ending a wait does touches no database."""
+    return PgBossResultConsumer(None, None, None, {}, None)
+
+
+def _end_wait_in_thread(consumer: PgBossResultConsumer, task_id: str, hold_lock: bool) -> bool:
+    """End ``task_id``'s wait on another thread, inside the waiter's lock when ``hold_lock`` (as a
+    garbage collection running ``AsyncResult.__del__`` there would); whether it returned."""
+
+    def end() -> None:
+        if hold_lock:
+            with consumer._lock:
+                consumer.cancel_for(task_id)
+        else:
+            consumer.cancel_for(task_id)
+
+    thread = threading.Thread(target=end, daemon=True)
+    thread.start()
+    thread.join(5)
+    return not thread.is_alive()
+
+
+def test_a_wait_ended_inside_the_waiters_lock_does_not_deadlock_and_is_forgotten() -> None:
+    consumer = _consumer()
+    task_id = str(uuid.uuid4())
+    consumer.subscribed[task_id] = task_id
+    consumer._paces[task_id] = _Pace(due=0.0, since=0.0)
+    assert _end_wait_in_thread(consumer, task_id, hold_lock=True)
+    with consumer._locked():  # the next holder of the lock forgets it
+        assert task_id not in consumer.subscribed and task_id not in consumer._paces
+
+
+def test_a_wait_ended_outside_the_lock_is_forgotten_at_once() -> None:
+    consumer = _consumer()
+    task_id = str(uuid.uuid4())
+    consumer.subscribed[task_id] = task_id
+    assert _end_wait_in_thread(consumer, task_id, hold_lock=False)
+    assert task_id not in consumer.subscribed and not consumer._cancelled
