@@ -19,6 +19,8 @@ PASSWORDS = st.text(
 
 @given(PASSWORDS)
 def test_an_encoded_password_leaves_the_url(password: str) -> None:
+    # A password that is part of the rest of the URL ("pos", "app") would be "found" in what is shown.
+    assume(quote(password, safe="") not in "postgresql://zeke:@db.example:5432/app")
     url = f"postgresql://zeke:{quote(password, safe='')}@db.example:5432/app"
     shown = redact_url(url)
     assert quote(password, safe="") not in shown.replace(MASK, "")
@@ -44,6 +46,7 @@ def test_text_quoting_the_password_is_redacted(password: str, around: str) -> No
 @given(PASSWORDS)
 def test_a_query_password_is_redacted_and_split(password: str) -> None:
     encoded = quote(password, safe="")
+    assume(encoded not in "postgresql://db/app?sslmode=require&password=")
     url = f"postgresql://db/app?sslmode=require&password={encoded}"
     assert encoded not in redact_url(url).replace(MASK, "")
     bare, found = split_password(url)
