@@ -79,6 +79,11 @@ Transport Options
 * ``polling_interval``: seconds between safety polls (default 5); ``node_polling_interval`` (2) and
   ``node_cache_seconds`` (65): see below.
 * ``fetch_batch_size``: most jobs per fetch (default 100; the prefetch budget is used when smaller).
+* ``fetch_cooldown``: seconds (default 0.01) a queue's insert notices wait after a notice-driven
+  fetch of it came back empty (another consumer took the job); notices meanwhile become one fetch
+  when it ends. A fetch that finds jobs ends it, and a notice after a quiet spell fetches at once,
+  so an idle worker's pickup never waits; 0 turns it off. Every consumer of a queue hears each
+  insert's NOTIFY, and without it each would spend a fetch (a commit) on every job one of them takes.
 * ``refill_fraction``: while it holds jobs, a consumer fetches again once this fraction of its
   prefetch count is free (default 0.5: fewer, larger fetches); an idle one fetches at once.
 * ``synchronous_commit``: wait for WAL flush on fetch and ack-settlement (default False: a lost
@@ -178,6 +183,9 @@ class Transport(virtual.Transport):
     synchronous_commit: bool = False
     #: Wait for WAL flush on publish (False: Redis-class durability, opt-in).
     durable_publish: bool = True
+    #: Seconds a queue's insert notices wait after a notice-driven fetch of it found nothing (another
+    #: consumer took the job): the herd of consumers one NOTIFY wakes shrinks to those that find work.
+    fetch_cooldown: float = 0.01
     #: Settle acks from a background thread, many per statement, instead of one statement per ack
     #: on the event loop.
     settle_batch: bool = True
@@ -212,6 +220,7 @@ class Transport(virtual.Transport):
         "node_cache_seconds",
         "synchronous_commit",
         "durable_publish",
+        "fetch_cooldown",
         "settle_batch",
         "settle_window",
         "statement_timeout",

@@ -337,13 +337,19 @@ class Channel(virtual.Channel):
                 return 0  # busy and well stocked: refill in fewer, larger fetches (stay dirty)
         limit = min(budget or self.fetch_batch_size, self.fetch_batch_size)
         limits = {q: n for q, n in self.concurrency_limits.items() if q in queues}
+        self.poller.fetch_started(queues)
         if fetcher is not None and holding > 0:
             # Clean from now on, not once the jobs are delivered: a job announced while the fetch
             # is out (after its statement looked) makes the queue dirty again, and is fetched next.
             dirty.difference_update(queues)
             fetcher.submit(self, queues, limit, limits)  # the loop keeps feeding the pool meanwhile
             return 0
-        jobs = self.claims.fetch(queues, limit, limits)
+        try:
+            jobs = self.claims.fetch(queues, limit, limits)
+        except BaseException:
+            self.poller.fetch_ended(None)
+            raise
+        self.poller.fetch_ended(len(jobs))
         if len(jobs) < limit:
             dirty.difference_update(queues)
         return self.deliver_jobs(jobs)

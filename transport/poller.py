@@ -6,6 +6,11 @@ One :class:`Poller` per connection (as Kombu's Redis transport has its ``MultiCh
   and the broker channel); the listener thread queues what arrives and wakes the loop;
 * the dirty queues: consumed durable queues that may have runnable jobs (a notice, a freed slot,
   a timer, the safety poll), which the channels fetch from at the next pump;
+* the notice cooldown: every consumer of a queue hears each insert's NOTIFY, and all but one find
+  the job taken. After a notice-driven fetch of a queue found nothing, the queue's next notices
+  wait ``fetch_cooldown`` seconds (coalesced into one fetch then); a fetch that finds jobs, or a
+  quiet spell longer than the cooldown, lets the next notice fetch at once. Notices that arrive
+  while a fetch is out coalesce into one follow-up fetch (the dirty set holds a queue once);
 * the timers: one at the next ``start_after`` of the consumed queues, and the safety poll;
 * the worker's event loop (``register``/``unregister``, ``on_readable``, ``on_tick``, the waker),
   with the fetch thread, the settle thread and the supervisor a worker runs beside it;
@@ -75,6 +80,14 @@ class Poller:
         self._notify_checked: set[str] = set()
         #: Until when (monotonic) Node may insert into a consumed queue without NOTIFY.
         self._unheard_until = 0.0
+        #: Queues dirtied by a notice since their last fetch; those of the fetch that is out.
+        self._noticed: set[str] = set()
+        self._fetching_noticed: set[str] = set()
+        #: Queue -> until when (monotonic) its notices wait: its last notice-driven fetch was empty.
+        self._cooldown_until: dict[str, float] = {}
+        #: Noticed queues waiting for their cooldown to end, and the loop timer that ends it.
+        self._deferred: set[str] = set()
+        self._cooldown_timer: Any = None
 
     # -- what to look at --------------------------------------------------------------------------
 
@@ -124,12 +137,78 @@ class Poller:
         for channel, payload in notices:
             if channel == self.manager.channel:
                 if payload in self.consumed_durable():
-                    self.dirty.add(payload)
+                    self._noticed_insert(payload)
             elif payload.startswith(EXCHANGE_NOTICE):
                 self.transport.mailboxes.on_notice(payload[len(EXCHANGE_NOTICE) :])
             elif payload.startswith(TIMER_NOTICE):
                 if payload[len(TIMER_NOTICE) :] in self.consumed_durable():
                     self.timers_stale = True
+
+    def _noticed_insert(self, queue: str) -> None:
+        """An insert notice for ``queue``: fetch at the next pump, or once its cooldown is over."""
+        until = self._cooldown_until.get(queue)
+        if until is not None and time.monotonic() < until:
+            if queue not in self.dirty:  # a fetch that is due anyway serves this notice too
+                self._deferred.add(queue)
+                self._arm_cooldown(until)
+            return
+        self._cooldown_until.pop(queue, None)
+        self.dirty.add(queue)
+        self._noticed.add(queue)
+
+    # -- the notice cooldown ----------------------------------------------------------------------
+
+    def fetch_started(self, queues: Iterable[str]) -> None:
+        """A channel fetches ``queues`` now (inline, or handed to the fetch thread)."""
+        taken = self._noticed.intersection(queues)
+        self._noticed.difference_update(taken)
+        self._fetching_noticed = taken
+
+    def fetch_ended(self, found: int | None) -> None:
+        """The fetch :meth:`fetch_started` announced returned ``found`` jobs (None: it failed)."""
+        noticed, self._fetching_noticed = self._fetching_noticed, set()
+        if found is None:
+            self._noticed |= noticed  # its queues stay dirty; the retry is notice-driven still
+        elif found:
+            for queue in noticed:
+                self._cooldown_until.pop(queue, None)
+        elif noticed and self.transport.fetch_cooldown > 0:
+            until = time.monotonic() + self.transport.fetch_cooldown
+            for queue in noticed:
+                self._cooldown_until[queue] = until
+
+    def _arm_cooldown(self, until: float) -> None:
+        if self._loop is not None and self._cooldown_timer is None:
+            self._cooldown_timer = self._loop.call_later(max(until - time.monotonic(), 0.0), self._cooled)
+            self._wake_loop()  # the loop may have chosen its poll timeout before this timer existed
+
+    def _cooled(self) -> None:
+        self._cooldown_timer = None
+        self.release_cooled()
+        if self.dirty:
+            self._wake_loop()  # the tick that follows fetches
+
+    def release_cooled(self) -> None:
+        """Deferred notices whose cooldown is over become dirty queues (each one fetch)."""
+        if not self._deferred:
+            return
+        now = time.monotonic()
+        consumed = self.consumed_durable()
+        for queue in list(self._deferred):
+            if self._cooldown_until.get(queue, 0.0) <= now:
+                self._deferred.discard(queue)
+                self._cooldown_until.pop(queue, None)
+                if queue in consumed:
+                    self.dirty.add(queue)
+                    self._noticed.add(queue)
+        if self._deferred:
+            self._arm_cooldown(min(self._cooldown_until.get(q, now) for q in self._deferred))
+
+    def cooldown_due(self) -> float | None:
+        """When (monotonic) the earliest deferred notice is due, if any."""
+        if not self._deferred:
+            return None
+        return min(self._cooldown_until.get(q, 0.0) for q in self._deferred)
 
     def ensure_listener(self) -> Listening:
         """This transport's channels on the hub's LISTEN connection, listened on before it returns
@@ -195,6 +274,8 @@ class Poller:
         delivered = 0
         if self.fetcher is not None and self.fetcher.done:
             delivered += self._deliver_fetched()
+        if self._deferred:
+            self.release_cooled()
         mailboxes = transport.mailboxes
         if mailboxes.due:
             mailboxes.read()
@@ -215,6 +296,7 @@ class Poller:
         fetched = self.fetcher.collect()
         if fetched is None:
             return 0
+        self.fetch_ended(None if fetched.error is not None else len(fetched.jobs))
         if fetched.error is not None:
             self.dirty.update(fetched.queues)  # marked clean when the fetch was asked for
             raise fetched.error
@@ -310,6 +392,9 @@ class Poller:
             wait = self._next_safety - time.monotonic()
             if self._next_start is not None:
                 wait = min(wait, self._next_start - time.monotonic())
+            cooled = self.cooldown_due()
+            if cooled is not None:
+                wait = min(wait, cooled - time.monotonic())
             if self.transport.mailboxes.waiting:
                 wait = min(wait, 0.05)
             if deadline is not None:
@@ -367,6 +452,9 @@ class Poller:
         if self._start_timer is not None:
             self._start_timer.cancel()
             self._start_timer = None
+        if self._cooldown_timer is not None:
+            self._cooldown_timer.cancel()
+            self._cooldown_timer = None
         if self.fetcher is not None:
             fetcher, self.fetcher = self.fetcher, None
             leftover = fetcher.stop()
