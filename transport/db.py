@@ -22,7 +22,6 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
-import psycopg2.pool
 
 from transport.errors import DatabaseUnavailable, InvalidDatabaseURL, PoolExhausted, as_unavailable
 from transport.redact import redact

@@ -13,9 +13,14 @@ statements), so code outside the driver layer never names psycopg2.
         ├── ConstraintViolation
         │   ├── UniqueViolation
         │   └── CheckViolation
-        └── InvalidValue       a value the column or function cannot take (SQLSTATE class 22)
+        ├── InvalidValue       a value the column or function cannot take (SQLSTATE class 22)
+        ├── InvalidStatement   cannot run as written here (missing table, no privilege, read-only)
+        ├── InternalStateError not in this state (an aborted transaction)
+        └── NotSupported       the server does not support it
 
-Each also subclasses the psycopg2 class it stands for, so ``except psycopg2.OperationalError``
+Each also subclasses the psycopg2 family it stands for (``OperationalError``, ``IntegrityError``,
+``DataError``, ``ProgrammingError``, ``InternalError``, ``NotSupportedError``; not the driver's
+per-SQLSTATE classes in ``psycopg2.errors``), so ``except psycopg2.OperationalError``
 (kombu's ``connection_errors``, :data:`transport.db.CONNECTION_ERRORS`) still catches what it
 caught before: a timed-out or conflicting statement is an OperationalError to the driver too, and
 the retry paths that treat it like an outage keep doing so. The driver's exception is the
@@ -85,6 +90,19 @@ class InvalidValue(StatementError, psycopg2.DataError):
     """A value the column or function cannot take (out of range, malformed JSON, NUL in text...)."""
 
 
+class InvalidStatement(StatementError, psycopg2.ProgrammingError):
+    """The statement cannot run as written here (a missing table or column, no privilege, a
+    read-only transaction)."""
+
+
+class InternalStateError(StatementError, psycopg2.InternalError):
+    """The transaction or server is in a state the statement cannot run in (an aborted transaction)."""
+
+
+class NotSupported(StatementError, psycopg2.NotSupportedError):
+    """The server does not support what the statement asks."""
+
+
 #: SQLSTATEs meaning the server is away or will not take the session, not that a statement failed:
 #: admin/crash shutdown, cannot connect now, too many connections. Class 08 (connection exception)
 #: is matched as a class.
@@ -108,6 +126,9 @@ _BY_FAMILY: tuple[tuple[type[BaseException], type[StatementError]], ...] = (
     (psycopg2.DataError, InvalidValue),
     (psycopg2.IntegrityError, ConstraintViolation),
     (psycopg2.OperationalError, ServerError),
+    (psycopg2.ProgrammingError, InvalidStatement),
+    (psycopg2.InternalError, InternalStateError),
+    (psycopg2.NotSupportedError, NotSupported),
 )
 
 

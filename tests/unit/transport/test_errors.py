@@ -12,7 +12,10 @@ from transport.errors import (
     ConstraintViolation,
     DatabaseError,
     DatabaseUnavailable,
+    InternalStateError,
+    InvalidStatement,
     InvalidValue,
+    NotSupported,
     PoolExhausted,
     StatementError,
     lost,
@@ -27,13 +30,17 @@ from transport.errors import (
         (psycopg2.InterfaceError("connection already closed"), DatabaseUnavailable),
         (psycopg2.DataError("invalid input syntax"), InvalidValue),
         (psycopg2.IntegrityError("violates a constraint"), ConstraintViolation),
-        (psycopg2.ProgrammingError("syntax error"), StatementError),
+        (psycopg2.ProgrammingError("syntax error"), InvalidStatement),
+        (psycopg2.InternalError("current transaction is aborted"), InternalStateError),
+        (psycopg2.NotSupportedError("not supported"), NotSupported),
         (psycopg2.pool.PoolError("no free connection"), PoolExhausted),
     ],
 )
 def test_a_driver_error_becomes_ours_in_its_family(driver: Exception, ours: type[DatabaseError]) -> None:
     wrapped = wrap(driver)
     assert type(wrapped) is ours and str(wrapped) == str(driver)
+    if isinstance(wrapped, StatementError):  # an ``except`` of the driver's family still catches it
+        assert isinstance(wrapped, type(driver))
     assert isinstance(wrapped, CONNECTION_ERRORS) == isinstance(driver, CONNECTION_ERRORS)
 
 
