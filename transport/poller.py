@@ -64,6 +64,8 @@ class Poller:
         #: listener thread appends; the event loop or a blocking drain takes).
         self._listener: Listening | None = None
         self._notices: collections.deque[tuple[str, str]] = collections.deque()
+        #: Queues :meth:`wake` was told about, for the next pump to mark dirty.
+        self._woken: collections.deque[str] = collections.deque()
         self._listen_lost: BaseException | None = None
         self._notified = threading.Event()
         #: A busy worker's fetches, off its event loop (None outside an event loop).
@@ -111,9 +113,12 @@ class Poller:
         self.timers_stale = True
 
     def wake(self, queue: str) -> None:
-        """Tell every consumer (Node's too, this one at once) that jobs of ``queue`` are runnable."""
+        """Tell every consumer (Node's too) that jobs of ``queue`` are runnable; this one fetches at
+        its next pump. Any thread may call it (the settle thread does): the dirty set and the
+        consumed-queue cache are the loop's, so the queue reaches them through :attr:`_woken`."""
         self.transport.publisher.announce(queue)
-        self.mark_dirty([queue])
+        self._woken.append(queue)
+        self._signal()
 
     def enable_notify(self, queue: str) -> None:
         """Make a queue this process consumes NOTIFY on every insert, Node's too. Node's
@@ -153,6 +158,7 @@ class Poller:
                 self._arm_cooldown(until)
             return
         self._cooldown_until.pop(queue, None)
+        self._deferred.discard(queue)  # its cooldown is over: this fetch serves a deferred notice too
         self.dirty.add(queue)
         self._noticed.add(queue)
 
@@ -271,6 +277,8 @@ class Poller:
         settler = transport.settler
         if settler.pending and not settler.batching:
             settler.flush()  # a write that failed earlier
+        while self._woken:
+            self.mark_dirty([self._woken.popleft()])
         delivered = 0
         if self.fetcher is not None and self.fetcher.done:
             delivered += self._deliver_fetched()
@@ -516,6 +524,7 @@ class Poller:
         if self._waker is not None:
             self._waker.close()  # pid-guarded
             self._waker = None
+
 
     @property
     def listening(self) -> bool:
