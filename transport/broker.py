@@ -123,7 +123,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg2
 from kombu.transport import virtual
 
-from transport import outage, worker_hooks
+from transport import outage
 from transport.bindings import Bindings
 from transport.channel import Channel, Message, QoS
 from transport.claims import Claims
@@ -367,4 +367,3 @@ class Transport(virtual.Transport):
 
 
 register_with_celery()
-worker_hooks.connect()

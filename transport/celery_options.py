@@ -273,7 +273,8 @@ def _request_header(request: Any, name: str) -> Any:
 def _app_and_task(name: str | None, reply_to: Any = None) -> tuple[Any, Any]:
     """The pg-boss Celery app sending task ``name`` and the task, if registered there. The signal
     does not say which app sends: the one whose ``thread_oid`` is the message's ``reply_to`` (what
-    ``send_task`` sets unless told otherwise), else the current app, else any that has the task."""
+    ``send_task`` sets unless told otherwise; none when that app is on another broker, whatever
+    pg-boss app has the same task), else the current app, else any that has the task."""
     from celery import _state
 
     current = _state.get_current_app()

@@ -36,7 +36,6 @@ from transport.repositories.exchanges import ExchangeStore
 from transport.repositories.results import ResultStore
 from transport.repositories.schedules import ScheduleStore
 from transport.repositories.supervision import SupervisionStore
-from transport.repositories.views import MonitorViews
 from transport.times import iso
 from transport.verbs import PgBossVerbs
 
@@ -128,7 +127,6 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         self.schedules = ScheduleStore(self.sql, self.schema)
         self.exchanges = ExchangeStore(self.sql, self.schema)
         self.supervision = SupervisionStore(self.sql, self.schema)
-        self.views = MonitorViews(self.sql)
         #: queue name -> (policy, monotonic time read); a policy cannot change after creation.
         self._policies: dict[str, tuple[str | None, float]] = {}
 
