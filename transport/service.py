@@ -10,7 +10,9 @@ after each failed attempt when the service has one.
 A service belongs to the thread that is its current thread: stopping it (or starting it again) makes
 an old thread see :attr:`stopping` even if it has not noticed yet. Fork-safe: a forked child has
 none of its parent's threads, so a service inherited across a fork starts afresh (a new lock too: the
-parent's may have been held at fork) and never joins the parent's thread.
+parent's may have been held at fork) and never joins the parent's thread. Every entry point checks
+the pid (start, stop, :meth:`wake`, :attr:`lock` and the waits), so a child that only wakes an
+inherited service, or takes its lock, uses a lock of its own.
 """
 
 from __future__ import annotations
@@ -107,13 +109,13 @@ class Service:
 
     def wake(self) -> None:
         """End the thread's current :meth:`idle` early."""
-        with self._cond:
+        with self.lock:
             self._woken = True
             self._cond.notify_all()
 
     def idle(self, seconds: float | None) -> bool:
         """Wait up to ``seconds`` (None: for ever) or until woken or stopped; False once stopping."""
-        with self._cond:
+        with self.lock:
             if not self._woken and not self.stopping:
                 self._cond.wait(seconds)
             self._woken = False
@@ -121,18 +123,20 @@ class Service:
 
     def wait_until(self, ready: Callable[[], bool], timeout: float | None = None) -> bool:
         """Wait until ``ready()`` (checked under the service's lock) or stopping; False once stopping."""
-        with self._cond:
+        with self.lock:
             self._cond.wait_for(lambda: self.stopping or ready(), timeout)
             return not self.stopping
 
     def pause(self, seconds: float) -> None:
         """Sleep ``seconds`` unless stopped meanwhile (wakes do not end it)."""
-        with self._cond:
+        with self.lock:
             self._cond.wait_for(lambda: self.stopping, seconds)
 
     @property
     def lock(self) -> threading.Condition:
-        """The condition :meth:`idle` and :meth:`wait_until` wait on (notify it under its lock)."""
+        """The condition :meth:`idle` and :meth:`wait_until` wait on (notify it under its lock); this
+        process's own (a forked child's is new, as is the rest of its state)."""
+        self._check_pid()
         return self._cond
 
     # -- one step ---------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -213,3 +214,51 @@ def test_a_forked_child_starts_afresh_and_never_joins_its_parents_thread() -> No
         assert ticker.running  # the parent's thread runs on
     finally:
         ticker.stop()
+
+
+def exit_code_within(pid: int, timeout: float) -> int | None:
+    """The forked child's exit code, or None (the child killed) if it has not ended in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_wakes_and_locks_its_own_service_not_the_parents() -> None:
+    ticker = Ticker(interval=None)
+    ticker.start()
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:  # another thread of the parent holds the lock at fork
+        with ticker.lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock, name="pgboss-test-holder", daemon=True)
+    holder.start()
+    try:
+        assert held.wait(5)
+        pid = os.fork()
+        if pid == 0:  # the child: the holder is not here, so the parent's lock would never come free
+            code = 1
+            try:
+                ticker.wake()
+                with ticker.lock:
+                    ticker.lock.notify_all()
+                code = 0 if not ticker.running else 2
+            finally:
+                os._exit(code)
+        assert exit_code_within(pid, timeout=5) == 0  # None: the child hung on the parent's lock
+    finally:
+        release.set()
+        holder.join(5)
+    assert ticker.running  # the parent's service runs on, its lock its own
+    ticker.wake()
+    assert eventually(lambda: ticker.rounds >= 1, timeout=2)
+    ticker.stop()
