@@ -60,19 +60,37 @@ class Heartbeat(Service):
         self._running: Callable[[], Collection[str]] | None = None
         self.pid = os.getpid()
 
+    def _reset(self) -> None:
+        super()._reset()
+        #: Orders a start against a stop: each changes the thread and the hub's registration
+        #: together, so a heartbeat that runs is always known to its hub. New after a fork, with the
+        #: service's own lock (the parent's may have been held).
+        self._life = threading.Lock()
+
     def start(self) -> None:
-        if self.hub is not None:
-            self.hub.add_heartbeat(self)
-        if not self.running:
-            self._running = None
-        super().start()
+        """Start touching, known to the hub. Called on every pass of the worker's loop that delivered:
+        once started, it reads one attribute and returns (a stop racing it ends what it started)."""
+        if self.running:
+            return
+        self._check_pid()
+        with self._life:
+            if self.hub is not None:
+                self.hub.add_heartbeat(self)
+            if not self.running:
+                self._running = None
+            super().start()
 
     def stop(self, timeout: float | None = None, *, join: bool = False) -> None:
         """Stop touching (the thread ends within a second; not waited for: a touch may hang in an
         outage, and closing must not)."""
-        super().stop(timeout, join=join)
-        if self.hub is not None:
-            self.hub.remove_heartbeat(self)
+        self._check_pid()
+        with self._life:  # not held while joining: the thread itself may stop it
+            thread = self._thread
+            super().stop(join=False)
+            if self.hub is not None:
+                self.hub.remove_heartbeat(self)
+        if join and thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def retire(self, running: Callable[[], Collection[str]]) -> None:
         """Its transport closed: touch only the jobs whose ids ``running()`` still names (tasks that
