@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2
 
@@ -20,6 +20,7 @@ from transport.errors import wrap
 from transport.prepared import register
 
 Params = Mapping[str, Any] | None
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -44,17 +45,29 @@ class Transaction:
     def rows(self, name: str, params: Params = None) -> list[Any]:
         """Every row the statement returns (none for a statement without a result)."""
         self._cursor.execute(self._statements[name], params)
-        return list(self._cursor.fetchall()) if self._cursor.description else []
+        return _rows(self._cursor)
 
     def one(self, name: str, params: Params = None) -> Any:
         """The statement's first row, or None."""
         self._cursor.execute(self._statements[name], params)
-        return self._cursor.fetchone() if self._cursor.description else None
+        return _one(self._cursor)
 
     def run(self, name: str, params: Params = None) -> int:
         """Run a statement for its effect; the rows it touched (or returned)."""
         self._cursor.execute(self._statements[name], params)
-        return int(self._cursor.rowcount)
+        return _count(self._cursor)
+
+
+def _rows(cursor: Any) -> list[Any]:
+    return list(cursor.fetchall()) if cursor.description else []
+
+
+def _one(cursor: Any) -> Any:
+    return cursor.fetchone() if cursor.description else None
+
+
+def _count(cursor: Any) -> int:
+    return int(cursor.rowcount)
 
 
 class Executor:
@@ -92,17 +105,29 @@ class Executor:
         with wrapped_errors(), self.db.connection() as conn:
             yield conn
 
+    # One statement, the common case: the cursor is its only context manager and the error mapping
+    # an except clause, a few microseconds less per statement than transaction()'s nested generators.
+
+    def _statement(self, name: str, params: Params, conn: Any, tuples: bool, result: Callable[[Any], T]) -> T:
+        try:
+            sql = self._statements()[name]  # first: reading the schema takes a connection itself
+            with self.db.cursor(conn, tuples=tuples) as cur:
+                cur.execute(sql, params)
+                return result(cur)
+        except psycopg2.Error as exc:
+            ours = wrap(exc)
+            if ours is exc:
+                raise
+            raise ours from exc
+
     def rows(self, name: str, params: Params = None, *, conn: Any = None, tuples: bool = False) -> list[Any]:
-        with self.transaction(conn, tuples=tuples) as tx:
-            return tx.rows(name, params)
+        return self._statement(name, params, conn, tuples, _rows)
 
     def one(self, name: str, params: Params = None, *, conn: Any = None) -> Any:
-        with self.transaction(conn) as tx:
-            return tx.one(name, params)
+        return self._statement(name, params, conn, False, _one)
 
     def run(self, name: str, params: Params = None, *, conn: Any = None) -> int:
-        with self.transaction(conn) as tx:
-            return tx.run(name, params)
+        return self._statement(name, params, conn, False, _count)
 
     def locked(
         self, schema: str, key: str, name: str, params: Params = None, *, conn: Any = None
