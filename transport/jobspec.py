@@ -21,6 +21,8 @@ START_AFTER_MAX_SECONDS = 10**10
 
 
 def check_job_options(options: Mapping[str, Any]) -> None:
+    """Refuse a bad send, queue or update option, in the words the user sees (the one check of a
+    group: :func:`group_columns` takes it as checked here)."""
     for key in ("retry_limit", "retry_delay", "retry_delay_max", "retention_seconds", "delete_after_seconds"):
         value = options.get(key)
         if value is not None and (
@@ -70,18 +72,10 @@ def check_job_options(options: Mapping[str, Any]) -> None:
             raise InvalidOption("group tier must be a non-empty string when given")
 
 
-def group_columns(group: Any) -> dict[str, str]:
-    """pg-boss's ``group: {id, tier}`` send option as the job's group_id/group_tier columns."""
-    if not isinstance(group, Mapping):
-        raise InvalidOption(f"group must be a mapping with id (and tier), not {group!r}")
-    unknown = set(group) - {"id", "tier"}
-    if unknown:
-        raise InvalidOption(f"unknown group key(s): {', '.join(sorted(unknown))}")
-    if not isinstance(group.get("id"), str) or not group["id"]:
-        raise InvalidOption("group.id must be a non-empty string")
+def group_columns(group: Mapping[str, Any]) -> dict[str, str]:
+    """pg-boss's ``group: {id, tier}`` send option, as :func:`check_job_options` passed it, as the
+    job's group_id/group_tier columns."""
     columns = {"group_id": group["id"]}
     if group.get("tier") is not None:
-        if not isinstance(group["tier"], str) or not group["tier"]:
-            raise InvalidOption("group.tier must be a non-empty string if provided")
         columns["group_tier"] = group["tier"]
     return columns
