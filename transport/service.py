@@ -26,6 +26,18 @@ from typing import Any
 from transport.db import CONNECTION_ERRORS
 from transport.outage import Backoff, Outage
 
+#: This process's pid, renewed in a forked child: ``os.getpid()`` is a system call, and
+#: :attr:`Service.running` is read on every pass of the worker's loop (the heartbeat's start).
+_pid = os.getpid()
+
+
+def _renew_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_renew_pid)
+
 
 class Service:
     #: The thread's name (``pgboss-...``: tests and operators find the transport's threads by it).
@@ -53,10 +65,10 @@ class Service:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._woken = False
-        self._pid = os.getpid()
+        self._pid = _pid
 
     def _check_pid(self) -> None:
-        if self._pid != os.getpid():  # inherited across fork: the thread and lock are the parent's
+        if self._pid != _pid:  # inherited across fork: the thread and lock are the parent's
             self._reset()
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -64,7 +76,7 @@ class Service:
     @property
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`stop` in the process that started it."""
-        return self._thread is not None and self._pid == os.getpid()
+        return self._thread is not None and self._pid == _pid
 
     def start(self) -> None:
         """Start the thread unless it runs already."""
@@ -81,7 +93,7 @@ class Service:
     def stop(self, timeout: float | None = 10.0, *, join: bool = True) -> None:
         """Tell the thread to stop and, with ``join``, wait up to ``timeout`` seconds for it to end
         (never from the thread itself)."""
-        if self._pid != os.getpid():
+        if self._pid != _pid:
             self._reset()
             return
         with self._cond:
