@@ -105,6 +105,9 @@ class StateHub:
     async def start(self) -> None:
         if self._subscription is None:
             self._loop = asyncio.get_running_loop()
+            # Claims announce jobs running only while a session holds the presence; the listener
+            # takes it before on_listen, so the streams' re-read then sees any claim made before.
+            self.listener.hold(self.manager.state_presence)
             self._subscription = self.listener.subscribe(
                 (self.channel,), self._on_notice, on_listen=self._on_listen, on_lost=self._on_lost
             )
@@ -113,6 +116,7 @@ class StateHub:
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             subscription.close()
+            self.listener.release(self.manager.state_presence)
         self.listening.clear()
 
     # Called on the listener thread: handed to the event loop.
