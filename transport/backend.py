@@ -11,7 +11,8 @@ Features
   message, rebuilt by Celery's own exception-from-dict machinery (JSON only, never pickle).
 * ``AsyncResult.get()`` is pushed: waiters subscribe to the state channel, which every job
   transition NOTIFYs, on the process's one LISTEN connection (:mod:`transport.hub`, shared with the
-  broker and the API), and use the process's one pool.
+  broker and the API), and use the process's one pool. A claim announces a job running (``active``)
+  only while some session holds the state presence; this process holds it while anything is waited on.
 * What is not a job row (group metadata, chord counters, results of tasks that never were jobs,
   progress states and children lists) lives in ``<schema>_zeke.result``. A chord counts each header
   task once (``<schema>_zeke.chord_part``), committed together with the header task's completion, so

@@ -1,7 +1,8 @@
 """Job status over Server-Sent Events, pushed by PostgreSQL NOTIFY instead of polled.
 
 Every job transition made through :class:`transport.manager.JobManager` NOTIFYs ``"<job id> <state>"``
-on ``names.state_channel(schema)``. One :class:`StateHub` per API process subscribes to that channel
+on ``names.state_channel(schema)`` (a claim's ``active`` while some session holds the state presence,
+which the hub does while it listens). One :class:`StateHub` per API process subscribes to that channel
 on the process's one LISTEN connection (:mod:`transport.listener`, owned by the process's hub) and
 fans each notification out to the streams watching that job through asyncio queues, so a thousand
 open streams cost no database connection of their own and no polling.
