@@ -11,7 +11,8 @@ Features
   message, rebuilt by Celery's own exception-from-dict machinery (JSON only, never pickle).
 * ``AsyncResult.get()`` is pushed: waiters subscribe to the state channel, which every job
   transition NOTIFYs, on the process's one LISTEN connection (:mod:`transport.hub`, shared with the
-  broker and the API), and use the process's one pool.
+  broker and the API), and use the process's one pool. A claim announces a job running (``active``)
+  only while some session holds the state presence; this process holds it while anything is waited on.
 * What is not a job row (group metadata, chord counters, results of tasks that never were jobs,
   progress states and children lists) lives in ``<schema>_zeke.result``. A chord counts each header
   task once (``<schema>_zeke.chord_part``), committed together with the header task's completion, so
@@ -223,6 +224,9 @@ class PgBossResultConsumer(BaseResultConsumer):
         self._published: OrderedDict[str, bool] = OrderedDict()
         #: Task id -> its re-read pace, for every task waited on.
         self._paces: dict[str, _Pace] = {}
+        #: Whether the LISTEN connection holds the state presence for us: while anything is waited
+        #: on, so claims announce jobs running (``active``) and paces can slow down (see _Pace).
+        self._present = False
 
     def start(self, initial_task_id: str, **kwargs: Any) -> None:
         self.consume_from(initial_task_id)
@@ -235,6 +239,7 @@ class PgBossResultConsumer(BaseResultConsumer):
             if task_id not in self._paces:
                 now = time.monotonic()
                 self._paces[task_id] = _Pace(due=now + REREAD_FIRST, since=now)
+            self._presence()
         self.listening()
 
     def cancel_for(self, task_id: str) -> None:
@@ -258,6 +263,16 @@ class PgBossResultConsumer(BaseResultConsumer):
                 self.subscribed.pop(key, None)
                 self._published.pop(key, None)
             self._paces.pop(task_id, None)
+        self._presence()
+
+    def _presence(self) -> None:
+        """Hold the state presence while anything is waited on (the lock held). A claim made before
+        it is held announces nothing: its waiter re-reads at the pace of an unannounced job."""
+        want = bool(self.subscribed) and self._pid == os.getpid()
+        if want != self._present:
+            self._present = want
+            listener = self.backend.hub.listener
+            (listener.hold if want else listener.release)(self.backend.manager.state_presence)
 
     def published(self, task_id: str) -> None:
         """Called before ``task_id`` is sent: from now on its end is announced to this process."""
@@ -276,6 +291,9 @@ class PgBossResultConsumer(BaseResultConsumer):
         """Leave the state channel (this process's subscription only); waiting again subscribes."""
         with self._locked():
             listening, self._listening = self._listening, None
+            present, self._present = self._present, False
+        if present and self._pid == os.getpid():
+            self.backend.hub.listener.release(self.backend.manager.state_presence)
         if listening is not None and self._pid == os.getpid():
             listening.close()
 
@@ -311,8 +329,8 @@ class PgBossResultConsumer(BaseResultConsumer):
         self._arrived.set()
 
     def _forget_inherited(self) -> None:
-        # The subscription was the parent's (the hub forgot it at fork).
-        self._listening, self._pid = None, os.getpid()
+        # The subscription and the presence were the parent's (the hub forgot them at fork).
+        self._listening, self._pid, self._present = None, os.getpid(), False
         self._inbox.clear()
         self.subscribed.clear()
         self._published.clear()
@@ -429,8 +447,6 @@ def _notify_keys(task_id: str) -> tuple[str, ...]:
     """What a NOTIFY about this task names: its job id, and the task id itself for stored values."""
     job_id = job_id_for(task_id) or str(task_id)
     return (job_id,) if job_id == str(task_id) else (job_id, str(task_id))
-
-
 
 
 class PgBossBackend(BaseKeyValueStoreBackend, AsyncBackendMixin):

@@ -11,6 +11,13 @@ leaves. When the connection is lost it tells every subscriber (``on_lost``), rec
 (one log line per outage, :mod:`transport.outage`), LISTENs every channel again and calls
 ``on_listen``: what was notified in between is lost, so subscribers re-read then.
 
+A subscriber may also ask the connection to hold an advisory lock shared while it has subscribers
+(:meth:`Listener.hold`): the state channel's ``active`` notices are sent only while some session
+holds ``JobManager.state_presence`` (transport/sql/job.sql, ``_claim_next``). Holds are taken with a
+non-blocking try, again every :attr:`Listener.hold_retry` seconds while a claim holds the lock
+alone (the notices of this connection are dispatched meanwhile), and again after a reconnect before
+``on_listen`` is called, so what a subscriber re-reads then reflects every claim that did not tell it.
+
 libpq may hold notifications it read while another command ran on the connection (a LISTEN), and
 then the socket does not signal them again: they are dispatched before every wait. In a forked child
 the parent's connection, thread and subscribers are forgotten (:meth:`Listener.after_fork`).
@@ -75,6 +82,8 @@ class Listener:
     #: Seconds between reconnection attempts: doubling from ``first`` up to ``cap``, with jitter.
     backoff_first = 0.5
     backoff_cap = 10.0
+    #: Seconds between tries of a hold whose lock a claim holds alone (it is released at its commit).
+    hold_retry = 0.005
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -89,6 +98,9 @@ class Listener:
         self._listened: set[str] = set()
         #: Subscribers told (``on_listen``) that the current connection listens for them.
         self._announced: set[Subscription] = set()
+        #: Advisory lock key -> holds asked for (hold/release); the keys the connection holds now.
+        self._holds: dict[int, int] = {}
+        self._held: set[int] = set()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._wake_r, self._wake_w = os.pipe()
@@ -138,6 +150,30 @@ class Listener:
             if sub in self._subs:
                 self._subs.remove(sub)
         self._wake()
+
+    def hold(self, key: int) -> None:
+        """Hold advisory lock ``key`` shared on the LISTEN connection until as many :meth:`release`
+        calls; taken by the thread soon after (this does not wait), and only while someone subscribes."""
+        self._check_pid()
+        with self._lock:
+            self._holds[key] = self._holds.get(key, 0) + 1
+        self._wake()
+
+    def release(self, key: int) -> None:
+        if self._pid != os.getpid():
+            return
+        with self._lock:
+            count = self._holds.get(key, 0) - 1
+            if count > 0:
+                self._holds[key] = count
+            else:
+                self._holds.pop(key, None)
+        self._wake()
+
+    def holds(self, key: int) -> bool:
+        """Whether the connection holds ``key`` now."""
+        with self._lock:
+            return self.connected and key in self._held
 
     @property
     def subscribers(self) -> int:
@@ -214,18 +250,21 @@ class Listener:
                 self._connect(wanted)
             elif not wanted <= self._listened:
                 self._listen(wanted - self._listened)
+            pending = self._apply_holds()
         except CONNECTION_ERRORS as exc:
             self._lost(exc, subs)
             return True
-        for sub in subs:
-            if sub.on_listen is not None and sub not in self._announced:
-                self._announced.add(sub)
-                _call(sub.on_listen)
+        if not pending:  # a re-read in on_listen must come after the holds
+            for sub in subs:
+                if sub.on_listen is not None and sub not in self._announced:
+                    self._announced.add(sub)
+                    _call(sub.on_listen)
         try:
             self._dispatch(subs)
             conn = self._conn
             assert conn is not None
-            readable, _, _ = select.select([conn, self._wake_r], [], [])
+            timeout = self.hold_retry if pending else None
+            readable, _, _ = select.select([conn, self._wake_r], [], [], timeout)
             if self._wake_r in readable:
                 self._drain_wake()
             if conn in readable:
@@ -239,6 +278,7 @@ class Listener:
         conn = self.db.connect(autocommit=True)
         self._conn = conn
         self._announced = set()
+        self._apply_holds()  # first: the session's last statement stays its LISTEN (pg_stat_activity)
         self._listen(channels)
         self._outage.succeeded()
         self._backoff.reset()
@@ -254,6 +294,29 @@ class Listener:
         with self._lock:
             self._listened |= channels
             self._lock.notify_all()
+
+    def _apply_holds(self) -> bool:
+        """Take the holds asked for and drop the ones released; True while one could not be taken."""
+        with self._lock:
+            wanted = set(self._holds)
+            take, drop = wanted - self._held, self._held - wanted
+        if not take and not drop:
+            return False
+        conn = self._conn
+        assert conn is not None
+        queries = sql.raw_queries()
+        taken: set[int] = set()
+        with conn.cursor() as cur:
+            for key in drop:
+                cur.execute(queries["release_presence"], {"key": key})
+            for key in take:
+                cur.execute(queries["try_presence"], {"key": key})
+                row = cur.fetchone()
+                if row is not None and row[0]:
+                    taken.add(key)
+        with self._lock:
+            self._held = (self._held - drop) | taken
+            return bool(take - taken)
 
     def _dispatch(self, subs: list[Subscription]) -> None:
         conn = self._conn
@@ -284,6 +347,7 @@ class Listener:
         conn, self._conn = self._conn, None
         with self._lock:
             self._listened = set()
+            self._held = set()  # session locks end with the session
         if conn is not None and self._pid == os.getpid():
             with contextlib.suppress(Exception):
                 conn.close()

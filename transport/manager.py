@@ -115,6 +115,8 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         self.channel = names.notify_channel(self.schema)
         #: zeke's own channel: "<job id> <state>" on every transition made here (SSE, result waiters).
         self.state_channel = names.state_channel(self.schema)
+        #: Held (shared) by LISTEN sessions that want the claims' ``active`` notices (transport.listener).
+        self.state_presence = names.state_presence_key(self.schema)
         #: The transport's channel: a failure that schedules a retry for later announces it there.
         self.broker_channel = names.broker_channel(self.schema)
         self._lock = threading.Lock()
@@ -168,6 +170,7 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         # "retry": failures may retry unless a caller says otherwise (fail(..., retry=False)).
         base = {
             "state_channel": self.state_channel,
+            "state_presence": self.state_presence,
             "retry": True,
             "wake_channel": self.channel,
             "timer_channel": self.broker_channel,

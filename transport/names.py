@@ -59,6 +59,13 @@ def state_channel(schema: str) -> str:
     return "zeke_state_" + hashlib.sha224(schema.encode()).hexdigest()[:24]
 
 
+def state_presence_key(schema: str) -> int:
+    """The advisory lock key a LISTEN session holds shared while it wants the state channel's
+    ``active`` notices (a claim sends them only then: see ``_claim_next`` in transport/sql/job.sql)."""
+    digest = hashlib.sha224(("zeke.state-presence." + schema).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def parse_job_id(job_id: object) -> str:
     if type(job_id) is str and CANONICAL_UUID.match(job_id):
         return job_id

@@ -82,6 +82,14 @@ SET synchronous_commit TO off
 -- Subscribe this session to a channel. The channel is an identifier, quoted by the caller (psycopg2 quote_ident).
 LISTEN %(channel)s
 
+-- name: try_presence
+-- Hold advisory lock key shared for the session (false while a claim holds it alone: try again).
+SELECT pg_try_advisory_lock_shared(%(key)s)
+
+-- name: release_presence
+-- The session no longer wants it.
+SELECT pg_advisory_unlock_shared(%(key)s)
+
 -- name: session_sync_commit
 -- Back to the server's commit mode (a pooled connection leaving the consumer's asynchronous commits).
 RESET synchronous_commit

@@ -146,6 +146,11 @@ WITH next AS (
 
 -- name: _claim_next
 -- Shared by fetch_jobs and fetch_plain_jobs: mark the rows of CTE next (locked by the caller) active and return them.
+-- The 'active' notices go out only while a LISTEN session wants them (a result waiter, an SSE hub): it
+-- holds advisory lock state_presence shared (transport.listener). Every NOTIFY signals every listening
+-- session of the database at commit, which an idle worker's pickup pays for. A claim that takes the lock
+-- exclusively has no one to tell, and holds it until its commit, so a session that starts holding it
+-- meanwhile waits for that commit: what it reads afterwards shows the claim.
 updated AS (
 UPDATE {schema}.job j SET
   state = 'active',
@@ -163,6 +168,7 @@ RETURNING j.id, j.name, j.data, j.priority, j.retry_count, j.retry_limit, j.expi
 ),
 notified AS (
   SELECT pg_notify(%(state_channel)s, id::text || ' active') FROM updated
+  WHERE NOT pg_try_advisory_xact_lock(%(state_presence)s)
 )
 SELECT * FROM updated WHERE (SELECT count(*) FROM notified) >= 0
 

@@ -197,8 +197,10 @@ updated AS (
     /*if:heartbeat*/j.heartbeat_seconds/*else*/NULL::int AS heartbeat_seconds/*end*/,
     j.created_on, j.start_after, j.keep_until, j.singleton_key
 ),
+-- only while a LISTEN session wants them, as in job.sql's _claim_next
 notified AS (
   SELECT pg_notify(%(state_channel)s, id::text || ' active') FROM updated
+  WHERE NOT pg_try_advisory_xact_lock(%(state_presence)s)
 )
 SELECT * FROM updated WHERE (SELECT count(*) FROM notified) >= 0
 

@@ -1,7 +1,8 @@
 """Job status over Server-Sent Events, pushed by PostgreSQL NOTIFY instead of polled.
 
 Every job transition made through :class:`transport.manager.JobManager` NOTIFYs ``"<job id> <state>"``
-on ``names.state_channel(schema)``. One :class:`StateHub` per API process subscribes to that channel
+on ``names.state_channel(schema)`` (a claim's ``active`` while some session holds the state presence,
+which the hub does while it listens). One :class:`StateHub` per API process subscribes to that channel
 on the process's one LISTEN connection (:mod:`transport.listener`, owned by the process's hub) and
 fans each notification out to the streams watching that job through asyncio queues, so a thousand
 open streams cost no database connection of their own and no polling.
@@ -105,6 +106,9 @@ class StateHub:
     async def start(self) -> None:
         if self._subscription is None:
             self._loop = asyncio.get_running_loop()
+            # Claims announce jobs running only while a session holds the presence; the listener
+            # takes it before on_listen, so the streams' re-read then sees any claim made before.
+            self.listener.hold(self.manager.state_presence)
             self._subscription = self.listener.subscribe(
                 (self.channel,), self._on_notice, on_listen=self._on_listen, on_lost=self._on_lost
             )
@@ -113,6 +117,7 @@ class StateHub:
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             subscription.close()
+            self.listener.release(self.manager.state_presence)
         self.listening.clear()
 
     # Called on the listener thread: handed to the event loop.

@@ -1222,6 +1222,8 @@ def test_a_failure_announces_its_retry_to_the_queues_consumers(boss: JobManager)
 def test_state_channel(boss: JobManager) -> None:
     boss.create_queue(Q, retry_limit=1, retry_delay=0, retry_backoff=False)
     conn = listen(boss, boss.state_channel)
+    with conn.cursor() as cur:  # claims announce 'active' only to a session holding the presence
+        cur.execute("SELECT pg_advisory_lock_shared(%s)", (boss.state_presence,))
     try:
         first = boss.send(Q, {})
         [job] = boss.fetch([Q])
