@@ -78,6 +78,8 @@ class Poller:
         self._skew = 0.0
         self._supervisor: Supervisor | None = None
         self._waker: Waker | None = None
+        #: A byte is in the waker's pipe, not read by the loop yet.
+        self._wake_pending = False
         self._pid = os.getpid()
         self._notify_checked: set[str] = set()
         #: Until when (monotonic) Node may insert into a consumed queue without NOTIFY.
@@ -333,9 +335,11 @@ class Poller:
             callback()
 
     def _wake_loop(self) -> None:
-        """Make the event loop go round at once (any thread; nothing without an event loop)."""
+        """Make the event loop go round at once (any thread; nothing without an event loop). One
+        byte at a time is enough: until the loop has read it, the loop is bound to go round anyway."""
         waker = self._waker  # read once: close() may drop it meanwhile on another thread
-        if waker is not None:
+        if waker is not None and not self._wake_pending:
+            self._wake_pending = True
             waker.wake()
 
     # -- timers -----------------------------------------------------------------------------------
@@ -426,6 +430,7 @@ class Poller:
             self.unregister(self._loop)
         if self._waker is None or not self._waker.owned:
             self._waker = Waker()
+        self._wake_pending = False
         try:
             self.ensure_listener()
         except transport.connection_errors as exc:
@@ -491,6 +496,9 @@ class Poller:
     def _on_wake(self) -> None:
         assert self._waker is not None
         self._waker.drain()
+        # Cleared once the pipe is empty: a wake that found it set came before the drain, and what
+        # it announced is seen by this round of the loop (this callback, then the next tick).
+        self._wake_pending = False
         if self._notices or self._listen_lost is not None:
             self.on_readable()
 
