@@ -60,9 +60,28 @@ class QoS(virtual.QoS):
 
 class Message(virtual.Message):
     """A delivered job; a body its consumer cannot decode is remembered, so that the ack Celery
-    gives such a message (``on_decode_error``) fails the job instead of leaving it active."""
+    gives such a message (``on_decode_error``) fails the job instead of leaving it active.
+
+    A task message built from a job's envelope comes with the value of its JSON body
+    (:data:`transport.envelope.BODY_VALUE`): decoding returns it rather than parsing the text made
+    from it a moment ago (Celery's worker decodes every task message it receives), when the
+    consumer accepts JSON."""
+
+    #: The body's value, until decoded (None: parse the body).
+    _body_value: Any = None
+
+    def __init__(self, payload: dict[str, Any], channel: Any = None, **kwargs: Any) -> None:
+        value = payload.pop(envelope.BODY_VALUE, None)
+        super().__init__(payload, channel=channel, **kwargs)
+        if value is not None:
+            self._body_value = value
 
     def _decode(self) -> Any:
+        value = self._body_value
+        if value is not None:
+            self._body_value = None
+            if self.accept is None or self.content_type in self.accept:
+                return value
         try:
             return super()._decode()
         except Exception as exc:
@@ -321,20 +340,22 @@ class Channel(virtual.Channel):
     def pump_durable(self, dirty: set[str]) -> int:
         """Fetch and deliver durable jobs if a consumed queue is dirty and the prefetch budget allows:
         at once when this worker holds nothing, else from the fetch thread (on an event loop)."""
+        # Called on every tick of a busy loop: the cheapest reasons to wait come first.
         fetcher = self.poller.fetcher
         if fetcher is not None and fetcher.busy:
             return 0  # stay dirty: the fetch that is out is delivered first
-        queues = [q for q in self._durable if q in self.connection._callbacks]
-        if not queues or dirty.isdisjoint(queues):
-            return 0
-        if not self.qos.can_consume():
+        qos = self.qos
+        if not qos.can_consume():
             return 0  # stay dirty: the tick after the next ack fetches
-        budget = self.qos.can_consume_max_estimate()
-        prefetch = self.qos.prefetch_count
-        holding = len(self.qos._delivered) - len(self.qos._dirty)
+        budget = qos.can_consume_max_estimate()
+        prefetch = qos.prefetch_count
+        holding = len(qos._delivered) - len(qos._dirty)
         if budget and prefetch and holding > 0:
             if budget < max(1, int(prefetch * self.refill_fraction)):
                 return 0  # busy and well stocked: refill in fewer, larger fetches (stay dirty)
+        queues = [q for q in self._durable if q in self.connection._callbacks]
+        if not queues or dirty.isdisjoint(queues):
+            return 0
         limit = min(budget or self.fetch_batch_size, self.fetch_batch_size)
         limits = {q: n for q, n in self.concurrency_limits.items() if q in queues}
         self.poller.fetch_started(queues)
@@ -403,30 +424,35 @@ class Channel(virtual.Channel):
                 delivered += 1
         return delivered
 
+    def _payload(self, job: Any, task_name: str | None) -> dict[str, Any]:
+        """A checked job's Kombu payload, with a delivery tag of its own."""
+        return envelope.to_message(
+            job.id,
+            job.name,
+            job.data,
+            priority=job.priority,
+            attempt=job.retry_count,
+            delivery_tag=f"{job.id}/{next(_tag_counter)}",
+            task_name=task_name,
+            native_eta=self.native_eta,
+            expire_seconds=job.expire_seconds,
+            task_limits=WORKER.time_limits(task_name or _envelope_task(job.data)),
+            checked=True,
+            body_value=True,
+        )
+
     def _prepare(self, job: Any, no_ack: bool) -> dict[str, Any] | None:
         """The Kombu payload for a fetched job, with the bookkeeping to settle it; None if unroutable
         or malformed (the job is failed then)."""
         task_name = None
-        tag = f"{job.id}/{next(_tag_counter)}"
         try:
-            wellformed.check(job.data)
+            wellformed.check(job.data)  # MalformedJob naming what Celery would choke on
             if envelope.is_foreign(job.data):
                 task_name = self.queue_tasks.task_for(job.name)
                 if task_name is None:
                     poison.unroutable(self.manager, job)
                     return None
-            payload = envelope.to_message(
-                job.id,
-                job.name,
-                job.data,
-                priority=job.priority,
-                attempt=job.retry_count,
-                delivery_tag=tag,
-                task_name=task_name,
-                native_eta=self.native_eta,
-                expire_seconds=job.expire_seconds,
-                task_limits=WORKER.time_limits(task_name or _envelope_task(job.data)),
-            )
+            payload = self._payload(job, task_name)
         except self.connection.connection_errors:
             raise
         except Exception as exc:  # MalformedJob, or whatever else this row makes the envelope raise
@@ -436,7 +462,7 @@ class Channel(virtual.Channel):
         if no_ack:
             self.settler.complete(held)
         else:
-            self._held[tag] = held
+            self._held[payload["properties"]["delivery_tag"]] = held
             self.heartbeat.add(job.id, job.name, job.heartbeat_seconds)
         return payload
 

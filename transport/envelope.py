@@ -81,6 +81,8 @@ DEFAULT_HEADERS: dict[str, Any] = {
     "stamps": {},
 }
 _EMPTY_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+#: The key of a delivered message that carries its task body's value (see :func:`to_message`).
+BODY_VALUE = "pgboss_body_value"
 #: Properties every delivery gets again, so they are not stored.
 _DERIVED_PROPERTIES = frozenset({"delivery_tag", "delivery_info", "body_encoding", "priority"})
 
@@ -260,6 +262,8 @@ def to_message(
     native_eta: bool = True,
     expire_seconds: float | None = None,
     task_limits: tuple[float | None, float | None] = (None, None),
+    checked: bool = False,
+    body_value: bool = False,
 ) -> dict[str, Any]:
     """The Kombu payload (``body``/``headers``/``properties``) delivering a fetched job, or
     :class:`~transport.exceptions.MalformedJob` saying why its data cannot be one.
@@ -273,8 +277,14 @@ def to_message(
     With ``native_eta`` the ``eta`` header is the one sent (``request.eta``), capped at now: the job
     became runnable at its ``start_after``, so the worker runs it at once instead of holding it.
     ``retries`` is the job's ``retry_count`` (``attempt``): Celery and pg-boss count one budget.
+
+    ``checked``: the caller ran :func:`transport.wellformed.check` on ``data`` already. With
+    ``body_value``, a task message also carries (under :data:`BODY_VALUE`) the value its JSON body
+    encodes, so the consumer need not parse the text it was just made from (see
+    :class:`transport.channel.Message`).
     """
-    wellformed.check(data)  # MalformedJob naming what Celery would choke on
+    if not checked:
+        wellformed.check(data)  # MalformedJob naming what Celery would choke on
     envelope = data.get(RESERVED_KEY) if isinstance(data, dict) else None
     delivery_info = {"exchange": "", "routing_key": queue, ATTEMPT_HEADER: attempt}
     if attempt > 0:
@@ -305,8 +315,9 @@ def to_message(
         properties.setdefault("correlation_id", task_id)
         properties.setdefault("reply_to", "")
         kwargs = {k: v for k, v in data.items() if k != RESERVED_KEY}
-        embed = envelope.get("embed") or _EMPTY_EMBED
-        body: Any = json.dumps([envelope.get("args") or [], kwargs, embed])
+        embed = envelope.get("embed") or dict(_EMPTY_EMBED)
+        value = [envelope.get("args") or [], kwargs, embed]
+        body: Any = json.dumps(value)
     else:
         headers.update(stored_headers)
         if "body" in envelope:
@@ -323,13 +334,16 @@ def to_message(
         if native_eta:
             headers["eta"] = _due_eta(headers.get("eta"))
         _bound_by_expiry(headers, expire_seconds, task_limits)
-    return {
+    message = {
         "body": body,
         "content-type": content_type,
         "content-encoding": content_encoding,
         "headers": headers,
         "properties": properties,
     }
+    if body_value and "task" in envelope:
+        message[BODY_VALUE] = value
+    return message
 
 
 def expiry_time_limits(expire_seconds: float) -> tuple[float, float]:

@@ -79,11 +79,15 @@ class Fetcher(Service):
             return result
 
     def stop(self, timeout: float | None = 60.0, *, join: bool = True) -> Fetched | None:  # type: ignore[override]
-        """Stop once the fetch under way (if any) has returned; what it fetched, uncollected."""
+        """Stop once the fetch under way (if any) has returned; the fetch that was out, uncollected:
+        what it fetched, or nothing (no jobs) when it was asked for but never started."""
         with self.lock:
-            self._request = None  # asked for but not started: nothing was fetched
+            request, self._request = self._request, None
         super().stop(timeout, join=join)
         result = self.collect()
+        if result is None and request is not None:
+            channel, queues, limit, _limits = request
+            result = Fetched(channel, queues, limit)
         self._out = False
         return result
 

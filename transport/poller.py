@@ -78,6 +78,8 @@ class Poller:
         self._skew = 0.0
         self._supervisor: Supervisor | None = None
         self._waker: Waker | None = None
+        #: A byte is in the waker's pipe, not read by the loop yet.
+        self._wake_pending = False
         self._pid = os.getpid()
         self._notify_checked: set[str] = set()
         #: Until when (monotonic) Node may insert into a consumed queue without NOTIFY.
@@ -90,6 +92,8 @@ class Poller:
         #: Noticed queues waiting for their cooldown to end, and the loop timer that ends it.
         self._deferred: set[str] = set()
         self._cooldown_timer: Any = None
+        #: When (monotonic) the armed cooldown timer fires.
+        self._cooldown_at = math.inf
 
     # -- what to look at --------------------------------------------------------------------------
 
@@ -184,12 +188,17 @@ class Poller:
                 self._cooldown_until[queue] = until
 
     def _arm_cooldown(self, until: float) -> None:
-        if self._loop is not None and self._cooldown_timer is None:
-            self._cooldown_timer = self._loop.call_later(max(until - time.monotonic(), 0.0), self._cooled)
-            self._wake_loop()  # the loop may have chosen its poll timeout before this timer existed
+        """A loop timer at ``until`` (one at a time: one armed later is moved earlier)."""
+        if self._loop is None or (self._cooldown_timer is not None and self._cooldown_at <= until):
+            return
+        if self._cooldown_timer is not None:
+            self._cooldown_timer.cancel()
+        self._cooldown_at = until
+        self._cooldown_timer = self._loop.call_later(max(until - time.monotonic(), 0.0), self._cooled)
+        self._wake_loop()  # the loop may have chosen its poll timeout before this timer existed
 
     def _cooled(self) -> None:
-        self._cooldown_timer = None
+        self._cooldown_timer, self._cooldown_at = None, math.inf
         self.release_cooled()
         if self.dirty:
             self._wake_loop()  # the tick that follows fetches
@@ -250,9 +259,7 @@ class Poller:
 
     def _signal(self) -> None:
         self._notified.set()
-        waker = self._waker
-        if waker is not None:
-            waker.wake()
+        self._wake_loop()
 
     def _poll_listener(self) -> list[tuple[str, str]]:
         """New notices; once the LISTEN connection was lost, drop the pool's idle connections and
@@ -328,8 +335,12 @@ class Poller:
             callback()
 
     def _wake_loop(self) -> None:
-        if self._waker is not None:
-            self._waker.wake()
+        """Make the event loop go round at once (any thread; nothing without an event loop). One
+        byte at a time is enough: until the loop has read it, the loop is bound to go round anyway."""
+        waker = self._waker  # read once: close() may drop it meanwhile on another thread
+        if waker is not None and not self._wake_pending:
+            self._wake_pending = True
+            waker.wake()
 
     # -- timers -----------------------------------------------------------------------------------
 
@@ -353,8 +364,7 @@ class Poller:
             if delay is not None:
                 self._start_timer = self._loop.call_later(delay, self._on_start_due)
                 # The hub chose this iteration's poll timeout before the tick added the timer.
-                if self._waker is not None:
-                    self._waker.wake()
+                self._wake_loop()
         else:
             self._next_start = None if delay is None else time.monotonic() + delay
 
@@ -420,6 +430,7 @@ class Poller:
             self.unregister(self._loop)
         if self._waker is None or not self._waker.owned:
             self._waker = Waker()
+        self._wake_pending = False
         try:
             self.ensure_listener()
         except transport.connection_errors as exc:
@@ -462,11 +473,15 @@ class Poller:
             self._start_timer = None
         if self._cooldown_timer is not None:
             self._cooldown_timer.cancel()
-            self._cooldown_timer = None
+            self._cooldown_timer, self._cooldown_at = None, math.inf
         if self.fetcher is not None:
             fetcher, self.fetcher = self.fetcher, None
             leftover = fetcher.stop()
             if leftover is not None:
+                # Its queues were marked clean when it was asked for: whether it never started or its
+                # jobs go back now, they are to be fetched again by whoever consumes them next.
+                self.fetch_ended(None)
+                self.dirty.update(leftover.queues)
                 self.hand_back(leftover.jobs)  # written by the settler's stop below
         try:
             self.transport.settler.stop()
@@ -481,6 +496,9 @@ class Poller:
     def _on_wake(self) -> None:
         assert self._waker is not None
         self._waker.drain()
+        # Cleared once the pipe is empty: a wake that found it set came before the drain, and what
+        # it announced is seen by this round of the loop (this callback, then the next tick).
+        self._wake_pending = False
         if self._notices or self._listen_lost is not None:
             self.on_readable()
 
@@ -503,10 +521,10 @@ class Poller:
             RECONNECTS.lost(exc)  # Celery reconnects; the next connection waits a backoff delay
             raise
         RECONNECTS.working()
-        if delivered and self._waker is not None:
+        if delivered:
             # Other tick callbacks (the prefork pool's, which writes tasks to its children) may have
             # run before ours in this iteration: make the loop go round again instead of sleeping.
-            self._waker.wake()
+            self._wake_loop()
 
     # -- closing ----------------------------------------------------------------------------------
 
@@ -524,7 +542,6 @@ class Poller:
         if self._waker is not None:
             self._waker.close()  # pid-guarded
             self._waker = None
-
 
     @property
     def listening(self) -> bool:

@@ -134,16 +134,19 @@ class ResultRelay:
         got: list[Handed] = []
         if not self._readable(wait):
             return got
-        deadline = time.monotonic() + self.window
+        now = time.monotonic()
+        deadline = now + self.window
+        recv, loads = self._reader.recv, json.loads
         while True:
             try:
-                got.append(Handed(*json.loads(self._reader.recv(MAX_DATAGRAM)), arrived=time.monotonic()))
-                continue
+                while True:  # what the socket holds now, stamped with one clock reading
+                    got.append(Handed(*loads(recv(MAX_DATAGRAM)), arrived=now))
             except BlockingIOError:
                 pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._readable(remaining):
+            now = time.monotonic()
+            if now >= deadline or not self._readable(deadline - now):
                 return got
+            now = time.monotonic()
 
     def _readable(self, wait: float) -> bool:
         return bool(select.select([self._reader], [], [], wait)[0])

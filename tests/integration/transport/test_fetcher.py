@@ -77,5 +77,7 @@ def test_a_request_not_yet_started_fetches_nothing_once_stopped(boss: JobManager
     ids = queued(boss, 1)
     fetcher = Fetcher(lambda queues, limit, limits: boss.fetch(queues, limit), lambda: None)
     fetcher.submit("channel", [QUEUE], 1, {})  # never started: no thread takes it
-    assert fetcher.stop() is None
+    leftover = fetcher.stop()  # the request comes back without jobs: its queues are to be fetched again
+    assert leftover is not None and leftover.queues == [QUEUE] and not leftover.jobs
+    assert not fetcher.busy
     assert boss.get_job(ids[0])["state"] == "created"

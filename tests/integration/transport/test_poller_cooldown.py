@@ -194,3 +194,70 @@ def test_on_an_event_loop_the_cooldowns_end_wakes_the_loop_to_fetch(db_url: str)
     finally:
         conn.close()
         hub.close()
+
+
+class FakeTimer:
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeLoop:
+    """The loop calls the cooldown makes: the timers it armed."""
+
+    def __init__(self) -> None:
+        self.timers: list[FakeTimer] = []
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
+        self.timers.append(FakeTimer(delay))
+        return self.timers[-1]
+
+    def armed(self) -> list[FakeTimer]:
+        return [t for t in self.timers if not t.cancelled]
+
+
+def test_a_notice_deferred_to_an_earlier_end_moves_the_cooldown_timer_earlier(consumer: Consumer) -> None:
+    poller = consumer.poller
+    loop = FakeLoop()
+    poller._loop = loop
+    try:
+        now = time.monotonic()
+        poller._cooldown_until.update({QUEUE: now + 30, "other": now + 0.2})
+        poller._noticed_insert(QUEUE)
+        assert [t.delay > 20 for t in loop.armed()] == [True]
+        poller._noticed_insert("other")  # cooled down sooner: its notice must not wait for QUEUE's end
+        assert [t.delay < 1 for t in loop.armed()] == [True]
+        poller._noticed_insert(QUEUE)  # a later end leaves the earlier timer as it is
+        assert [t.delay < 1 for t in loop.armed()] == [True]
+    finally:
+        poller._loop, poller._cooldown_timer = None, None
+        poller._deferred.clear()
+        poller._cooldown_until.clear()
+
+
+def test_a_fetch_asked_for_but_not_started_leaves_its_queue_dirty_once_off_the_loop(db_url: str) -> None:
+    from transport.fetcher import Fetcher
+
+    conn = kombu.Connection(pgboss_url(db_url), transport_options=options())
+    hub = Hub()
+    try:
+        conn.transport.register_with_event_loop(conn.connection, hub)
+        c = Consumer(conn)
+        conn.Consumer(kombu.Queue(QUEUE, routing_key=QUEUE), callbacks=[c.got.append]).consume()
+        poller = c.poller
+        wait_for(lambda: not poller.dirty, hub.run_once, 5)
+        running, poller.fetcher = poller.fetcher, Fetcher(lambda *_: [], lambda: None)  # never started
+        assert running is not None
+        running.stop()
+        channel = conn.default_channel
+        poller.fetch_started([QUEUE])
+        poller.fetcher.submit(channel, [QUEUE], 4, {})
+        poller.dirty.discard(QUEUE)  # as the channel does when it hands a fetch to the fetch thread
+        poller.unregister(hub)
+        assert QUEUE in poller.dirty  # the next registration fetches it, without waiting for a poll
+    finally:
+        conn.close()
+        hub.close()
