@@ -27,11 +27,14 @@ Sent = tuple[envelope.Job, dict[str, Any], dict[str, Any]]
 
 @dataclass
 class BatchOutcome:
-    """What a batch's inserts did, per queue: the messages sent, the ids inserted (an id already in
-    the table is not), and the messages to queues pg-boss does not have."""
+    """What a batch's inserts leave to do once it is committed (see :meth:`Publisher.after_batch`);
+    the messages inserted as they are need nothing more, and are not kept."""
 
-    sent: dict[str, list[Sent]] = field(default_factory=dict)
-    inserted: set[str] = field(default_factory=set)
+    #: Queues that got a job starting later: each hears one timer notice.
+    timers: set[str] = field(default_factory=set)
+    #: Messages whose id was not inserted (a retry, a replaced task, a duplicate), with their queue.
+    refused: list[tuple[str, Sent]] = field(default_factory=list)
+    #: Messages to queues pg-boss does not have.
     unknown: dict[str, list[Sent]] = field(default_factory=dict)
 
 
@@ -98,8 +101,7 @@ class Publisher:
         self, conn: Any, batch: Sequence[tuple[str, envelope.Job, dict[str, Any]]], outcome: BatchOutcome
     ) -> None:
         """Insert a batch (or the next part of one) on ``conn``, one statement per queue, noting in
-        ``outcome`` what was inserted and which queues pg-boss does not have (their messages are
-        sent by :meth:`after_batch`). Commits nothing itself."""
+        ``outcome`` what is left to do once it is committed (:meth:`after_batch`). Commits nothing."""
         by_queue: dict[str, list[Sent]] = {}
         for queue, job, message in batch:
             by_queue.setdefault(queue, []).append((job, message, send_options(job)))
@@ -109,17 +111,22 @@ class Publisher:
                 continue
             rows = [{"data": job.data, **options} for job, _message, options in items]
             try:
-                outcome.inserted.update(self.manager.send_many(queue, rows, conn=conn))
+                inserted = set(self.manager.send_many(queue, rows, conn=conn))
             except QueueNotFound as exc:
                 if exc.queue not in (None, queue):  # a dead letter queue: the batch fails
                     raise
                 outcome.unknown[queue] = items  # nothing inserted, no error: the transaction goes on
                 continue
-            outcome.sent.setdefault(queue, []).extend(items)
+            for item in items:
+                job, _message, options = item
+                if job.id is None or job.id not in inserted:
+                    outcome.refused.append((queue, item))
+                elif queue not in outcome.timers and starts_later(options.get("start_after")):
+                    outcome.timers.add(queue)
 
     def after_batch(self, outcome: BatchOutcome, queue_options: QueueOptions) -> None:
-        """Once a batch is committed: its messages to queues pg-boss did not have, and what follows
-        each inserted (or refused) message."""
+        """Once a batch is committed: its messages to queues pg-boss did not have, a timer notice for
+        each queue that got a job starting later, and what follows a message whose id was refused."""
         for queue, items in outcome.unknown.items():  # declared (or broadcast), then sent one by one
             if self._declare_for_send(queue, items[0][1], queue_options):
                 for job, _message, options in items:
@@ -128,10 +135,10 @@ class Publisher:
             else:  # another process's transient queue: _declare_for_send broadcast the first
                 for _job, message, _options in items[1:]:
                     self.log.publish("", queue, message)
-        inserted = outcome.inserted
-        for queue, items in outcome.sent.items():
-            for job, _message, options in items:
-                self._sent(queue, job, options, inserted=job.id is not None and job.id in inserted)
+        for queue in outcome.timers:  # the notice is the same for every job of the queue
+            self.notify_timer(queue)
+        for queue, (job, _message, options) in outcome.refused:
+            self._sent(queue, job, options, inserted=False)
 
     def _declare_for_send(self, queue: str, message: dict[str, Any], queue_options: QueueOptions) -> bool:
         """After a send met no pg-boss queue: declare it when this process declared it to Kombu (it

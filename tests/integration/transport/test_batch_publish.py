@@ -296,6 +296,29 @@ def test_a_long_group_notifies_each_queue_once_at_commit(app: Celery, manager: J
         listener.close()
 
 
+def test_a_group_starting_later_sends_one_timer_notice_per_queue(app: Celery, manager: JobManager) -> None:
+    """Python consumers set a timer for a queue whose job starts later: one notice per queue does."""
+    from transport import names
+
+    listener = manager.db.connect(autocommit=True)
+    try:
+        with listener.cursor() as cur:
+            cur.execute(f'LISTEN "{names.broker_channel(manager.schema)}"')
+        tasks = [
+            (app.tasks["batch.add"] if i % 2 else app.tasks["batch.other"]).s(i).set(countdown=60)
+            for i in range(LONG)
+        ]
+        group(tasks).apply_async()
+        heard: list[str] = []
+        while select.select([listener], [], [], 0.5)[0]:
+            listener.poll()
+            while listener.notifies:
+                heard.append(listener.notifies.pop(0).payload)
+        assert sorted(heard) == sorted(names.TIMER_NOTICE + q for q in (QUEUE, OTHER))
+    finally:
+        listener.close()
+
+
 def test_a_long_group_stores_the_rows_a_single_delay_stores(app: Celery, manager: JobManager) -> None:
     alone = app.tasks["batch.add"].apply_async((7,), priority=3, countdown=60)
     member = app.tasks["batch.add"].s(7).set(priority=3, countdown=60)
