@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import weakref
 from typing import Any
 
 from transport import envelope
@@ -26,6 +27,8 @@ from transport.publisher import BatchOutcome, Publisher, QueueOptions
 CHUNK_ROWS = 256
 
 Message = tuple[str, envelope.Job, dict[str, Any]]
+#: What a sender gets instead of the next part when its batch was dropped without a flush.
+_ABANDONED = object()
 
 
 class Batch:
@@ -36,6 +39,7 @@ class Batch:
         self.queue_options = queue_options
         self.pending: list[Message] = []
         self.ahead: _Sender | None = None
+        self._dropped: weakref.finalize | None = None
         self.pid = os.getpid()
 
     def add(self, queue_name: str, job: envelope.Job, message: dict[str, Any]) -> None:
@@ -44,6 +48,9 @@ class Batch:
         if len(pending) >= CHUNK_ROWS and self._can_send_ahead():
             if self.ahead is None:
                 self.ahead = _Sender(self.publisher)
+                # A batch dropped unflushed (its producer never given back) rolls back and lets its
+                # connection go instead of holding it, in an open transaction, for ever.
+                self._dropped = weakref.finalize(self, self.ahead.abandon)
             self.ahead.send(pending)
             self.pending = []
 
@@ -57,6 +64,8 @@ class Batch:
                 self.publisher.send_jobs(pending, self.queue_options)
             return
         ahead, self.ahead = self.ahead, None
+        if self._dropped is not None:
+            self._dropped.detach()
         outcome = ahead.finish(pending)
         self.publisher.after_batch(outcome, self.queue_options)
 
@@ -73,13 +82,16 @@ class _Sender:
         self.publisher = publisher
         self.outcome = BatchOutcome()
         self.error: BaseException | None = None
-        self.parts: queue.SimpleQueue[list[Message] | None] = queue.SimpleQueue()
+        self.parts: queue.SimpleQueue[list[Message] | object | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="zeke-publish-ahead", daemon=True)
         self.thread.start()
 
     def send(self, part: list[Message]) -> None:
         if self.error is None:  # after a failure the thread is gone: the batch is lost anyway
             self.parts.put(part)
+
+    def abandon(self) -> None:
+        self.parts.put(_ABANDONED)
 
     def finish(self, rest: list[Message]) -> BatchOutcome:
         """Insert ``rest``, commit, and return what the batch did; raises the batch's failure."""
@@ -95,7 +107,9 @@ class _Sender:
         try:
             with self.publisher.session.transaction() as conn:
                 while (part := self.parts.get()) is not None:
-                    self.publisher.insert(conn, part, self.outcome)
+                    if part is _ABANDONED:
+                        return  # rolled back as the block ends
+                    self.publisher.insert(conn, part, self.outcome)  # type: ignore[arg-type]
                 conn.commit()
         except BaseException as exc:  # raised by finish(), in the publishing thread
             self.error = exc

@@ -372,3 +372,25 @@ def test_with_a_pool_of_one_a_long_group_is_sent_at_the_end(
         assert len(_rows(manager, ids)) == LONG
     finally:
         app.close()
+
+
+def test_a_batch_dropped_unflushed_rolls_back_and_lets_its_connection_go(
+    app: Celery, manager: JobManager
+) -> None:
+    """A producer never given back: its sender does not hold a connection in an open transaction."""
+    import gc
+
+    queue = "batched-dropped-" + uuid.uuid4().hex[:6]
+    manager.create_queue(queue)
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        channel.begin_batch()
+        for i in range(LONG):
+            app.tasks["batch.add"].apply_async((i,), queue=queue, connection=conn)
+        assert _senders()
+        channel._batch = None  # dropped, never flushed
+        gc.collect()
+        for thread in _senders():
+            thread.join(10)
+        assert not _senders()
+    assert _count(manager, queue) == 0
