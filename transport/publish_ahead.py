@@ -1,10 +1,10 @@
 """A channel's open batch (a Celery group being published), sent ahead while it is still built.
 
-Celery builds a group's messages one by one, about as long per message as PostgreSQL takes to insert
-one. Once a batch holds :data:`CHUNK_ROWS` messages they go to a sender thread that inserts them on
+Celery builds a group's messages one by one, each taking longer than PostgreSQL takes to insert its
+row. Once a batch holds :data:`CHUNK_ROWS` messages they go to a sender thread that inserts them on
 its own pooled connection while Celery builds the next ones (psycopg2 lets go of the GIL while the
-server works), and so on; when the producer comes back, the rest follows and the sender commits
-once. One transaction: the group's rows are all committed before ``apply_async`` returns, or none
+server works), and so on; when the producer comes back, only the rest is left to insert before the
+sender commits, once. One transaction: the group's rows are all committed before ``apply_async`` returns, or none
 (an error rolls the whole batch back and is raised there). Identical NOTIFYs of one transaction are
 delivered once, at commit: a queue hears of its new jobs once, when they can be fetched.
 
