@@ -26,8 +26,10 @@ decides about raises (:func:`attempt_lost`).
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Mapping, MutableMapping
+import weakref
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 #: The namespace of pg-boss send options in ``apply_async``, ``signature.set`` and the decorator.
@@ -79,22 +81,29 @@ def queue_defaults(policy: str | None) -> dict[str, Any]:
 def sets(task: Any, attribute: str) -> bool:
     """Whether a task sets ``attribute`` itself (decorator, subclass, annotation), rather than
     inheriting Celery's default from ``celery.app.task.Task``."""
-    return attribute in _own_attributes(task)
+    return bool(_own_attributes(task, (attribute,)))
 
 
-def _own_attributes(task: Any) -> set[str]:
-    """The attribute names a task sets itself: its own, and its classes' below Celery's ``Task``."""
-    from celery.app.task import Task
-
+def _own_attributes(task: Any, among: Iterable[str]) -> set[str]:
+    """Those of ``among`` that a task sets itself: on itself, or on its classes below Celery's ``Task``
+    (looked up, not listed: a task's namespaces hold dozens of names)."""
     unwrap = getattr(task, "_get_current_object", None)  # a lazy app's task is a proxy until used
     if callable(unwrap):
         task = unwrap()
-    names = set(vars(task))
+    namespaces = [vars(task)]
+    base = _celery_task_class()
     for klass in type(task).__mro__:
-        if klass is Task:
+        if klass is base:
             break
-        names.update(vars(klass))
-    return names
+        namespaces.append(vars(klass))
+    return {name for name in among if any(name in namespace for namespace in namespaces)}
+
+
+@functools.cache
+def _celery_task_class() -> type:
+    from celery.app.task import Task
+
+    return Task
 
 
 def task_namespace(task: Any) -> dict[str, Any]:
@@ -106,9 +115,9 @@ def retry_policy(task: Any, call_options: Mapping[str, Any] | None = None) -> st
     """Who decides about a raise of this task: pg-boss (the job's retry_limit) when the call sets
     pg-boss retry options, Celery when the task sets a Celery retry option (it retried already, or
     chose not to: the job then fails), else pg-boss as the job's queue says."""
-    if PGBOSS_RETRY_OPTIONS & set(call_options or {}):
+    if call_options and not PGBOSS_RETRY_OPTIONS.isdisjoint(call_options):
         return PGBOSS
-    if task is not None and not _own_attributes(task).isdisjoint(CELERY_RETRY_ATTRIBUTES):
+    if task is not None and _own_attributes(task, CELERY_RETRY_ATTRIBUTES):
         return CELERY
     return PGBOSS
 
@@ -122,13 +131,14 @@ def celery_retry_fields(task: Any) -> dict[str, Any]:
     max_retries = getattr(task, "max_retries", None)
     fields: dict[str, Any] = {"retry_limit": UNLIMITED if max_retries is None else int(max_retries)}
     backoff = getattr(task, "retry_backoff", False)
-    if sets(task, "retry_backoff") and backoff:
+    own = _own_attributes(task, ("retry_backoff", "default_retry_delay"))
+    if "retry_backoff" in own and backoff:
         fields["retry_backoff"] = True
         fields["retry_delay"] = max(1, int(backoff))
         backoff_max = getattr(task, "retry_backoff_max", None)
         if backoff_max is not None:
             fields["retry_delay_max"] = int(backoff_max)
-    elif sets(task, "default_retry_delay"):
+    elif "default_retry_delay" in own:
         fields["retry_backoff"] = False
         fields["retry_delay"] = int(getattr(task, "default_retry_delay", None) or 0)
     return fields
@@ -139,7 +149,7 @@ def publish_options(task: Any, call_options: Mapping[str, Any] | None) -> tuple[
     policy is None when the sender cannot tell (a task it does not know, sent by name): the
     worker's task decides then."""
     call = _namespace(call_options, "the call")
-    if task is None and not PGBOSS_RETRY_OPTIONS & set(call):
+    if task is None and PGBOSS_RETRY_OPTIONS.isdisjoint(call):
         return None, call
     policy = retry_policy(task, call)
     options: dict[str, Any] = {}
@@ -244,10 +254,10 @@ def arguments_fit(task: Any, args: Any, kwargs: Any) -> bool:
 
 
 def _namespace(value: Any, where: str) -> dict[str, Any]:
-    from transport.exceptions import InvalidOption
-
     if value is None:
         return {}
+    from transport.exceptions import InvalidOption
+
     if not isinstance(value, Mapping):
         raise InvalidOption(f"{NAMESPACE} options of {where} must be a dict, not {type(value).__name__}")
     refused = NOT_IN_NAMESPACE & set(value)
@@ -275,17 +285,13 @@ def _app_and_task(name: str | None, reply_to: Any = None) -> tuple[Any, Any]:
     does not say which app sends: the one whose ``thread_oid`` is the message's ``reply_to`` (what
     ``send_task`` sets unless told otherwise; none when that app is on another broker, whatever
     pg-boss app has the same task), else the current app, else any that has the task."""
-    from celery import _state
-
-    current = _state.get_current_app()
-    apps = [current, *(a for a in _state._get_active_apps() if a is not current)]
     if reply_to:
-        # The sender found by its oid: one configuration read, and an app on another broker
-        # publishing a task that a pg-boss app also has gets no pg-boss headers.
-        sender = next((a for a in apps if a.thread_oid == reply_to), None)
+        # The sender found by its oid: an app on another broker publishing a task that a pg-boss
+        # app also has gets no pg-boss headers.
+        sender = _sender(reply_to)
         if sender is not None:
             return (sender, sender._tasks.get(name) if name else None) if _is_pgboss(sender) else (None, None)
-    candidates = [a for a in apps if _is_pgboss(a)]
+    candidates = [a for a in _apps() if _is_pgboss(a)]
     for app in candidates:
         task = app._tasks.get(name) if name else None
         if task is not None:
@@ -293,7 +299,58 @@ def _app_and_task(name: str | None, reply_to: Any = None) -> tuple[Any, Any]:
     return (candidates[0], None) if candidates else (None, None)
 
 
+def _apps() -> list[Any]:
+    """This process's Celery apps, the current one first."""
+    from celery import _state
+
+    current = _state.get_current_app()
+    return [current, *(a for a in _state._get_active_apps() if a is not current)]
+
+
+#: ``thread_oid`` -> the app it is of in that thread (found once, checked on every use).
+_SENDERS: dict[str, weakref.ref[Any]] = {}
+#: Most oids :data:`_SENDERS` remembers (a process starting thread after thread forgets the old ones).
+_SENDERS_MAX = 1024
+
+
+def _sender(oid: Any) -> Any:
+    """The app whose ``thread_oid`` in this thread is ``oid``, or None."""
+    known = _SENDERS.get(oid)
+    app = known() if known is not None else None
+    if app is not None and app.thread_oid == oid:
+        return app
+    app = next((a for a in _apps() if a.thread_oid == oid), None)
+    if app is not None and isinstance(oid, str):
+        if len(_SENDERS) >= _SENDERS_MAX:
+            _SENDERS.clear()
+        _SENDERS[oid] = weakref.ref(app)
+    return app
+
+
+#: app -> (its producer pool when its broker was read, whether that broker is pg-boss's).
+_ON_PGBOSS: weakref.WeakKeyDictionary[Any, tuple[weakref.ref[Any], bool]] = weakref.WeakKeyDictionary()
+
+
 def _is_pgboss(app: Any) -> bool:
+    """Whether the app publishes to pg-boss. Its configuration is read once per producer pool: the
+    pool connects to the broker of that moment whatever the configuration says later (Celery makes
+    a new pool after a fork or ``close()``); an app without a pool is read every time."""
+    amqp = app.__dict__.get("amqp") if hasattr(app, "__dict__") else None
+    pool = getattr(amqp, "_producer_pool", None)
+    if pool is not None:
+        known = _ON_PGBOSS.get(app)
+        if known is not None and known[0]() is pool:
+            return known[1]
+    result = _configured_for_pgboss(app)
+    if pool is not None:
+        try:
+            _ON_PGBOSS[app] = (weakref.ref(pool), result)
+        except TypeError:  # not weakly referenceable: read every time
+            pass
+    return result
+
+
+def _configured_for_pgboss(app: Any) -> bool:
     try:
         url = app.conf.broker_url
     except Exception:  # noqa: BLE001 - an app whose configuration cannot load is not ours

@@ -21,6 +21,11 @@ class InvalidQueueName(PgBossError, ValueError):
 class QueueNotFound(PgBossError, LookupError):
     """The queue does not exist; create it first."""
 
+    def __init__(self, *args: object, queue: str | None = None) -> None:
+        super().__init__(*args)
+        #: The queue found missing, when the raiser says (a send's own queue, or its dead letter's).
+        self.queue = queue
+
 
 class InvalidJobId(PgBossError, ValueError):
     """A job id must be a UUID."""

@@ -247,7 +247,9 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         # in the caller's transaction not even here): ask first.
         for dead_letter in sorted({row["dead_letter"] for row in rows if "dead_letter" in row}):
             if not self._run("get_queue", {"name": dead_letter}, conn=conn):
-                raise QueueNotFound(f"dead letter queue {dead_letter!r} does not exist; create it first")
+                raise QueueNotFound(
+                    f"dead letter queue {dead_letter!r} does not exist; create it first", queue=dead_letter
+                )
         if len(rows) == 1 and rows[0].keys() <= _SEND_JOB_COLUMNS:  # one plain job: a lighter statement
             params = {column: rows[0].get(column) for column in _SEND_JOB_COLUMNS}
             # None stays SQL NULL, as the recordset of send_jobs reads it (not JSON null).
@@ -264,7 +266,7 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
             ids += self._send_next_slot(name, rows, ids, debounced, conn)
         # Asked on the caller's connection: a queue created earlier in their transaction counts.
         if len(ids) < len(rows) and not self._run("get_queue", {"name": name}, conn=conn):
-            raise QueueNotFound(f"queue {name!r} does not exist; create it first")
+            raise QueueNotFound(f"queue {name!r} does not exist; create it first", queue=name)
         return ids
 
     def _send_next_slot(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from transport import envelope
@@ -20,6 +21,21 @@ from transport.sessions import Sessions
 logger = logging.getLogger(__name__)
 
 QueueOptions = Callable[[str], Mapping[str, Any]]
+#: A message of a batch: its job, the Kombu message, the job's send options.
+Sent = tuple[envelope.Job, dict[str, Any], dict[str, Any]]
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch's inserts leave to do once it is committed (see :meth:`Publisher.after_batch`);
+    the messages inserted as they are need nothing more, and are not kept."""
+
+    #: Queues that got a job starting later: each hears one timer notice.
+    timers: set[str] = field(default_factory=set)
+    #: Messages whose id was not inserted (a retry, a replaced task, a duplicate), with their queue.
+    refused: list[tuple[str, Sent]] = field(default_factory=list)
+    #: Messages to queues pg-boss does not have.
+    unknown: dict[str, list[Sent]] = field(default_factory=dict)
 
 
 class Publisher:
@@ -64,26 +80,54 @@ class Publisher:
     def send_jobs(
         self, batch: Sequence[tuple[str, envelope.Job, dict[str, Any]]], queue_options: QueueOptions
     ) -> None:
-        """Publish many messages with one INSERT per queue, each committed before this returns (a
-        Celery group sent through :class:`transport.batch_publish.BatchingProducerPool`); each message
-        then gets what :meth:`send_job` gives one (a retry in place, a replaced id renewed, a timer)."""
+        """Publish many messages with one INSERT per queue, all committed together before this
+        returns (a Celery group sent through :class:`transport.batch_publish.BatchingProducerPool`);
+        each message then gets what :meth:`send_job` gives one (a retry in place, a replaced id
+        renewed, a timer)."""
         if len(batch) == 1:
             self.send_job(*batch[0], queue_options)
             return
-        by_queue: dict[str, list[tuple[envelope.Job, dict[str, Any], dict[str, Any]]]] = {}
+        outcome = BatchOutcome()
+        if len({queue for queue, _job, _message in batch}) == 1:
+            with self.session.connection() as conn:  # autocommit: the one INSERT commits as it ends
+                self.insert(conn, batch, outcome)
+        else:
+            with self.session.transaction() as conn:  # a group over several queues: all or nothing
+                self.insert(conn, batch, outcome)
+                conn.commit()
+        self.after_batch(outcome, queue_options)
+
+    def insert(
+        self, conn: Any, batch: Sequence[tuple[str, envelope.Job, dict[str, Any]]], outcome: BatchOutcome
+    ) -> None:
+        """Insert a batch (or the next part of one) on ``conn``, one statement per queue, noting in
+        ``outcome`` what is left to do once it is committed (:meth:`after_batch`). Commits nothing."""
+        by_queue: dict[str, list[Sent]] = {}
         for queue, job, message in batch:
             by_queue.setdefault(queue, []).append((job, message, send_options(job)))
-        inserted: set[str] = set()
-        unknown: list[str] = []
-        with self.session.connection() as conn:  # autocommit: each queue's INSERT commits as it ends
-            for queue, items in by_queue.items():
-                rows = [{"data": job.data, **options} for job, _message, options in items]
-                try:
-                    inserted.update(self.manager.send_many(queue, rows, conn=conn))
-                except QueueNotFound:
-                    unknown.append(queue)
-        for queue in unknown:  # not pg-boss queues yet: declared (or broadcast), then sent one by one
-            items = by_queue.pop(queue)
+        for queue, items in by_queue.items():
+            if queue in outcome.unknown:
+                outcome.unknown[queue] += items
+                continue
+            rows = [{"data": job.data, **options} for job, _message, options in items]
+            try:
+                inserted = set(self.manager.send_many(queue, rows, conn=conn))
+            except QueueNotFound as exc:
+                if exc.queue not in (None, queue):  # a dead letter queue: the batch fails
+                    raise
+                outcome.unknown[queue] = items  # nothing inserted, no error: the transaction goes on
+                continue
+            for item in items:
+                job, _message, options = item
+                if job.id is None or job.id not in inserted:
+                    outcome.refused.append((queue, item))
+                elif queue not in outcome.timers and starts_later(options.get("start_after")):
+                    outcome.timers.add(queue)
+
+    def after_batch(self, outcome: BatchOutcome, queue_options: QueueOptions) -> None:
+        """Once a batch is committed: its messages to queues pg-boss did not have, a timer notice for
+        each queue that got a job starting later, and what follows a message whose id was refused."""
+        for queue, items in outcome.unknown.items():  # declared (or broadcast), then sent one by one
             if self._declare_for_send(queue, items[0][1], queue_options):
                 for job, _message, options in items:
                     ids = self.manager.send(queue, job.data, **options)
@@ -91,9 +135,10 @@ class Publisher:
             else:  # another process's transient queue: _declare_for_send broadcast the first
                 for _job, message, _options in items[1:]:
                     self.log.publish("", queue, message)
-        for queue, items in by_queue.items():
-            for job, _message, options in items:
-                self._sent(queue, job, options, inserted=job.id is not None and job.id in inserted)
+        for queue in outcome.timers:  # the notice is the same for every job of the queue
+            self.notify_timer(queue)
+        for queue, (job, _message, options) in outcome.refused:
+            self._sent(queue, job, options, inserted=False)
 
     def _declare_for_send(self, queue: str, message: dict[str, Any], queue_options: QueueOptions) -> bool:
         """After a send met no pg-boss queue: declare it when this process declared it to Kombu (it

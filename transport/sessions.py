@@ -1,4 +1,5 @@
-"""Autocommit checkouts for the transport's single-statement hot paths.
+"""Autocommit checkouts for the transport's single-statement hot paths (and a transaction for a
+batch that takes several).
 
 Every pg-boss operation on the publish, fetch and settle paths is ONE statement (the CTEs do the
 rest), so it needs no BEGIN/COMMIT round trips: on an autocommit connection the statement commits
@@ -37,4 +38,11 @@ class Sessions:
         """An autocommit connection of the pool for the ``with`` block (dropped after a connection
         error, replaced when the server has closed it)."""
         with self.db.connection(autocommit=True, mode=self.mode) as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A connection of the pool in one transaction for the ``with`` block, in this session's mode:
+        the caller commits; whatever it left uncommitted is rolled back when the block ends."""
+        with self.db.connection(autocommit=False, mode=self.mode) as conn:
             yield conn

@@ -8,6 +8,8 @@ these tests see the statement count.
 
 from __future__ import annotations
 
+import select
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,8 +17,9 @@ from typing import Any
 import pytest
 from celery import Celery, chord, group
 
+from transport import publish_ahead
 from transport.db import Database
-from transport.exceptions import QueueNotFound
+from transport.exceptions import InvalidOption, QueueNotFound
 from transport.manager import JobManager
 
 pytestmark = pytest.mark.own_database("batch_publish")
@@ -42,21 +45,21 @@ def manager(database: Database, schema: str) -> JobManager:
     return JobManager(database, schema)
 
 
-def make_app(db_url: str, schema: str, batching: bool) -> Celery:
+def make_app(db_url: str, schema: str, batching: bool, **transport_options: Any) -> Celery:
     """An app publishing to the schema; its tasks are named for the app (Celery 5.7 warns of one name
     registered by two apps)."""
     import transport  # noqa: F401  (the pgboss:// alias)
 
     url = "pgboss://" + db_url.split("://", 1)[1]
-    options: dict[str, Any] = {"set_as_current": False}
+    app_options: dict[str, Any] = {"set_as_current": False}
     if batching:
-        options["amqp"] = "transport.batch_publish:AMQP"
+        app_options["amqp"] = "transport.batch_publish:AMQP"
     prefix = "batch" if batching else "plain"
-    app = Celery(prefix + "-" + uuid.uuid4().hex[:6], **options)
+    app = Celery(prefix + "-" + uuid.uuid4().hex[:6], **app_options)
     app.conf.update(
         broker_url=url,
         result_backend=url,
-        broker_transport_options={"schema": schema},
+        broker_transport_options={"schema": schema, **transport_options},
         result_backend_transport_options={"schema": schema},
         task_default_queue=QUEUE,
         task_routes={f"{prefix}.other": {"queue": OTHER}},
@@ -204,3 +207,190 @@ def test_durable_publish_decides_the_publish_commit_mode(
                 assert cur.fetchone()[0] == expected
     finally:
         app.close()
+
+
+# -- a long batch, sent ahead while Celery builds it (transport.publish_ahead) ---------------------
+
+LONG = 3 * publish_ahead.CHUNK_ROWS + 17  # several parts sent ahead, and a rest
+
+
+def _senders() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "zeke-publish-ahead"]
+
+
+def _count(manager: JobManager, queue: str) -> int:
+    with manager.db.cursor() as cur:
+        cur.execute(f"SELECT count(*) AS n FROM {manager.schema}.job WHERE name = %s", (queue,))
+        return int(cur.fetchone()["n"])
+
+
+def test_a_long_group_is_one_transaction_committed_before_apply_async_returns(
+    app: Celery, manager: JobManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[int] = []
+    original = publish_ahead._Sender.__init__
+
+    def counting(self: Any, publisher: Any) -> None:
+        started.append(1)
+        original(self, publisher)
+
+    monkeypatch.setattr(publish_ahead._Sender, "__init__", counting)
+    tasks = [app.tasks["batch.add"].s(i) if i % 3 else app.tasks["batch.other"].s(i) for i in range(LONG)]
+    ids = [r.id for r in group(tasks).apply_async().results]
+    assert started == [1]  # sent ahead, by one sender
+    assert not _senders()  # which is gone once apply_async returns
+    rows = _rows(manager, ids)  # another connection: what is committed
+    assert len(rows) == LONG
+    assert len({row["created_on"] for row in rows}) == 1  # one transaction, both queues
+    by_id = {row["id"]: row for row in rows}
+    assert [by_id[i]["data"]["__celery"]["args"] for i in ids] == [[i] for i in range(LONG)]
+    assert {by_id[i]["name"] for i in ids[1::3]} == {QUEUE}
+    assert {by_id[i]["name"] for i in ids[::3]} == {OTHER}
+
+
+@pytest.mark.parametrize("where", ["sent ahead", "in the rest"])
+def test_a_long_group_failing_mid_way_commits_nothing(app: Celery, manager: JobManager, where: str) -> None:
+    """A member refused after parts of the group were inserted rolls all of them back."""
+    queue = "batched-atomic-" + uuid.uuid4().hex[:6]
+    manager.create_queue(queue)
+    bad = 2 * publish_ahead.CHUNK_ROWS + 5 if where == "sent ahead" else LONG - 3
+    members = [
+        app.tasks["batch.add"].s(i).set(queue=queue, pgboss={"retry_limit": -1} if i == bad else None)
+        for i in range(LONG)
+    ]
+    with pytest.raises(InvalidOption, match="retry_limit"):
+        group(members).apply_async()
+    assert _count(manager, queue) == 0
+    assert not _senders()
+    # and the next group on the same producer pool goes through
+    group(app.tasks["batch.add"].s(i).set(queue=queue) for i in range(LONG)).apply_async()
+    assert _count(manager, queue) == LONG
+
+
+def test_a_group_over_two_queues_commits_nothing_when_one_fails(app: Celery, manager: JobManager) -> None:
+    """Not sent ahead (short), still one transaction: the first queue's INSERT is rolled back."""
+    first, second = ("batched-pair-" + uuid.uuid4().hex[:6] + s for s in "ab")
+    manager.create_queue(first)
+    manager.create_queue(second)
+    members = [app.tasks["batch.add"].s(i).set(queue=first) for i in range(5)]
+    members.append(app.tasks["batch.add"].s(9).set(queue=second, pgboss={"dead_letter": "no-such-queue"}))
+    with pytest.raises(QueueNotFound, match="no-such-queue"):
+        group(members).apply_async()
+    assert _count(manager, first) == _count(manager, second) == 0
+
+
+def test_a_long_group_notifies_each_queue_once_at_commit(app: Celery, manager: JobManager) -> None:
+    listener = manager.db.connect(autocommit=True)
+    try:
+        with listener.cursor() as cur:
+            cur.execute(f'LISTEN "{manager.channel}"')
+        tasks = [app.tasks["batch.add"].s(i) if i % 2 else app.tasks["batch.other"].s(i) for i in range(LONG)]
+        group(tasks).apply_async()
+        heard: list[str] = []
+        while select.select([listener], [], [], 0.5)[0]:
+            listener.poll()
+            while listener.notifies:
+                heard.append(listener.notifies.pop(0).payload)
+        assert sorted(heard) == sorted([QUEUE, OTHER])  # pg-boss's payload: the queue's name
+    finally:
+        listener.close()
+
+
+def test_a_group_starting_later_sends_one_timer_notice_per_queue(app: Celery, manager: JobManager) -> None:
+    """Python consumers set a timer for a queue whose job starts later: one notice per queue does."""
+    from transport import names
+
+    listener = manager.db.connect(autocommit=True)
+    try:
+        with listener.cursor() as cur:
+            cur.execute(f'LISTEN "{names.broker_channel(manager.schema)}"')
+        tasks = [
+            (app.tasks["batch.add"] if i % 2 else app.tasks["batch.other"]).s(i).set(countdown=60)
+            for i in range(LONG)
+        ]
+        group(tasks).apply_async()
+        heard: list[str] = []
+        while select.select([listener], [], [], 0.5)[0]:
+            listener.poll()
+            while listener.notifies:
+                heard.append(listener.notifies.pop(0).payload)
+        assert sorted(heard) == sorted(names.TIMER_NOTICE + q for q in (QUEUE, OTHER))
+    finally:
+        listener.close()
+
+
+def test_a_long_group_stores_the_rows_a_single_delay_stores(app: Celery, manager: JobManager) -> None:
+    alone = app.tasks["batch.add"].apply_async((7,), priority=3, countdown=60)
+    member = app.tasks["batch.add"].s(7).set(priority=3, countdown=60)
+    batched = group(member.clone() for _ in range(LONG)).apply_async()
+    columns = (
+        "name, data, priority, state, retry_limit, retry_delay, retry_backoff, expire_seconds,"
+        " deletion_seconds, policy, singleton_key, dead_letter, (start_after - created_on) > '50 s' AS later,"
+        " keep_until - start_after AS kept"
+    )
+    with manager.db.cursor() as cur:
+        query = f"SELECT {columns} FROM {manager.schema}.job WHERE id = %s"
+        cur.execute(query, (alone.id,))
+        expected = dict(cur.fetchone())
+        for member in (batched.results[0], batched.results[-1]):
+            cur.execute(query, (member.id,))
+            row = dict(cur.fetchone())
+            headers = row["data"]["__celery"]["headers"]
+            assert headers.pop("group") == batched.id and "group_index" in headers
+            headers.pop("group_index")
+            assert _without_eta(row) == _without_eta(expected)
+
+
+def _without_eta(row: dict[str, Any]) -> dict[str, Any]:
+    envelope = row["data"]["__celery"]
+    headers = {k: v for k, v in envelope["headers"].items() if k != "eta"}
+    return {**row, "data": {**envelope, "headers": headers}}
+
+
+def test_a_long_group_to_an_unknown_queue_declares_it_and_sends_every_member(
+    app: Celery, manager: JobManager
+) -> None:
+    queue = "batched-new-" + uuid.uuid4().hex[:6]
+    members = [app.tasks["batch.add"].s(i).set(queue=queue) for i in range(publish_ahead.CHUNK_ROWS + 3)]
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_declare(queue, durable=True)
+        manager.delete_queue(queue)
+        ids = [r.id for r in group(members).apply_async(connection=conn).results]
+    assert manager.get_queue(queue) is not None
+    assert len(_rows(manager, ids)) == len(members)
+
+
+def test_with_a_pool_of_one_a_long_group_is_sent_at_the_end(
+    db_url: str, schema: str, manager: JobManager
+) -> None:
+    """The sender would hold the pool's only connection while the group is built: not sent ahead."""
+    app = make_app(db_url, schema, batching=True, max_connections=1)
+    try:
+        queue = "batched-one-" + uuid.uuid4().hex[:6]  # declared mid-group: a checkout of its own
+        members = [app.tasks["batch.add"].s(i).set(queue=queue if i > 300 else QUEUE) for i in range(LONG)]
+        ids = [r.id for r in group(members).apply_async().results]
+        assert len(_rows(manager, ids)) == LONG
+    finally:
+        app.close()
+
+
+def test_a_batch_dropped_unflushed_rolls_back_and_lets_its_connection_go(
+    app: Celery, manager: JobManager
+) -> None:
+    """A producer never given back: its sender does not hold a connection in an open transaction."""
+    import gc
+
+    queue = "batched-dropped-" + uuid.uuid4().hex[:6]
+    manager.create_queue(queue)
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        channel.begin_batch()
+        for i in range(LONG):
+            app.tasks["batch.add"].apply_async((i,), queue=queue, connection=conn)
+        assert _senders()
+        channel._batch = None  # dropped, never flushed
+        gc.collect()
+        for thread in _senders():
+            thread.join(10)
+        assert not _senders()
+    assert _count(manager, queue) == 0

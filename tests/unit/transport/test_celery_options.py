@@ -132,3 +132,52 @@ def test_only_a_pg_boss_sender_gets_pg_boss_headers() -> None:
 
     assert stamped(pgboss) == {"pgboss_retry": "pgboss", "pgboss": {"retry_limit": 7}}
     assert stamped(other) == {}  # memory:// publishes its own message: nothing of pg-boss's
+
+
+def test_an_apps_broker_is_read_again_for_each_producer_pool() -> None:
+    """The hook remembers whether an app is on pg-boss for as long as its producer pool (which keeps
+    the broker it was made for); a new pool (after a fork, ``close()``) reads the configuration again."""
+    app = Celery("options-moving", broker="pgboss://u@h/db", set_as_current=False)
+    app.task(name="options.moving", shared=False)(_nothing)
+    app.finalize()
+
+    def stamped() -> bool:
+        headers: dict[str, Any] = {"task": "options.moving", "id": "x", "ignore_result": False}
+        properties = {"reply_to": app.thread_oid}
+        celery_options.on_before_publish(sender="options.moving", headers=headers, properties=properties)
+        return "pgboss_retry" in headers
+
+    pool = app.amqp.producer_pool
+    assert stamped()
+    app.conf.broker_url = "memory://"
+    assert stamped()  # the pool still publishes to pg-boss
+    app.amqp._producer_pool = None  # what Celery does after a fork
+    assert not stamped()
+    assert app.amqp.producer_pool is not pool
+    assert not stamped()
+    app.conf.broker_url = "pgboss://u@h/db"
+    assert not stamped()  # that pool publishes to memory://
+    app.amqp._producer_pool = None
+    assert stamped()
+
+
+def test_the_sender_is_its_threads_oid_only() -> None:
+    """An app found by its oid once is checked again on every use: another thread's app with the
+    same oid string (none here) or a dead app is not taken for it."""
+    import threading
+
+    app = Celery("options-oid", broker="pgboss://u@h/db", set_as_current=False)
+    app.task(name="options.oid", shared=False)(_nothing)
+    app.finalize()
+    oid = app.thread_oid
+    assert celery_options._sender(oid) is app
+    assert celery_options._sender(oid) is app  # remembered
+    elsewhere: list[Any] = []
+    thread = threading.Thread(target=lambda: elsewhere.append(celery_options._sender(oid)))
+    thread.start()
+    thread.join()
+    assert elsewhere == [None]  # in another thread the app's oid is another one
+
+
+def _nothing() -> None:
+    pass
