@@ -3,9 +3,8 @@
 Celery publishes a group one task at a time through one producer it takes from the app's producer
 pool for the whole group. This pool opens a batch on the producer's pgboss channel when it hands the
 producer out and sends the batch when the producer comes back, so the loop's publishes become one
-``send_jobs`` statement per queue, in one transaction (a long group's first parts are inserted
-while it is built, see :mod:`transport.publish_ahead`); a single ``delay()`` is a batch of one and
-takes the usual path. Either way the rows are committed before ``apply_async`` returns.
+``send_jobs`` statement per queue, all in one transaction; a single ``delay()`` is a batch of one
+and takes the usual path. Either way the rows are committed before ``apply_async`` returns.
 
 zeke's Celery app uses it; another app opts in with ``Celery(..., amqp="transport.batch_publish:AMQP")``.
 Producers on other transports pass through untouched.

@@ -20,7 +20,7 @@ from typing import Any
 
 from kombu.transport import virtual
 
-from transport import celery_options, envelope, poison, publish_ahead, wellformed
+from transport import celery_options, envelope, poison, wellformed
 from transport.settle import Held
 from transport.worker_state import WORKER
 
@@ -153,7 +153,7 @@ class Channel(virtual.Channel):
         #: Delivery tag -> why its body could not be decoded (see :class:`Message`).
         self._undecodable: dict[str, BaseException] = {}
         #: Publishes held until :meth:`flush_batch` while a batch is open (None: send each at once).
-        self._batch: publish_ahead.Batch | None = None
+        self._batch: list[tuple[str, envelope.Job, dict[str, Any]]] | None = None
 
     # -- declaring ------------------------------------------------------------------------------
 
@@ -266,7 +266,7 @@ class Channel(virtual.Channel):
             return
         job = envelope.to_job(message, native_eta=self.native_eta)
         if self._batch is not None:
-            self._batch.add(queue, job, message)
+            self._batch.append((queue, job, message))
         else:
             self.publisher.send_job(queue, job, message, self.new_queue_options)
 
@@ -274,15 +274,14 @@ class Channel(virtual.Channel):
         """Hold this channel's publishes to pg-boss queues until :meth:`flush_batch` sends them
         together (transient queues still get theirs at once)."""
         if self._batch is None:
-            self._batch = publish_ahead.Batch(self.publisher, self.new_queue_options)
+            self._batch = []
 
     def flush_batch(self) -> None:
-        """Send the held publishes (one INSERT per queue, a long batch partly sent ahead already, see
-        :mod:`transport.publish_ahead`), commit them together and stop holding; raises when the send
-        failed, as each publish would have."""
+        """Send the held publishes (one INSERT per queue, all committed together) and stop holding;
+        raises when the send failed, as each publish would have (nothing of the batch is committed)."""
         batch, self._batch = self._batch, None
-        if batch is not None:
-            batch.flush()
+        if batch:
+            self.publisher.send_jobs(batch, self.new_queue_options)
 
     # -- consuming ------------------------------------------------------------------------------
 

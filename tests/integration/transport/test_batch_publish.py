@@ -9,7 +9,6 @@ these tests see the statement count.
 from __future__ import annotations
 
 import select
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +16,6 @@ from typing import Any
 import pytest
 from celery import Celery, chord, group
 
-from transport import publish_ahead
 from transport.db import Database
 from transport.exceptions import InvalidOption, QueueNotFound
 from transport.manager import JobManager
@@ -209,13 +207,9 @@ def test_durable_publish_decides_the_publish_commit_mode(
         app.close()
 
 
-# -- a long batch, sent ahead while Celery builds it (transport.publish_ahead) ---------------------
+# -- a long batch: one transaction over every queue it sends to ------------------------------------
 
-LONG = 3 * publish_ahead.CHUNK_ROWS + 17  # several parts sent ahead, and a rest
-
-
-def _senders() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "zeke-publish-ahead"]
+LONG = 785  # a few hundred rows per queue
 
 
 def _count(manager: JobManager, queue: str) -> int:
@@ -225,20 +219,10 @@ def _count(manager: JobManager, queue: str) -> int:
 
 
 def test_a_long_group_is_one_transaction_committed_before_apply_async_returns(
-    app: Celery, manager: JobManager, monkeypatch: pytest.MonkeyPatch
+    app: Celery, manager: JobManager
 ) -> None:
-    started: list[int] = []
-    original = publish_ahead._Sender.__init__
-
-    def counting(self: Any, publisher: Any) -> None:
-        started.append(1)
-        original(self, publisher)
-
-    monkeypatch.setattr(publish_ahead._Sender, "__init__", counting)
     tasks = [app.tasks["batch.add"].s(i) if i % 3 else app.tasks["batch.other"].s(i) for i in range(LONG)]
     ids = [r.id for r in group(tasks).apply_async().results]
-    assert started == [1]  # sent ahead, by one sender
-    assert not _senders()  # which is gone once apply_async returns
     rows = _rows(manager, ids)  # another connection: what is committed
     assert len(rows) == LONG
     assert len({row["created_on"] for row in rows}) == 1  # one transaction, both queues
@@ -248,12 +232,12 @@ def test_a_long_group_is_one_transaction_committed_before_apply_async_returns(
     assert {by_id[i]["name"] for i in ids[::3]} == {OTHER}
 
 
-@pytest.mark.parametrize("where", ["sent ahead", "in the rest"])
+@pytest.mark.parametrize("where", ["early", "late"])
 def test_a_long_group_failing_mid_way_commits_nothing(app: Celery, manager: JobManager, where: str) -> None:
-    """A member refused after parts of the group were inserted rolls all of them back."""
+    """A member refused anywhere in the group: none of it is committed."""
     queue = "batched-atomic-" + uuid.uuid4().hex[:6]
     manager.create_queue(queue)
-    bad = 2 * publish_ahead.CHUNK_ROWS + 5 if where == "sent ahead" else LONG - 3
+    bad = 5 if where == "early" else LONG - 3
     members = [
         app.tasks["batch.add"].s(i).set(queue=queue, pgboss={"retry_limit": -1} if i == bad else None)
         for i in range(LONG)
@@ -261,14 +245,13 @@ def test_a_long_group_failing_mid_way_commits_nothing(app: Celery, manager: JobM
     with pytest.raises(InvalidOption, match="retry_limit"):
         group(members).apply_async()
     assert _count(manager, queue) == 0
-    assert not _senders()
     # and the next group on the same producer pool goes through
     group(app.tasks["batch.add"].s(i).set(queue=queue) for i in range(LONG)).apply_async()
     assert _count(manager, queue) == LONG
 
 
 def test_a_group_over_two_queues_commits_nothing_when_one_fails(app: Celery, manager: JobManager) -> None:
-    """Not sent ahead (short), still one transaction: the first queue's INSERT is rolled back."""
+    """One transaction: the first queue's INSERT is rolled back when the second fails."""
     first, second = ("batched-pair-" + uuid.uuid4().hex[:6] + s for s in "ab")
     manager.create_queue(first)
     manager.create_queue(second)
@@ -351,46 +334,10 @@ def test_a_long_group_to_an_unknown_queue_declares_it_and_sends_every_member(
     app: Celery, manager: JobManager
 ) -> None:
     queue = "batched-new-" + uuid.uuid4().hex[:6]
-    members = [app.tasks["batch.add"].s(i).set(queue=queue) for i in range(publish_ahead.CHUNK_ROWS + 3)]
+    members = [app.tasks["batch.add"].s(i).set(queue=queue) for i in range(LONG)]
     with app.connection_for_write() as conn:
         conn.default_channel.queue_declare(queue, durable=True)
         manager.delete_queue(queue)
         ids = [r.id for r in group(members).apply_async(connection=conn).results]
     assert manager.get_queue(queue) is not None
     assert len(_rows(manager, ids)) == len(members)
-
-
-def test_with_a_pool_of_one_a_long_group_is_sent_at_the_end(
-    db_url: str, schema: str, manager: JobManager
-) -> None:
-    """The sender would hold the pool's only connection while the group is built: not sent ahead."""
-    app = make_app(db_url, schema, batching=True, max_connections=1)
-    try:
-        queue = "batched-one-" + uuid.uuid4().hex[:6]  # declared mid-group: a checkout of its own
-        members = [app.tasks["batch.add"].s(i).set(queue=queue if i > 300 else QUEUE) for i in range(LONG)]
-        ids = [r.id for r in group(members).apply_async().results]
-        assert len(_rows(manager, ids)) == LONG
-    finally:
-        app.close()
-
-
-def test_a_batch_dropped_unflushed_rolls_back_and_lets_its_connection_go(
-    app: Celery, manager: JobManager
-) -> None:
-    """A producer never given back: its sender does not hold a connection in an open transaction."""
-    import gc
-
-    queue = "batched-dropped-" + uuid.uuid4().hex[:6]
-    manager.create_queue(queue)
-    with app.connection_for_write() as conn:
-        channel = conn.default_channel
-        channel.begin_batch()
-        for i in range(LONG):
-            app.tasks["batch.add"].apply_async((i,), queue=queue, connection=conn)
-        assert _senders()
-        channel._batch = None  # dropped, never flushed
-        gc.collect()
-        for thread in _senders():
-            thread.join(10)
-        assert not _senders()
-    assert _count(manager, queue) == 0
