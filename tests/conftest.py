@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,20 +35,46 @@ def admin_url() -> Iterator[str]:
     url, started = embedded.start()
     # Worker, beat and CLI processes of the tests inherit it.
     os.environ["DATABASE_PRIMARY_URL"] = url
+    handed_over = started and _hand_over_embedded()
     try:
         yield url
     finally:
         os.environ.pop("DATABASE_PRIMARY_URL", None)
-        if started:
+        if started and not handed_over:
             embedded.stop()
 
 
+#: Under xdist: a file the controller made, which the worker that starts the embedded server writes
+#: to. Workers end one by one, and the others still use the server; the controller stops it last.
+_EMBEDDED_MARK = "ZEKE_TEST_EMBEDDED_STARTED"
+
+
+def _hand_over_embedded() -> bool:
+    mark = os.environ.get(_EMBEDDED_MARK)
+    if not mark or not os.environ.get("PYTEST_XDIST_WORKER"):
+        return False
+    Path(mark).write_text("started")
+    return True
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and configured_url() is None:  # the session's controller
+        handle, mark = tempfile.mkstemp(prefix="zeke-embedded-")
+        os.close(handle)
+        os.unlink(mark)
+        os.environ[_EMBEDDED_MARK] = mark
     config.addinivalue_line(
         "markers",
         "own_database(prefix): the module's db_url and database are a database of its own "
         "(zeke_<prefix>_<random>, dropped after the module) instead of the session's",
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    mark = os.environ.get(_EMBEDDED_MARK)
+    if mark and not hasattr(config, "workerinput") and os.path.exists(mark):
+        os.unlink(mark)
+        embedded.stop()  # a worker of this session started it
 
 
 @pytest.fixture(scope="session")
