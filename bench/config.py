@@ -22,6 +22,11 @@ def server_url() -> str:
     return os.environ.get("DATABASE_PRIMARY_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+def database_url(server: str, database: str) -> str:
+    """``server``'s URL naming ``database`` instead (its query, e.g. a socket directory, kept)."""
+    return urlsplit(server)._replace(path="/" + database).geturl()
+
+
 def zeke_celeryconfig() -> ModuleType:
     """zeke's own Celery settings (``celeryconfig.py`` at the checkout's root), for every setup alike."""
     spec = importlib.util.spec_from_file_location("celeryconfig", ROOT / "celeryconfig.py")

@@ -36,6 +36,7 @@ from pathlib import Path
 from celery import Celery
 
 import transport  # noqa: F401  (registers pgboss://)
+from bench.config import database_url
 from bench.report import record
 from bench.runner import Scratch, server_url
 from transport.db import Database, dsn_from_url
@@ -140,7 +141,7 @@ def pickups(jobs: list[dict]) -> list[float]:
 def measure(release: str, samples: int, logs: Path) -> Row:
     row = Row(release)
     with Scratch(server_url()) as db:
-        url = server_url().rsplit("/", 1)[0] + "/" + db
+        url = database_url(server_url(), db)
         if RELEASES[release][1] != 46:
             run_node(release, url, "install")
         database = Database(url, application_name="bench-interop")

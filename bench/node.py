@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.config import ROOT
+from bench.config import ROOT, database_url
 from bench.runner import Held, Scratch, connections
 from bench.targets import Target
 from transport.db import dsn_from_url
@@ -32,7 +32,7 @@ class NodeSession:
     def open(cls, target: Target, admin_url: str, log_dir: Path) -> NodeSession:
         scratch = Scratch(admin_url)
         db = scratch.__enter__()
-        url = dsn_from_url(admin_url).rsplit("/", 1)[0] + "/" + db
+        url = database_url(dsn_from_url(admin_url), db)
         log = open(log_dir / f"node-{db}.log", "w")  # noqa: SIM115  (owned by the process)
         proc = subprocess.Popen(
             ["node", str(SCRIPT), url, "bench"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,8 @@ def rss_mib(pids: Iterable[int]) -> float:
     return kib / 1024
 
 
-def tcp_peers(pids: Iterable[int]) -> list[tuple[int, int]]:
-    """(local port, remote port) of each established IPv4/IPv6 TCP connection these processes hold."""
+def socket_inodes(pids: Iterable[int]) -> set[str]:
+    """The inodes of the sockets these processes hold open."""
     inodes: set[str] = set()
     for pid in pids:
         try:
@@ -51,6 +52,30 @@ def tcp_peers(pids: Iterable[int]) -> list[tuple[int, int]]:
                 continue
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
+    return inodes
+
+
+def unix_connections(pids: Iterable[int], socket_name: str) -> int:
+    """Unix-socket connections these processes hold to a server listening on a socket file named
+    ``socket_name`` (e.g. ``.s.PGSQL.5432``), read from ``ss``: the server's end names the file and
+    its peer, the client's end."""
+    inodes = socket_inodes(pids)
+    try:
+        listing = subprocess.run(["ss", "-xn"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return 0
+    count = 0
+    for line in listing.splitlines()[1:]:
+        fields = line.split()
+        # Netid State Recv-Q Send-Q Local-path Local-inode Peer-path Peer-inode
+        if len(fields) >= 8 and fields[1] == "ESTAB" and fields[4].endswith("/" + socket_name):
+            count += fields[7] in inodes
+    return count
+
+
+def tcp_peers(pids: Iterable[int]) -> list[tuple[int, int]]:
+    """(local port, remote port) of each established IPv4/IPv6 TCP connection these processes hold."""
+    inodes = socket_inodes(pids)
     peers = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:

@@ -261,6 +261,7 @@ def connections(pids: list[int]) -> int:
     peers = procs.tcp_peers(pids)
     pg_port, redis_port = port_of(server_url(), 5432), port_of(REDIS, 6379)
     count = sum(1 for _, remote in peers if remote == pg_port)
+    count += procs.unix_connections(pids, f".s.PGSQL.{pg_port}")  # a server on a socket directory
     ours = {local for local, remote in peers if remote == redis_port}
     if ours:
         for client in redis.Redis.from_url(REDIS).client_list():

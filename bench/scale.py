@@ -46,6 +46,7 @@ from typing import Any
 
 import psycopg2
 
+from bench.config import database_url
 from bench.runner import server_url
 from transport import sql as sqlmod
 from transport.db import Database, dsn_from_url
@@ -98,7 +99,7 @@ def scratch_database(admin_url: str, prefix: str) -> Iterator[str]:
 
     admin(f'CREATE DATABASE "{name}"')
     try:
-        yield dsn.rsplit("/", 1)[0] + "/" + name
+        yield database_url(dsn, name)
     finally:
         admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.config import REDIS, REDIS_BROKER_DB, REDIS_RESULT_DB
+from bench.config import REDIS, REDIS_BROKER_DB, REDIS_RESULT_DB, database_url
 
 
 @dataclass
@@ -43,8 +43,9 @@ SQLA, NODE, MEMORY = "sqla", "node", "memory"
 
 
 def targets(pg: str) -> list[Target]:
-    server = pg.rsplit("/", 1)[0].split("://", 1)[1]  # user@host:port, without the database
-    pgboss = f"pgboss://{server}/{{db}}"
+    # The server's address and query (the embedded server's socket directory is ?host=...), any database.
+    server = database_url(pg, "{db}").split("://", 1)[1]
+    pgboss = f"pgboss://{server}"
     return [
         Target(
             "zeke (pgboss broker + pgboss results)", pgboss, result_backend=pgboss, key=ZEKE,
@@ -68,7 +69,7 @@ def targets(pg: str) -> list[Target]:
         Target(
             "kombu SQLAlchemy, results off",
             # psycopg2, named: SQLAlchemy 2.1 made psycopg 3 the default driver of postgresql://.
-            f"sqla+postgresql+psycopg2://{server}/{{db}}", key=SQLA, slow_pickup=True, max_rounds=1,
+            f"sqla+postgresql+psycopg2://{server}", key=SQLA, slow_pickup=True, max_rounds=1,
             note="kombu's SQLAlchemy transport on the same PostgreSQL (polls every 1 s)",
         ),
         Target(

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bench.__main__ import REDIS
+from bench.config import database_url
 from bench.report import record
 from bench.runner import Bench, Target, server_url
 
@@ -65,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
     pg = server_url()
-    base = pg.rsplit("/", 1)[0]
+    pgboss_url = "pgboss://" + database_url(pg, "{db}").split("://", 1)[1]
     targets = [
         Target("redis://", f"{REDIS}/13"),
-        Target("pgboss://", "pgboss://" + base.split("://", 1)[1] + "/{db}", {"settle_on_ack": True}),
+        Target("pgboss://", pgboss_url, {"settle_on_ack": True}),
     ]
     bench = Bench(
         admin_url=pg,
