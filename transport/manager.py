@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from transport import names, outputs, schema, sql
 from transport.db import Database
@@ -234,15 +234,10 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
 
     def send_many(self, name: str, jobs: Sequence[Mapping[str, Any]], *, conn: Any = None) -> list[str]:
         """Insert many jobs of one queue in one statement; each item is ``{"data": ..., **options}``."""
-        return self.send_prepared(self.prepare_send(name, jobs), conn=conn)
-
-    def prepare_send(self, name: str, jobs: Sequence[Mapping[str, Any]]) -> PreparedSend:
-        """What :meth:`send_many` checks and builds before it asks the database: the rows, checked,
-        and the statement's parameters (the batch's JSON)."""
         names.validate_queue_name(name, allow_reserved=name == names.SEND_IT_QUEUE)
         rows = [_send_row(job) for job in jobs]
         if not rows:
-            return PreparedSend(name, rows, "", {}, [])
+            return []
         if not self.info.has("group") and any("group_id" in row for row in rows):
             raise UnsupportedBySchema("send(group=...)", "pg-boss 12.6", self.info.version)
         debounced = [job.get("singleton_next_slot") is True for job in jobs]
@@ -256,13 +251,6 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         else:
             params, statement = {"jobs": _rows_json(rows)}, "send_jobs"
         params.update(name=name, channel=self.channel)
-        return PreparedSend(name, rows, statement, params, debounced)
-
-    def send_prepared(self, prepared: PreparedSend, *, conn: Any = None) -> list[str]:
-        """Insert what :meth:`prepare_send` built; the inserted ids."""
-        name, rows, statement, params, debounced = prepared
-        if not rows:
-            return []
         # The job table's dead-letter key is checked only at commit (a raw foreign-key error then, and
         # in the caller's transaction not even here): ask first.
         for dead_letter in sorted({row["dead_letter"] for row in rows if "dead_letter" in row}):
@@ -702,16 +690,6 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
 #: What a send_jobs item may hold: its data and the send options.
 _SEND_ROW_KEYS = SEND_OPTION_KEYS | {"data"}
 _ID_AND_PRIORITY = frozenset({"id", "priority"})
-
-
-class PreparedSend(NamedTuple):
-    """A send of one queue's jobs, checked and serialised (:meth:`JobManager.prepare_send`)."""
-
-    name: str
-    rows: list[dict[str, Any]]
-    statement: str
-    params: dict[str, Any]
-    debounced: list[bool]
 
 
 #: The columns of a row that the single-job statement send_job takes.

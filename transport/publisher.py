@@ -14,7 +14,7 @@ from transport import envelope
 from transport.exceptions import QueueNotFound
 from transport.fanout import BroadcastLog
 from transport.hub import Hub
-from transport.manager import JobManager, PreparedSend
+from transport.manager import JobManager
 from transport.names import TIMER_NOTICE
 from transport.sessions import Sessions
 
@@ -24,7 +24,6 @@ QueueOptions = Callable[[str], Mapping[str, Any]]
 #: A message of a batch: its job, the Kombu message, the job's send options.
 Sent = tuple[envelope.Job, dict[str, Any], dict[str, Any]]
 #: One queue's messages of a batch and their statement (:meth:`Publisher.prepare`).
-Part = tuple[list[Sent], PreparedSend]
 
 
 @dataclass
@@ -102,35 +101,15 @@ class Publisher:
     def insert(
         self, conn: Any, batch: Sequence[tuple[str, envelope.Job, dict[str, Any]]], outcome: BatchOutcome
     ) -> None:
-        """Insert a batch (or the next part of one) on ``conn``, one statement per queue, noting in
-        ``outcome`` what is left to do once it is committed (:meth:`after_batch`). Commits nothing."""
-        self.insert_prepared(conn, self.prepare(batch), outcome)
-
-    def prepare(self, batch: Sequence[tuple[str, envelope.Job, dict[str, Any]]]) -> list[Part]:
-        """A batch's statements, one per queue, checked and serialised: no database yet (raises
-        what a message's options break)."""
+        """Insert a batch on ``conn``, one statement per queue, noting in ``outcome`` what is left to
+        do once it is committed (:meth:`after_batch`). Commits nothing."""
         by_queue: dict[str, list[Sent]] = {}
         for queue, job, message in batch:
             by_queue.setdefault(queue, []).append((job, message, send_options(job)))
-        return [
-            (
-                items,
-                self.manager.prepare_send(
-                    queue, [{"data": job.data, **options} for job, _m, options in items]
-                ),
-            )
-            for queue, items in by_queue.items()
-        ]
-
-    def insert_prepared(self, conn: Any, parts: Sequence[Part], outcome: BatchOutcome) -> None:
-        """Insert what :meth:`prepare` built, as :meth:`insert` says."""
-        for items, prepared in parts:
-            queue = prepared.name
-            if queue in outcome.unknown:
-                outcome.unknown[queue] += items
-                continue
+        for queue, items in by_queue.items():
+            jobs = [{"data": job.data, **options} for job, _message, options in items]
             try:
-                inserted = set(self.manager.send_prepared(prepared, conn=conn))
+                inserted = set(self.manager.send_many(queue, jobs, conn=conn))
             except QueueNotFound as exc:
                 if exc.queue not in (None, queue):  # a dead letter queue: the batch fails
                     raise
