@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import psycopg2
+import psycopg2.extensions
 
+from bench.config import database_url
 from transport.db import dsn_from_url
 
 
 def with_database(url: str, dbname: str) -> str:
     """The same server URL pointing at another database."""
-    parts = urlsplit(dsn_from_url(url))
-    return urlunsplit(parts._replace(path="/" + dbname))
+    return database_url(dsn_from_url(url), dbname)
 
 
 def unique_name(prefix: str) -> str:
@@ -61,3 +63,21 @@ def admin_execute(url: str, statement: str) -> None:
 def pgboss_url(db_url: str) -> str:
     """The ``pgboss://`` broker URL of a test database."""
     return "pgboss://" + db_url.split("://", 1)[1]
+
+
+def listen(boss: Any, channel: str) -> psycopg2.extensions.connection:
+    """A connection of its own LISTENing on ``channel`` (a JobManager's database)."""
+    conn = boss.db.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f'LISTEN "{channel}"')
+    return conn
+
+
+def drain(conn: psycopg2.extensions.connection, wait: float = 0.3) -> list[str]:
+    """Notifications received within ``wait`` seconds of the last one."""
+    got: list[str] = []
+    while select.select([conn], [], [], wait)[0]:
+        conn.poll()
+        while conn.notifies:
+            got.append(conn.notifies.pop(0).payload)
+    return got

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
-import select
 import threading
 import time
 import uuid
@@ -26,9 +25,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg2
 import pytest
 
+from tests.dbutil import drain, listen
 from transport import names, outputs
 from transport.db import Database
 from transport.exceptions import InvalidJobId, InvalidOption, InvalidPayload, InvalidQueueName, QueueNotFound
@@ -1142,23 +1141,6 @@ def test_concurrency_limit_across_threads(boss: JobManager) -> None:
     assert not errors, errors
     assert sorted(done) == sorted(set(done)) and len(done) == total
     assert max(seen) <= limit
-
-
-def listen(boss: JobManager, channel: str) -> psycopg2.extensions.connection:
-    conn = boss.db.connect(autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute(f'LISTEN "{channel}"')
-    return conn
-
-
-def drain(conn: psycopg2.extensions.connection, wait: float = 0.3) -> list[str]:
-    """Notifications received within ``wait`` seconds of the last one."""
-    got: list[str] = []
-    while select.select([conn], [], [], wait)[0]:
-        conn.poll()
-        while conn.notifies:
-            got.append(conn.notifies.pop(0).payload)
-    return got
 
 
 def test_notify_on_runnable_insert(boss: JobManager) -> None:

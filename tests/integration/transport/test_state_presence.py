@@ -4,15 +4,14 @@ other transition is announced as before."""
 
 from __future__ import annotations
 
-import select
 import threading
 import time
 from collections.abc import Callable, Iterator
 
-import psycopg2.extensions
 import pytest
 from celery import Celery
 
+from tests.dbutil import drain, listen
 from transport.backend import PgBossBackend
 from transport.listener import Listener
 from transport.manager import JobManager
@@ -21,22 +20,6 @@ from transport.names import state_presence_key
 pytestmark = pytest.mark.own_database("presence")
 
 QUEUE = "presence-q"
-
-
-def listen(boss: JobManager) -> psycopg2.extensions.connection:
-    conn = boss.db.connect(autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute(f'LISTEN "{boss.state_channel}"')
-    return conn
-
-
-def drain(conn: psycopg2.extensions.connection, wait: float = 0.3) -> list[str]:
-    got: list[str] = []
-    while select.select([conn], [], [], wait)[0]:
-        conn.poll()
-        while conn.notifies:
-            got.append(conn.notifies.pop(0).payload)
-    return got
 
 
 def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -63,7 +46,7 @@ def test_a_claim_announces_the_job_running_only_while_a_session_holds_the_presen
     queued: JobManager,
 ) -> None:
     boss = queued
-    conn = listen(boss)
+    conn = listen(boss, boss.state_channel)
     try:
         first = boss.send(QUEUE, {})
         [job] = boss.fetch([QUEUE])
@@ -82,7 +65,7 @@ def test_a_claim_announces_the_job_running_only_while_a_session_holds_the_presen
 def test_a_claim_that_finds_the_lock_taken_by_another_claim_announces(queued: JobManager) -> None:
     """Two claims at once: the second cannot tell whether a listener holds the lock, so it tells."""
     boss = queued
-    conn = listen(boss)
+    conn = listen(boss, boss.state_channel)
     other = boss.db.connect()
     try:
         with other.cursor() as cur:
