@@ -16,13 +16,16 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from queue import Empty
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kombu.transport import virtual
 
 from transport import celery_options, envelope, poison, wellformed
 from transport.settle import Held
 from transport.worker_state import WORKER
+
+if TYPE_CHECKING:
+    from transport.publisher import Batch
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +156,7 @@ class Channel(virtual.Channel):
         #: Delivery tag -> why its body could not be decoded (see :class:`Message`).
         self._undecodable: dict[str, BaseException] = {}
         #: Publishes held until :meth:`flush_batch` while a batch is open (None: send each at once).
-        self._batch: list[tuple[str, envelope.Job, dict[str, Any]]] | None = None
+        self._batch: Batch | None = None
 
     # -- declaring ------------------------------------------------------------------------------
 
@@ -266,7 +269,7 @@ class Channel(virtual.Channel):
             return
         job = envelope.to_job(message, native_eta=self.native_eta)
         if self._batch is not None:
-            self._batch.append((queue, job, message))
+            self._batch.add(queue, job, message)
         else:
             self.publisher.send_job(queue, job, message, self.new_queue_options)
 
@@ -274,14 +277,14 @@ class Channel(virtual.Channel):
         """Hold this channel's publishes to pg-boss queues until :meth:`flush_batch` sends them
         together (transient queues still get theirs at once)."""
         if self._batch is None:
-            self._batch = []
+            self._batch = self.publisher.batch()
 
     def flush_batch(self) -> None:
         """Send the held publishes (one INSERT per queue, all committed together) and stop holding;
         raises when the send failed, as each publish would have (nothing of the batch is committed)."""
         batch, self._batch = self._batch, None
-        if batch:
-            self.publisher.send_jobs(batch, self.new_queue_options)
+        if batch is not None:
+            batch.send(self.new_queue_options)
 
     # -- consuming ------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from transport import names, outputs, schema, sql
 from transport.db import Database
@@ -236,50 +236,63 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
         """Insert many jobs of one queue in one statement; each item is ``{"data": ..., **options}``."""
         names.validate_queue_name(name, allow_reserved=name == names.SEND_IT_QUEUE)
         rows = [_send_row(job) for job in jobs]
-        if not rows:
-            return []
-        if not self.info.has("group") and any("group_id" in row for row in rows):
-            raise UnsupportedBySchema("send(group=...)", "pg-boss 12.6", self.info.version)
-        debounced = [job.get("singleton_next_slot") is True for job in jobs]
-        for row in rows:
-            row.pop("singleton_next_slot", None)
         if len(rows) == 1 and rows[0].keys() <= _SEND_JOB_COLUMNS:  # one plain job: a lighter statement
             params = {column: rows[0].get(column) for column in _SEND_JOB_COLUMNS}
             # None stays SQL NULL, as the recordset of send_jobs reads it (not JSON null).
             params["data"] = None if rows[0]["data"] is None else _data_json(rows[0]["data"])
-            statement = "send_job"
-        else:
-            params, statement = {"jobs": _rows_json(rows)}, "send_jobs"
-        params.update(name=name, channel=self.channel)
+            return self._insert(name, "send_job", params, 1, conn)
+        return self._send_encoded(name, [_encoded(row) for row in rows], conn)
+
+    def encode_job(self, job: Mapping[str, Any]) -> EncodedJob:
+        """One ``{"data": ..., **options}`` item checked and serialised now, for :meth:`send_encoded`
+        later: what a long batch holds while it is built is then one string per job."""
+        return _encoded(_send_row(job))
+
+    def send_encoded(self, name: str, jobs: Sequence[EncodedJob], *, conn: Any = None) -> list[str]:
+        """:meth:`send_many` for jobs made by :meth:`encode_job`."""
+        names.validate_queue_name(name, allow_reserved=name == names.SEND_IT_QUEUE)
+        return self._send_encoded(name, jobs, conn)
+
+    def _send_encoded(self, name: str, jobs: Sequence[EncodedJob], conn: Any) -> list[str]:
+        if not jobs:
+            return []
+        if not self.info.has("group") and any(job.grouped for job in jobs):
+            raise UnsupportedBySchema("send(group=...)", "pg-boss 12.6", self.info.version)
         # The job table's dead-letter key is checked only at commit (a raw foreign-key error then, and
         # in the caller's transaction not even here): ask first.
-        for dead_letter in sorted({row["dead_letter"] for row in rows if "dead_letter" in row}):
+        for dead_letter in sorted({job.dead_letter for job in jobs if job.dead_letter is not None}):
             if not self._run("get_queue", {"name": dead_letter}, conn=conn):
                 raise QueueNotFound(
                     f"dead letter queue {dead_letter!r} does not exist; create it first", queue=dead_letter
                 )
+        text = "[" + ",".join(job.text for job in jobs) + "]"
+        ids = self._insert(name, "send_jobs", {"jobs": text}, 0, conn)
+        if len(ids) < len(jobs) and any(job.debounce is not None for job in jobs):
+            ids += self._send_next_slot(name, [job.debounce for job in jobs], ids, conn)
+        return self._queue_checked(name, ids, len(jobs), conn)
+
+    def _insert(self, name: str, statement: str, params: dict[str, Any], count: int, conn: Any) -> list[str]:
+        """Run a send statement; ``count`` > 0: check the queue exists unless that many were inserted."""
+        params.update(name=name, channel=self.channel)
         try:
             ids: list[str] = self._run(statement, params, conn=conn)[0]["ids"]
         except CheckViolation as exc:
             raise _check_violation(name, exc) from None
-        if any(debounced) and len(ids) < len(rows):
-            ids += self._send_next_slot(name, rows, ids, debounced, conn)
+        return self._queue_checked(name, ids, count, conn) if count else ids
+
+    def _queue_checked(self, name: str, ids: list[str], count: int, conn: Any) -> list[str]:
         # Asked on the caller's connection: a queue created earlier in their transaction counts.
-        if len(ids) < len(rows) and not self._run("get_queue", {"name": name}, conn=conn):
+        if len(ids) < count and not self._run("get_queue", {"name": name}, conn=conn):
             raise QueueNotFound(f"queue {name!r} does not exist; create it first", queue=name)
         return ids
 
     def _send_next_slot(
-        self,
-        name: str,
-        rows: Sequence[dict[str, Any]],
-        ids: Sequence[str],
-        debounced: Sequence[bool],
-        conn: Any,
+        self, name: str, debounced: Sequence[dict[str, Any] | None], ids: Sequence[str], conn: Any
     ) -> list[str]:
         """pg-boss's debounce (``singleton_next_slot``): a job whose throttle slot is taken goes into
-        the next slot instead, starting when that slot begins. Jobs without an id cannot be told
-        apart from the inserted ones, so they are only retried when the whole batch was refused."""
+        the next slot instead, starting when that slot begins. ``debounced`` holds the row of each
+        such job (None for the others). Jobs without an id cannot be told apart from the inserted
+        ones, so they are only retried when the whole batch was refused."""
         sent = set(ids)
         retry = [
             {
@@ -287,8 +300,8 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
                 "singleton_offset": row["singleton_seconds"],
                 "start_after_seconds": _debounce_delay(row["singleton_seconds"]),
             }
-            for row, debounce in zip(rows, debounced, strict=True)
-            if debounce
+            for row in debounced
+            if row is not None
             and row.get("singleton_seconds")
             and (row.get("id") not in sent if row.get("id") else not sent)
         ]
@@ -296,7 +309,8 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
             row.pop("start_after_at", None)
         if not retry:
             return []
-        params = {"jobs": _rows_json(retry), "name": name, "channel": self.channel}
+        text = "[" + ",".join(_row_json(row) for row in retry) + "]"
+        params = {"jobs": text, "name": name, "channel": self.channel}
         return list(self._run("send_jobs", params, conn=conn)[0]["ids"])
 
     # -- working --------------------------------------------------------------------------------
@@ -644,7 +658,7 @@ _SEND_COLUMNS = (
 def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
     """One job as a row of the send_jobs recordset, options checked; unset columns are left out (the
     recordset reads a missing key as NULL, so the batch's JSON stays small). The data is checked as
-    JSON when the batch is serialised (:func:`_rows_json`)."""
+    JSON when the row is serialised (:func:`_row_json`)."""
     row: dict[str, Any] = {"data": job.get("data")}
     unknown = job.keys() - _SEND_ROW_KEYS
     if unknown:
@@ -674,7 +688,7 @@ def _send_row(job: Mapping[str, Any]) -> dict[str, Any]:
         if options.get(option) is not None:
             row[option] = iso(options[option])
     if options.get("singleton_next_slot"):
-        row["singleton_next_slot"] = True  # taken out again by send_many before the insert
+        row["singleton_next_slot"] = True  # taken out again when the row is encoded
     start_after = options.get("start_after")
     if isinstance(start_after, dt.datetime | str):
         row["start_after_at"] = iso(start_after)
@@ -712,16 +726,31 @@ def _data_json(data: Any) -> str:
         raise InvalidPayload(f"job data must be JSON: {exc}") from None
 
 
-def _rows_json(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The batch as one JSON text; a job whose data (or an option) is not storable JSON is named."""
+def _row_json(row: Mapping[str, Any]) -> str:
+    """One send_jobs row as JSON text; data or an option that is not storable JSON is named."""
     try:
-        return outputs.to_json(rows)
+        return outputs.to_json(row)
     except (TypeError, ValueError):
         pass
-    for row in rows:  # serialise again, row by row, to report the first bad one
-        _data_json(row.get("data"))
-        try:
-            outputs.to_json(row)
-        except (TypeError, ValueError) as exc:
-            raise InvalidOption(f"send options must be JSON values: {exc}") from None
-    raise AssertionError("unreachable: the batch failed to serialise but no row does")
+    _data_json(row.get("data"))  # serialise again, the data alone, to say which part is bad
+    try:
+        outputs.to_json({k: v for k, v in row.items() if k != "data"})
+    except (TypeError, ValueError) as exc:
+        raise InvalidOption(f"send options must be JSON values: {exc}") from None
+    raise AssertionError("unreachable: the row failed to serialise but neither part does")
+
+
+class EncodedJob(NamedTuple):
+    """A job for :meth:`JobManager.send_encoded`: its send_jobs row as JSON text, checked, and what
+    the send still reads of it."""
+
+    text: str
+    dead_letter: str | None
+    grouped: bool
+    #: The row of a debounced job (``singleton_next_slot``), whose retry re-reads it; else None.
+    debounce: dict[str, Any] | None
+
+
+def _encoded(row: dict[str, Any]) -> EncodedJob:
+    debounce = row.pop("singleton_next_slot", None) is True
+    return EncodedJob(_row_json(row), row.get("dead_letter"), "group_id" in row, row if debounce else None)

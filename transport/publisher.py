@@ -5,25 +5,88 @@ a replaced task taken up in the id's existing row) happens here too."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from transport import envelope
 from transport.exceptions import QueueNotFound
 from transport.fanout import BroadcastLog
 from transport.hub import Hub
-from transport.manager import JobManager
+from transport.manager import EncodedJob, JobManager
 from transport.names import TIMER_NOTICE
 from transport.sessions import Sessions
 
 logger = logging.getLogger(__name__)
 
 QueueOptions = Callable[[str], Mapping[str, Any]]
-#: A message of a batch: its job, the Kombu message, the job's send options.
-Sent = tuple[envelope.Job, dict[str, Any], dict[str, Any]]
-#: One queue's messages of a batch and their statement (:meth:`Publisher.prepare`).
+
+
+class Pending(NamedTuple):
+    """A message of a batch as the batch holds it: checked and serialised (see :class:`Batch`)."""
+
+    queue: str
+    encoded: EncodedJob
+    id: str | None
+    #: The send's ``start_after`` option (a later start gets a timer notice).
+    start_after: Any
+    #: What :meth:`Publisher._sent` reads of a message whose id was refused.
+    job_start_after: dt.datetime | None
+    attempt: int | None
+    #: The Kombu message, kept only for a queue this process had not declared (another process's
+    #: transient queue gets it as a broadcast).
+    message: dict[str, Any] | None
+
+    def job(self) -> envelope.Job:
+        """The job again, for the rare paths after the insert (a refused id, a queue to declare)."""
+        data = json.loads(self.encoded.text).get("data")
+        return envelope.Job(
+            data=data, id=self.id, priority=0, start_after=self.job_start_after, keep_until=None,
+            retries=0, attempt=self.attempt,
+        )  # fmt: skip
+
+
+class Batch:
+    """The publishes a channel holds while a producer is out (:mod:`transport.batch_publish`).
+
+    The first is kept as it came: alone (one ``delay()``) it takes the one-job statement. From the
+    second on, each message is checked and serialised as it arrives (the first one then too), so a
+    long group holds one string per message rather than its dicts, which Python's garbage collector
+    would walk again and again while Celery builds the rest. A message that fails the check is kept
+    as its error, raised when the batch is sent: a group with one bad member commits nothing.
+    """
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self.first: tuple[str, envelope.Job, dict[str, Any]] | None = None
+        self.held: list[Pending] = []
+        self.error: Exception | None = None
+
+    def add(self, queue: str, job: envelope.Job, message: dict[str, Any]) -> None:
+        if self.error is not None:
+            return
+        if self.first is None and not self.held:
+            self.first = (queue, job, message)
+            return
+        try:
+            if self.first is not None:
+                first, self.first = self.first, None
+                self.held.append(self.publisher.hold(*first))
+            self.held.append(self.publisher.hold(queue, job, message))
+        except Exception as exc:  # raised by send(), once Celery is done adding
+            self.error = exc
+
+    def send(self, queue_options: QueueOptions) -> None:
+        """Insert what is held (one INSERT per queue, all committed together); raises when the send
+        failed, as each publish would have, and then nothing of the batch is committed."""
+        if self.error is not None:
+            raise self.error
+        if self.first is not None:
+            self.publisher.send_job(*self.first, queue_options)
+        elif self.held:
+            self.publisher.send_held(self.held, queue_options)
 
 
 @dataclass
@@ -33,10 +96,10 @@ class BatchOutcome:
 
     #: Queues that got a job starting later: each hears one timer notice.
     timers: set[str] = field(default_factory=set)
-    #: Messages whose id was not inserted (a retry, a replaced task, a duplicate), with their queue.
-    refused: list[tuple[str, Sent]] = field(default_factory=list)
-    #: Messages to queues pg-boss does not have.
-    unknown: dict[str, list[Sent]] = field(default_factory=dict)
+    #: Messages whose id was not inserted (a retry, a replaced task, a duplicate).
+    refused: list[Pending] = field(default_factory=list)
+    #: Messages to queues pg-boss does not have, by queue.
+    unknown: dict[str, list[Pending]] = field(default_factory=dict)
 
 
 class Publisher:
@@ -78,65 +141,70 @@ class Publisher:
             ids = self.manager.send(queue, job.data, **options)
         self._sent(queue, job, options, inserted=bool(ids))
 
-    def send_jobs(
-        self, batch: Sequence[tuple[str, envelope.Job, dict[str, Any]]], queue_options: QueueOptions
-    ) -> None:
-        """Publish many messages with one INSERT per queue, all committed together before this
-        returns (a Celery group sent through :class:`transport.batch_publish.BatchingProducerPool`);
+    def batch(self) -> Batch:
+        return Batch(self)
+
+    def hold(self, queue: str, job: envelope.Job, message: dict[str, Any]) -> Pending:
+        """A message of a batch, checked and serialised now (:class:`Batch`)."""
+        options = send_options(job)
+        keep = None if queue in self.hub.declared(self.schema) else message
+        return Pending(
+            queue, self.manager.encode_job({"data": job.data, **options}), job.id,
+            options.get("start_after"), job.start_after, job.attempt, keep,
+        )  # fmt: skip
+
+    def send_held(self, held: Sequence[Pending], queue_options: QueueOptions) -> None:
+        """Publish a batch with one INSERT per queue, all committed together before this returns;
         each message then gets what :meth:`send_job` gives one (a retry in place, a replaced id
         renewed, a timer)."""
-        if len(batch) == 1:
-            self.send_job(*batch[0], queue_options)
-            return
         outcome = BatchOutcome()
-        if len({queue for queue, _job, _message in batch}) == 1:
+        if len({item.queue for item in held}) == 1:
             with self.session.connection() as conn:  # autocommit: the one INSERT commits as it ends
-                self.insert(conn, batch, outcome)
+                self.insert(conn, held, outcome)
         else:
             with self.session.transaction() as conn:  # a group over several queues: all or nothing
-                self.insert(conn, batch, outcome)
+                self.insert(conn, held, outcome)
                 conn.commit()
         self.after_batch(outcome, queue_options)
 
-    def insert(
-        self, conn: Any, batch: Sequence[tuple[str, envelope.Job, dict[str, Any]]], outcome: BatchOutcome
-    ) -> None:
+    def insert(self, conn: Any, held: Sequence[Pending], outcome: BatchOutcome) -> None:
         """Insert a batch on ``conn``, one statement per queue, noting in ``outcome`` what is left to
         do once it is committed (:meth:`after_batch`). Commits nothing."""
-        by_queue: dict[str, list[Sent]] = {}
-        for queue, job, message in batch:
-            by_queue.setdefault(queue, []).append((job, message, send_options(job)))
+        by_queue: dict[str, list[Pending]] = {}
+        for item in held:
+            by_queue.setdefault(item.queue, []).append(item)
         for queue, items in by_queue.items():
-            jobs = [{"data": job.data, **options} for job, _message, options in items]
             try:
-                inserted = set(self.manager.send_many(queue, jobs, conn=conn))
+                inserted = set(self.manager.send_encoded(queue, [item.encoded for item in items], conn=conn))
             except QueueNotFound as exc:
                 if exc.queue not in (None, queue):  # a dead letter queue: the batch fails
                     raise
                 outcome.unknown[queue] = items  # nothing inserted, no error: the transaction goes on
                 continue
             for item in items:
-                job, _message, options = item
-                if job.id is None or job.id not in inserted:
-                    outcome.refused.append((queue, item))
-                elif queue not in outcome.timers and starts_later(options.get("start_after")):
+                if item.id is None or item.id not in inserted:
+                    outcome.refused.append(item)
+                elif queue not in outcome.timers and starts_later(item.start_after):
                     outcome.timers.add(queue)
 
     def after_batch(self, outcome: BatchOutcome, queue_options: QueueOptions) -> None:
         """Once a batch is committed: its messages to queues pg-boss did not have, a timer notice for
         each queue that got a job starting later, and what follows a message whose id was refused."""
-        for queue, items in outcome.unknown.items():  # declared (or broadcast), then sent one by one
-            if self._declare_for_send(queue, items[0][1], queue_options):
-                for job, _message, options in items:
-                    ids = self.manager.send(queue, job.data, **options)
-                    self._sent(queue, job, options, inserted=bool(ids))
-            else:  # another process's transient queue: _declare_for_send broadcast the first
-                for _job, message, _options in items[1:]:
-                    self.log.publish("", queue, message)
+        for queue, items in outcome.unknown.items():
+            if any(item.message is None for item in items):  # declared here when held: ours, deleted since
+                self.forget_durable(queue)
+                self.declare_durable(queue, queue_options(queue))
+            elif not self._declare_for_send(queue, items[0].message, queue_options):
+                for item in items[1:]:  # another process's transient queue: the first was broadcast
+                    self.log.publish("", queue, item.message)
+                continue
+            for item in items:
+                ids = self.manager.send_encoded(queue, [item.encoded])
+                self._sent(queue, item.job(), {"start_after": item.start_after}, inserted=bool(ids))
         for queue in outcome.timers:  # the notice is the same for every job of the queue
             self.notify_timer(queue)
-        for queue, (job, _message, options) in outcome.refused:
-            self._sent(queue, job, options, inserted=False)
+        for item in outcome.refused:
+            self._sent(item.queue, item.job(), {}, inserted=False)
 
     def _declare_for_send(self, queue: str, message: dict[str, Any], queue_options: QueueOptions) -> bool:
         """After a send met no pg-boss queue: declare it when this process declared it to Kombu (it

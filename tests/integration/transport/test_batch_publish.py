@@ -302,6 +302,24 @@ def test_a_group_starting_later_sends_one_timer_notice_per_queue(app: Celery, ma
         listener.close()
 
 
+def test_a_long_group_is_held_as_one_string_per_member_until_the_producer_returns(
+    app: Celery, manager: JobManager
+) -> None:
+    """While Celery builds a group, each member is held checked and serialised, not as its Kombu
+    message; nothing is committed until the producer goes back to its pool."""
+    queue = "batched-held-" + uuid.uuid4().hex[:6]
+    manager.create_queue(queue)
+    with app.producer_or_acquire() as producer:
+        result = group(app.tasks["batch.add"].s(i).set(queue=queue) for i in range(LONG)).apply_async(
+            producer=producer
+        )
+        held = producer.channel._batch.held
+        assert len(held) == LONG and held[0].id == result.results[0].id
+        assert all(item.message is None and isinstance(item.encoded.text, str) for item in held)
+        assert _count(manager, queue) == 0
+    assert _count(manager, queue) == LONG
+
+
 def test_a_long_group_stores_the_rows_a_single_delay_stores(app: Celery, manager: JobManager) -> None:
     alone = app.tasks["batch.add"].apply_async((7,), priority=3, countdown=60)
     member = app.tasks["batch.add"].s(7).set(priority=3, countdown=60)

@@ -1302,7 +1302,39 @@ def test_invalid_payload(quiet_boss: JobManager, payload: Any) -> None:
         quiet_boss.send(Q, payload)
     with pytest.raises(InvalidPayload):  # one bad item: the whole batch is refused
         quiet_boss.send_many(Q, [{"data": {"ok": 1}}, {"data": payload}])
+    with pytest.raises(InvalidPayload):  # refused when encoded, before any send
+        quiet_boss.encode_job({"data": payload})
     assert_untouched(quiet_boss)
+
+
+def test_encoded_jobs_store_what_send_many_stores(boss: JobManager) -> None:
+    """encode_job + send_encoded (a held batch's path) and send_many give the same rows, options
+    and debounce included."""
+    boss.create_queue("encoded")
+    jobs = [
+        {"data": {"i": 1}, "priority": 3, "retry_limit": 7, "start_after": 30},
+        {"data": [1, "two"], "singleton_key": "k", "singleton_seconds": 60, "singleton_next_slot": True},
+        {"data": None, "expire_in_seconds": 90},
+    ]
+    columns = (
+        "data, priority, retry_limit, singleton_key, expire_seconds, state,"
+        " start_after > created_on AS later"
+    )
+    stored = []
+    for send in (
+        lambda some: boss.send_many("encoded", [dict(job) for job in some]),
+        lambda some: boss.send_encoded("encoded", [boss.encode_job(dict(job)) for job in some]),
+    ):
+        ids = send(jobs)
+        again = send(jobs[1:2])  # the singleton's slot is taken: debounced into the next one
+        with boss.db.cursor() as cur:
+            query = f"SELECT {columns} FROM {boss.schema}.job WHERE id = ANY(%s::uuid[])"
+            cur.execute(query + " ORDER BY priority DESC, data::text", (ids + again,))
+            stored.append([dict(row) for row in cur.fetchall()])
+        with boss.db.cursor() as cur:
+            cur.execute(f"DELETE FROM {boss.schema}.job WHERE name = %s", ("encoded",))
+    assert len(stored[0]) == 4  # the debounced twin included
+    assert stored[1] == stored[0]
 
 
 @pytest.mark.parametrize("job_id", ["nope", "", "1234", "'; DROP TABLE job; --", None, 42])
