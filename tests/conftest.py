@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance.broker_workers import BrokerEnv, drop_env, make_env
+from tests.cluster import ThrowawayCluster
 from tests.dbutil import created_database, own_database, unique_name
 from tests.node_fixtures import NodeBoss, installed_node_dir
 from tests.tasks.helpers import WebServer
@@ -195,3 +196,13 @@ def broker_env(
         yield env
     finally:
         drop_env(env)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ThrowawayCluster]:
+    """A PostgreSQL server of the module's own (see :mod:`tests.cluster`)."""
+    server = ThrowawayCluster()
+    try:
+        yield server
+    finally:
+        server.remove()

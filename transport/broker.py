@@ -88,9 +88,10 @@ Transport Options
   prefetch count is free (default 0.5: fewer, larger fetches); an idle one fetches at once.
 * ``synchronous_commit``: wait for WAL flush on fetch and ack-settlement (default False: a lost
   claim or completion only means the job runs again, which at-least-once allows anyway).
-* ``durable_publish``: a publish returns once its job is on disk (default True). False commits
-  publishes asynchronously (``synchronous_commit`` off for them): faster pickup and enqueue, and a
-  server crash may lose the last fraction of a second of sends, as Redis without AOF fsync does.
+* ``durable_publish``: a publish returns once its job is on disk (default True): the insert commits
+  asynchronously, so its NOTIFY wakes the workers at once, and the publish then waits for the WAL
+  flush in an empty commit of its own. False skips that wait: faster enqueue, and a server crash may
+  lose the last fraction of a second of sends, as Redis without AOF fsync does.
 * ``settle_batch``: in workers, settle acks from a background thread, many per statement
   (default True), gathered for ``settle_window`` seconds after the first (default 0.002).
 * ``statement_timeout``, ``connect_timeout``: seconds (defaults 30 and 10).
@@ -271,7 +272,7 @@ class Transport(virtual.Transport):
         )
         self.revoked = revoked_ids()
         #: One-round-trip checkouts: durable publishes; fetches and settlements (async commit).
-        self.publishing = Sessions(self.manager.db, None if self.durable_publish else ASYNC_COMMIT)
+        self.publishing = Sessions(self.manager.db, ASYNC_COMMIT, flush=self.durable_publish)
         self.consuming = Sessions(self.manager.db, None if self.synchronous_commit else ASYNC_COMMIT)
         self.queue_tasks = QueueTasks(self.task_for_queue)
         self.groups = GroupFetcher(self.manager, parse_group_limits(options.get("group_concurrency")))

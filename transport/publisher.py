@@ -135,6 +135,7 @@ class Publisher:
         try:
             with self.session.connection() as conn:
                 ids = self.manager.send(queue, job.data, conn=conn, **options)
+                self.session.durable(conn)
         except QueueNotFound:
             if not self._declare_for_send(queue, message, queue_options):
                 return
@@ -161,9 +162,11 @@ class Publisher:
         if len({item.queue for item in held}) == 1:
             with self.session.connection() as conn:  # autocommit: the one INSERT commits as it ends
                 self.insert(conn, held, outcome)
+                self.session.durable(conn)
         else:
             with self.session.transaction() as conn:  # a group over several queues: all or nothing
                 self.insert(conn, held, outcome)
+                self.session.durable(conn)
                 conn.commit()
         self.after_batch(outcome, queue_options)
 

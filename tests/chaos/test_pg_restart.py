@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -30,64 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg2
 import pytest
 
 from tests.acceptance.broker_workers import ROOT, BrokerEnv, drop_env, make_env, wait_for
 from tests.app.conftest import app_env
 from tests.chaos.chaos import INCLUDE, app_module, create_queue, create_runs_table, tally, unique
-from transport.db import Database, dsn_from_url
+from tests.cluster import ThrowawayCluster
+from transport.db import Database
 
 API_KEY = "chaos-" + os.urandom(6).hex()
 
 
 pytestmark = pytest.mark.slow
-
-
-class ThrowawayCluster:
-    """A PostgreSQL server of this module's own: pgserver's binaries, data in a temporary directory,
-    reached through its Unix socket."""
-
-    def __init__(self) -> None:
-        # Not under pytest's tmp_path: under root, postgres runs as the ``pgserver`` user and needs the
-        # directory's parents open to it, and every pytest session closes /tmp/pytest-of-root again.
-        self.base = Path(tempfile.mkdtemp(prefix="zeke-chaos-pg-"))
-        self.pgdata = self.base / "pgdata"
-        self.user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs postgres as this user
-        self.url = str(_pgserver().get_server(self.pgdata, cleanup_mode=None).get_uri())
-
-    def pg_ctl(self, *args: str) -> None:
-        _pgserver().pg_ctl(["-w", *args], pgdata=self.pgdata, user=self.user, timeout=120)
-
-    def restart(self) -> None:
-        self.pg_ctl("-m", "fast", "restart")
-
-    def ready(self) -> bool:
-        try:
-            psycopg2.connect(dsn_from_url(self.url), connect_timeout=2).close()
-        except psycopg2.Error:
-            return False
-        return True
-
-    def remove(self) -> None:
-        if (self.pgdata / "postmaster.pid").exists():
-            self.pg_ctl("-m", "immediate", "stop")
-        shutil.rmtree(self.base, ignore_errors=True)
-
-
-def _pgserver() -> Any:
-    import pgserver
-
-    return pgserver
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ThrowawayCluster]:
-    server = ThrowawayCluster()
-    try:
-        yield server
-    finally:
-        server.remove()
 
 
 @pytest.fixture(scope="module")

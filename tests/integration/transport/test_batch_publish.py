@@ -189,24 +189,6 @@ def test_without_the_batching_pool_each_member_is_its_own_insert(
         plain.close()
 
 
-@pytest.mark.parametrize(("durable", "expected"), [(True, "on"), (False, "off")])
-def test_durable_publish_decides_the_publish_commit_mode(
-    db_url: str, schema: str, manager: JobManager, durable: bool, expected: str
-) -> None:
-    """``durable_publish=False`` (opt-in) commits publishes without waiting for the WAL flush."""
-    app = make_app(db_url, schema, batching=True)
-    app.conf.broker_transport_options = {"schema": schema, "durable_publish": durable}
-    try:
-        sent = app.tasks["batch.add"].delay(1)
-        assert manager.get_job(sent.id) is not None  # committed either way
-        with app.connection_for_write() as conn:
-            with conn.default_channel.connection.publishing.connection() as session, session.cursor() as cur:
-                cur.execute("SHOW synchronous_commit")
-                assert cur.fetchone()[0] == expected
-    finally:
-        app.close()
-
-
 # -- a long batch: one transaction over every queue it sends to ------------------------------------
 
 LONG = 785  # a few hundred rows per queue
