@@ -119,6 +119,13 @@ class SessionMode:
 _INHERITED: list[Connection] = []
 
 
+def run_session_statement(conn: Connection, statement: str) -> None:
+    """A session-control statement on ``conn`` outside a checkout's mode switch (a durable publish's
+    wait for the WAL flush, :meth:`transport.sessions.Sessions.durable`); its text lives in sql/."""
+    with conn.cursor() as cur:
+        cur.execute(statement)
+
+
 def forget_inherited(conn: Connection | None) -> None:
     """In a forked child: let go of a connection the parent owns without touching its session. The
     child's copy of the socket is replaced by /dev/null (the parent's socket stays the parent's, and

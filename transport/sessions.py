@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import Iterator
 
 from transport import sql
-from transport.db import Connection, Database, SessionMode
+from transport.db import Connection, Database, SessionMode, run_session_statement
 
 #: The consumer's fetch/settle mode: commits do not wait for the WAL flush.
 ASYNC_COMMIT = SessionMode(
@@ -50,8 +50,7 @@ class Sessions:
         publish still returns only once its job is durable; a worker may see the job a flush
         earlier (a crash in between loses the job and fails the publish)."""
         if self.flushes:
-            with conn.cursor() as cur:
-                cur.execute(FLUSH_COMMITS if conn.autocommit else DEFAULT_COMMIT)
+            run_session_statement(conn, FLUSH_COMMITS if conn.autocommit else DEFAULT_COMMIT)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:
