@@ -11,7 +11,7 @@ WITH input AS (
   SELECT x.*,
     CASE WHEN x.start_after_at IS NOT NULL THEN x.start_after_at
          ELSE {now} + COALESCE(x.start_after_seconds, 0) * interval '1s' END AS start_after
-  FROM json_to_recordset(%(jobs)s::text::json) AS x (
+  FROM jsonb_to_recordset(%(jobs)s::text::jsonb) AS x (
     id uuid, priority int, data jsonb, start_after_at timestamptz, start_after_seconds float8,
     singleton_key text, singleton_seconds int, singleton_offset int, singleton_slot timestamp,
     expire_seconds int, deletion_seconds int, retention_seconds int, keep_until timestamptz,
@@ -180,7 +180,7 @@ WHERE name = ANY(%(names)s::text[]) AND state < 'active' /*if:blocked*/AND NOT b
 -- name: complete_jobs
 -- Complete active jobs with their outputs, each fenced on the attempt (retry_count) that ran it.
 WITH input AS (
-  SELECT * FROM json_to_recordset(%(jobs)s::text::json) AS x (id uuid, retry_count int, output jsonb, ignored bool)
+  SELECT * FROM jsonb_to_recordset(%(jobs)s::text::jsonb) AS x (id uuid, retry_count int, output jsonb, ignored bool)
 ),
 results AS (
   UPDATE {schema}.job j SET completed_on = {now}, state = 'completed', output = i.output,
