@@ -50,7 +50,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -68,7 +67,7 @@ from celery.result import GroupResult, task_join_will_block
 from kombu.exceptions import EncodeError
 from kombu.utils import json as kombu_json
 
-from transport import celery_options, outputs, result_relay
+from transport import celery_options, outputs, pids, result_relay
 from transport.db import CONNECTION_ERRORS, Connection
 from transport.envelope import RESERVED_KEY, job_id_for, request_attempt
 from transport.errors import InvalidValue
@@ -113,6 +112,10 @@ RECONNECT_DELAY = 0.5
 RECONNECT_MAX_DELAY = 5.0
 #: Most task ids remembered as published by this process (older ones are simply re-read).
 PUBLISHED_MAX = 10_000
+#: Waits begun or ended and publishes noted, but not applied yet, past which the next one applies them.
+PENDING_OPS_MAX = 1024
+#: The kinds of those (see PgBossResultConsumer._apply_ops).
+_JOIN, _LEAVE, _PUBLISHED = "join", "leave", "published"
 #: Statements run prepared: planning them costs more than running them (see transport.prepared).
 #: Statements that look jobs up by id (get_job, get_task_results, set_result, fail_jobs, cancel_jobs)
 #: are planned per call instead: generic plans made while a queue was small kept scanning it as it grew.
@@ -203,17 +206,21 @@ class PgBossResultConsumer(BaseResultConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lock = threading.Lock()  # guards the maps below and the subscription (see _locked)
-        #: Task ids whose waits ended while the lock could not be taken at once, forgotten by the next
-        #: holder: Celery ends a wait from ``AsyncResult.__del__``, and a garbage collection may run
-        #: that on a thread that already holds the lock, which a blocking ``cancel_for`` would deadlock.
-        self._cancelled: deque[str] = deque()
+        #: Waits begun and ended and publishes, in order, applied to the maps by the next holder of
+        #: the lock (see _apply_ops): a Celery group begins and ends a wait for each member as it
+        #: sends it, and noting each costs a deque append instead of a turn at the lock. Ending one
+        #: never blocks: Celery ends waits from ``AsyncResult.__del__``, and a garbage collection may
+        #: run that on a thread that already holds the lock.
+        self._ops: deque[tuple[Any, ...]] = deque()
+        #: Bumped whenever announcements may have been lost: a publish noted before then is stale.
+        self._generation = 0
         self._reader = threading.Lock()  # one thread waits for notices; the rest wait for it
         #: The state channel on the hub's LISTEN connection, and what arrived on it (appended by the
         #: listener thread, taken by the waiting thread).
         self._listening: Subscription | None = None
         self._inbox: deque[str] = deque()
         self._arrived = threading.Event()
-        self._pid = os.getpid()
+        self._pid = pids.current()
         self._reconnected = False
         self._outage = Outage(logger, "result waiter")
         self._backoff = Backoff(first=RECONNECT_DELAY, cap=RECONNECT_MAX_DELAY)
@@ -232,43 +239,55 @@ class PgBossResultConsumer(BaseResultConsumer):
         self.consume_from(initial_task_id)
 
     def consume_from(self, task_id: str) -> None:
-        keys = _notify_keys(task_id)
-        with self._locked():
-            for key in keys:
-                self.subscribed[key] = task_id
-            if task_id not in self._paces:
-                now = time.monotonic()
-                self._paces[task_id] = _Pace(due=now + REREAD_FIRST, since=now)
-            self._presence()
+        self._ops.append((_JOIN, task_id, time.monotonic()))
+        if not self._present or len(self._ops) > PENDING_OPS_MAX:  # the first wait takes the presence now
+            with self._locked():
+                pass
         self.listening()
 
     def cancel_for(self, task_id: str) -> None:
-        self._cancelled.append(task_id)
-        if self._lock.acquire(blocking=False):  # else its holder forgets it (see _cancelled)
+        self._ops.append((_LEAVE, task_id))
+        if len(self._ops) > PENDING_OPS_MAX and self._lock.acquire(blocking=False):
             try:
-                self._forget_cancelled()
+                self._apply_ops()
             finally:
                 self._lock.release()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         with self._lock:
-            self._forget_cancelled()
+            self._apply_ops()
             yield
 
-    def _forget_cancelled(self) -> None:
-        while self._cancelled:
-            task_id = self._cancelled.popleft()
-            for key in _notify_keys(task_id):
-                self.subscribed.pop(key, None)
-                self._published.pop(key, None)
-            self._paces.pop(task_id, None)
+    def _apply_ops(self) -> None:
+        """Apply the noted waits and publishes to the maps, in order (the lock held)."""
+        ops = self._ops
+        if not ops:
+            return
+        while ops:
+            op = ops.popleft()
+            kind, task_id = op[0], op[1]
+            keys = _notify_keys(task_id)
+            if kind is _JOIN:
+                for key in keys:
+                    self.subscribed[key] = task_id
+                if task_id not in self._paces:
+                    self._paces[task_id] = _Pace(due=op[2] + REREAD_FIRST, since=op[2])
+            elif kind is _LEAVE:
+                for key in keys:
+                    self.subscribed.pop(key, None)
+                    self._published.pop(key, None)
+                self._paces.pop(task_id, None)
+            elif op[2] == self._generation:  # _PUBLISHED, with no loss since
+                self._published[keys[0]] = False
+                if len(self._published) > PUBLISHED_MAX:
+                    self._published.popitem(last=False)
         self._presence()
 
     def _presence(self) -> None:
         """Hold the state presence while anything is waited on (the lock held). A claim made before
         it is held announces nothing: its waiter re-reads at the pace of an unannounced job."""
-        want = bool(self.subscribed) and self._pid == os.getpid()
+        want = bool(self.subscribed) and self._pid == pids.current()
         if want != self._present:
             self._present = want
             listener = self.backend.hub.listener
@@ -276,12 +295,14 @@ class PgBossResultConsumer(BaseResultConsumer):
 
     def published(self, task_id: str) -> None:
         """Called before ``task_id`` is sent: from now on its end is announced to this process."""
+        generation = self._generation  # read before LISTEN is checked: a loss after it voids the note
         self.listening()
-        key = _notify_keys(task_id)[0]
-        with self._locked():
-            self._published[key] = False
-            while len(self._published) > PUBLISHED_MAX:
-                self._published.popitem(last=False)
+        self._ops.append((_PUBLISHED, task_id, generation))
+        if len(self._ops) > PENDING_OPS_MAX and self._lock.acquire(blocking=False):
+            try:
+                self._apply_ops()
+            finally:
+                self._lock.release()
 
     def on_after_fork(self) -> None:
         with self._locked():
@@ -292,9 +313,9 @@ class PgBossResultConsumer(BaseResultConsumer):
         with self._locked():
             listening, self._listening = self._listening, None
             present, self._present = self._present, False
-        if present and self._pid == os.getpid():
+        if present and self._pid == pids.current():
             self.backend.hub.listener.release(self.backend.manager.state_presence)
-        if listening is not None and self._pid == os.getpid():
+        if listening is not None and self._pid == pids.current():
             listening.close()
 
     def listening(self) -> Subscription:
@@ -302,10 +323,10 @@ class PgBossResultConsumer(BaseResultConsumer):
         before any re-read, so no NOTIFY is missed. Raises a connection error when the database
         cannot be reached."""
         listening = self._listening
-        if listening is not None and listening.listening and self._pid == os.getpid():
+        if listening is not None and listening.listening and self._pid == pids.current():
             return listening  # the common case, every publish and wait: no lock needed to see it
         with self._locked():
-            if self._pid != os.getpid():
+            if self._pid != pids.current():
                 self._forget_inherited()
             listening = self._listening
             if listening is None:
@@ -325,17 +346,22 @@ class PgBossResultConsumer(BaseResultConsumer):
     def _on_lost(self, exc: BaseException) -> None:
         with self._locked():
             self._reconnected = True  # re-read everything once listening again
-            self._published.clear()  # announcements may have been lost with the connection
+            self._forget_announcements()
         self._arrived.set()
 
     def _forget_inherited(self) -> None:
         # The subscription and the presence were the parent's (the hub forgot them at fork).
-        self._listening, self._pid, self._present = None, os.getpid(), False
+        self._listening, self._pid, self._present = None, pids.current(), False
         self._inbox.clear()
         self.subscribed.clear()
-        self._published.clear()
+        self._forget_announcements()
         self._paces.clear()
-        self._cancelled.clear()
+        self._ops.clear()
+
+    def _forget_announcements(self) -> None:
+        """Announcements may have been lost with the connection (the lock held)."""
+        self._generation += 1
+        self._published.clear()
 
     def on_wait_for_pending(self, result: Any, **kwargs: Any) -> None:
         # LISTEN is already up (consume_from ran in add_pending_result), so a result stored before
@@ -403,7 +429,7 @@ class PgBossResultConsumer(BaseResultConsumer):
             self._outage.failed(exc)
             with self._locked():
                 self._reconnected = True
-                self._published.clear()  # announcements may have been lost with the connection
+                self._forget_announcements()
             delay = self._backoff.next()
             time.sleep(delay if timeout is None else min(timeout, delay))
         else:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 import psycopg2
 import psycopg2.extensions
 
-from transport import sql
+from transport import pids, sql
 from transport.db import CONNECTION_ERRORS, Connection, Database, forget_inherited
 from transport.errors import DatabaseUnavailable, lost
 from transport.outage import Backoff, Outage
@@ -102,7 +102,7 @@ class Listener:
         self._holds: dict[int, int] = {}
         self._held: set[int] = set()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+        self._pid = pids.current()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -120,7 +120,7 @@ class Listener:
         self._reset()
 
     def _check_pid(self) -> None:
-        if self._pid != os.getpid():
+        if self._pid != pids.current():
             self.after_fork()
 
     # -- subscribers ------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ class Listener:
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        if self._pid != os.getpid():
+        if self._pid != pids.current():
             return
         with self._lock:
             if sub in self._subs:
@@ -160,7 +160,7 @@ class Listener:
         self._wake()
 
     def release(self, key: int) -> None:
-        if self._pid != os.getpid():
+        if self._pid != pids.current():
             return
         with self._lock:
             count = self._holds.get(key, 0) - 1
@@ -178,11 +178,11 @@ class Listener:
     @property
     def subscribers(self) -> int:
         with self._lock:
-            return len(self._subs) if self._pid == os.getpid() else 0
+            return len(self._subs) if self._pid == pids.current() else 0
 
     @property
     def connected(self) -> bool:
-        return self._conn is not None and self._pid == os.getpid()
+        return self._conn is not None and self._pid == pids.current()
 
     def listens_to(self, channels: frozenset[str]) -> bool:
         return self.connected and channels <= self._listened
@@ -200,7 +200,7 @@ class Listener:
 
     def close(self) -> None:
         """Drop every subscriber: the thread closes the connection and ends."""
-        if self._pid != os.getpid():
+        if self._pid != pids.current():
             return
         with self._lock:
             self._subs.clear()
@@ -348,7 +348,7 @@ class Listener:
         with self._lock:
             self._listened = set()
             self._held = set()  # session locks end with the session
-        if conn is not None and self._pid == os.getpid():
+        if conn is not None and self._pid == pids.current():
             with contextlib.suppress(Exception):
                 conn.close()
 

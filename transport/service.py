@@ -18,25 +18,13 @@ inherited service, or takes its lock, uses a lock of its own.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from transport import pids
 from transport.db import CONNECTION_ERRORS
 from transport.outage import Backoff, Outage
-
-#: This process's pid, renewed in a forked child: ``os.getpid()`` is a system call, and
-#: :attr:`Service.running` is read on every pass of the worker's loop (the heartbeat's start).
-_pid = os.getpid()
-
-
-def _renew_pid() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_renew_pid)
 
 
 class Service:
@@ -65,10 +53,10 @@ class Service:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._woken = False
-        self._pid = _pid
+        self._pid = pids.current()
 
     def _check_pid(self) -> None:
-        if self._pid != _pid:  # inherited across fork: the thread and lock are the parent's
+        if self._pid != pids.current():  # inherited across fork: the thread and lock are the parent's
             self._reset()
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -76,7 +64,7 @@ class Service:
     @property
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`stop` in the process that started it."""
-        return self._thread is not None and self._pid == _pid
+        return self._thread is not None and self._pid == pids.current()
 
     def start(self) -> None:
         """Start the thread unless it runs already."""
@@ -93,7 +81,7 @@ class Service:
     def stop(self, timeout: float | None = 10.0, *, join: bool = True) -> None:
         """Tell the thread to stop and, with ``join``, wait up to ``timeout`` seconds for it to end
         (never from the thread itself)."""
-        if self._pid != _pid:
+        if self._pid != pids.current():
             self._reset()
             return
         with self._cond:

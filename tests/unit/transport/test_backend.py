@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from transport.backend import (
+    PENDING_OPS_MAX,
     REREAD_FAST_MAX,
     REREAD_FAST_WINDOW,
     REREAD_FIRST,
@@ -87,9 +88,38 @@ def test_a_wait_ended_inside_the_waiters_lock_does_not_deadlock_and_is_forgotten
         assert task_id not in consumer.subscribed and task_id not in consumer._paces
 
 
-def test_a_wait_ended_outside_the_lock_is_forgotten_at_once() -> None:
+def test_a_wait_ended_outside_the_lock_is_forgotten_by_the_next_holder() -> None:
     consumer = _consumer()
     task_id = str(uuid.uuid4())
     consumer.subscribed[task_id] = task_id
     assert _end_wait_in_thread(consumer, task_id, hold_lock=False)
-    assert task_id not in consumer.subscribed and not consumer._cancelled
+    with consumer._locked():
+        assert task_id not in consumer.subscribed and not consumer._ops
+
+
+def test_waits_begun_and_ended_apply_in_their_order() -> None:
+    consumer = _consumer()
+    consumer._present = True  # as if held already: no listener here
+    ended, again = str(uuid.uuid4()), str(uuid.uuid4())
+    consumer._ops.extend([("join", ended, 1.0), ("join", again, 1.0), ("leave", again)])
+    consumer._ops.extend([("leave", ended), ("join", again, 2.0)])  # a group member waited for again
+    with consumer._locked():
+        assert set(consumer.subscribed) == {again} and set(consumer._paces) == {again}
+        assert consumer._paces[again].since == 2.0
+
+
+def test_a_publish_noted_before_the_listen_connection_was_lost_does_not_count() -> None:
+    consumer = _consumer()
+    before, after = str(uuid.uuid4()), str(uuid.uuid4())
+    consumer._ops.append(("published", before, consumer._generation))
+    consumer._on_lost(ConnectionError("gone"))  # announcements may have been lost meanwhile
+    consumer._ops.append(("published", after, consumer._generation))
+    with consumer._locked():
+        assert consumer._published == {after: False}
+
+
+def test_noted_waits_are_applied_once_many_are_pending_even_with_no_one_waiting() -> None:
+    consumer = _consumer()
+    for _ in range(PENDING_OPS_MAX + 1):
+        consumer.cancel_for(str(uuid.uuid4()))
+    assert not consumer._ops  # applied by the note that went past the bound
