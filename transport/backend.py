@@ -240,13 +240,19 @@ class PgBossResultConsumer(BaseResultConsumer):
 
     def consume_from(self, task_id: str) -> None:
         self._ops.append((_JOIN, task_id, time.monotonic()))
-        if not self._present or len(self._ops) > PENDING_OPS_MAX:  # the first wait takes the presence now
-            with self._locked():
-                pass
+        if not self._present:  # the first wait takes the state presence now
+            with self._lock:
+                self._apply_ops()
+        else:
+            self._apply_if_many()
         self.listening()
 
     def cancel_for(self, task_id: str) -> None:
         self._ops.append((_LEAVE, task_id))
+        self._apply_if_many()
+
+    def _apply_if_many(self) -> None:
+        """Apply the noted ones once many are pending and the lock is free (never waits for it)."""
         if len(self._ops) > PENDING_OPS_MAX and self._lock.acquire(blocking=False):
             try:
                 self._apply_ops()
@@ -263,7 +269,7 @@ class PgBossResultConsumer(BaseResultConsumer):
         """Apply the noted waits and publishes to the maps, in order (the lock held)."""
         ops = self._ops
         if not ops:
-            return
+            return  # nothing changed: the presence stays as it is
         while ops:
             op = ops.popleft()
             kind, task_id = op[0], op[1]
@@ -298,11 +304,7 @@ class PgBossResultConsumer(BaseResultConsumer):
         generation = self._generation  # read before LISTEN is checked: a loss after it voids the note
         self.listening()
         self._ops.append((_PUBLISHED, task_id, generation))
-        if len(self._ops) > PENDING_OPS_MAX and self._lock.acquire(blocking=False):
-            try:
-                self._apply_ops()
-            finally:
-                self._lock.release()
+        self._apply_if_many()
 
     def on_after_fork(self) -> None:
         with self._locked():
