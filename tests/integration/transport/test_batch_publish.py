@@ -127,24 +127,6 @@ def test_chord_headers_and_chunks_are_batched(app: Celery, manager: JobManager) 
     assert len(rows) == 10 and len({row["created_on"] for row in rows}) == 1
 
 
-def test_a_single_delay_and_a_group_store_the_same_row(
-    app: Celery, db_url: str, schema: str, manager: JobManager
-) -> None:
-    alone = app.tasks["batch.add"].apply_async((7,), priority=3, countdown=60)
-    batched = group(app.tasks["batch.add"].s(7).set(priority=3, countdown=60) for _ in range(2)).apply_async()
-    columns = (
-        "name, data->'__celery'->'args' AS args, priority, state, retry_limit,"
-        " (start_after - created_on) > '50 s'"
-    )
-    with manager.db.cursor() as cur:
-        query = f"SELECT {columns} AS later FROM {manager.schema}.job WHERE id = %s"
-        cur.execute(query, (alone.id,))
-        expected = dict(cur.fetchone())
-        for member in batched.results:
-            cur.execute(query, (member.id,))
-            assert dict(cur.fetchone()) == expected
-
-
 def test_a_republished_id_in_a_group_takes_the_one_by_one_path(app: Celery, manager: JobManager) -> None:
     """A member whose id has an active row is Celery's Task.retry(): the row goes back to retry, as a
     lone republish of an id does; the rest of the group is inserted."""
@@ -302,10 +284,11 @@ def test_a_long_group_is_held_as_one_string_per_member_until_the_producer_return
     assert _count(manager, queue) == LONG
 
 
-def test_a_long_group_stores_the_rows_a_single_delay_stores(app: Celery, manager: JobManager) -> None:
+@pytest.mark.parametrize("size", [2, LONG])
+def test_a_group_stores_the_rows_a_single_delay_stores(app: Celery, manager: JobManager, size: int) -> None:
     alone = app.tasks["batch.add"].apply_async((7,), priority=3, countdown=60)
     member = app.tasks["batch.add"].s(7).set(priority=3, countdown=60)
-    batched = group(member.clone() for _ in range(LONG)).apply_async()
+    batched = group(member.clone() for _ in range(size)).apply_async()
     columns = (
         "name, data, priority, state, retry_limit, retry_delay, retry_backoff, expire_seconds,"
         " deletion_seconds, policy, singleton_key, dead_letter, (start_after - created_on) > '50 s' AS later,"
