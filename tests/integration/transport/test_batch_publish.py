@@ -8,7 +8,6 @@ these tests see the statement count.
 
 from __future__ import annotations
 
-import select
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 from celery import Celery, chord, group
 
+from tests.dbutil import drain, listen
 from transport.db import Database
 from transport.exceptions import InvalidOption, QueueNotFound
 from transport.manager import JobManager
@@ -227,18 +227,11 @@ def test_a_group_over_two_queues_commits_nothing_when_one_fails(app: Celery, man
 
 
 def test_a_long_group_notifies_each_queue_once_at_commit(app: Celery, manager: JobManager) -> None:
-    listener = manager.db.connect(autocommit=True)
+    listener = listen(manager, manager.channel)
     try:
-        with listener.cursor() as cur:
-            cur.execute(f'LISTEN "{manager.channel}"')
         tasks = [app.tasks["batch.add"].s(i) if i % 2 else app.tasks["batch.other"].s(i) for i in range(LONG)]
         group(tasks).apply_async()
-        heard: list[str] = []
-        while select.select([listener], [], [], 0.5)[0]:
-            listener.poll()
-            while listener.notifies:
-                heard.append(listener.notifies.pop(0).payload)
-        assert sorted(heard) == sorted([QUEUE, OTHER])  # pg-boss's payload: the queue's name
+        assert sorted(drain(listener, 0.5)) == sorted([QUEUE, OTHER])  # pg-boss's payload: the queue's name
     finally:
         listener.close()
 
@@ -247,21 +240,14 @@ def test_a_group_starting_later_sends_one_timer_notice_per_queue(app: Celery, ma
     """Python consumers set a timer for a queue whose job starts later: one notice per queue does."""
     from transport import names
 
-    listener = manager.db.connect(autocommit=True)
+    listener = listen(manager, names.broker_channel(manager.schema))
     try:
-        with listener.cursor() as cur:
-            cur.execute(f'LISTEN "{names.broker_channel(manager.schema)}"')
         tasks = [
             (app.tasks["batch.add"] if i % 2 else app.tasks["batch.other"]).s(i).set(countdown=60)
             for i in range(LONG)
         ]
         group(tasks).apply_async()
-        heard: list[str] = []
-        while select.select([listener], [], [], 0.5)[0]:
-            listener.poll()
-            while listener.notifies:
-                heard.append(listener.notifies.pop(0).payload)
-        assert sorted(heard) == sorted(names.TIMER_NOTICE + q for q in (QUEUE, OTHER))
+        assert sorted(drain(listener, 0.5)) == sorted(names.TIMER_NOTICE + q for q in (QUEUE, OTHER))
     finally:
         listener.close()
 
