@@ -91,7 +91,7 @@ SELECT pg_try_advisory_lock_shared(%(key)s)
 SELECT pg_advisory_unlock_shared(%(key)s)
 
 -- name: flush_commits
--- Return once this session's earlier commits are on disk (a durable publish committed asynchronously). A transaction that wrote WAL commits in the server's own commit mode, flushing the WAL up to its commit record and so past every earlier one. Its WAL is one empty logical message (prefix zeke.flush), which needs no table and no lock and which logical decoding clients skip. Several statements, one round trip.
+-- Return once this session's earlier commits are on disk (a durable publish committed asynchronously). A transaction that wrote WAL commits in the server's own commit mode, flushing the WAL up to its commit record and so past every earlier one. Its WAL is one empty transactional logical message (prefix zeke.flush): no table, no lock, any role may emit it; a logical decoding client that asks for messages sees one per durable publish. Several statements, one round trip.
 BEGIN; SET LOCAL synchronous_commit TO DEFAULT; SELECT pg_logical_emit_message(true, 'zeke.flush', ''); COMMIT
 
 -- name: local_default_commit
