@@ -271,7 +271,8 @@ class Transport(virtual.Transport):
             hub=self.hub,
         )
         self.revoked = revoked_ids()
-        #: One-round-trip checkouts: durable publishes; fetches and settlements (async commit).
+        #: Autocommit checkouts: publishes (async commit, then the flush wait when durable), and
+        #: fetches and settlements (async commit unless synchronous_commit).
         self.publishing = Sessions(self.manager.db, ASYNC_COMMIT, flush=self.durable_publish)
         self.consuming = Sessions(self.manager.db, None if self.synchronous_commit else ASYNC_COMMIT)
         self.queue_tasks = QueueTasks(self.task_for_queue)
