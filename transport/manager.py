@@ -265,8 +265,7 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
                 raise QueueNotFound(
                     f"dead letter queue {dead_letter!r} does not exist; create it first", queue=dead_letter
                 )
-        text = "[" + ",".join(job.text for job in jobs) + "]"
-        ids = self._insert(name, "send_jobs", {"jobs": text}, 0, conn)
+        ids = self._insert(name, "send_jobs", {"jobs": _batch_text(job.text for job in jobs)}, 0, conn)
         if len(ids) < len(jobs) and any(job.debounce is not None for job in jobs):
             ids += self._send_next_slot(name, [job.debounce for job in jobs], ids, conn)
         return self._queue_checked(name, ids, len(jobs), conn)
@@ -309,8 +308,7 @@ class JobManager(PgBossVerbs, FlowVerbs, DeadLetterVerbs):
             row.pop("start_after_at", None)
         if not retry:
             return []
-        text = "[" + ",".join(_row_json(row) for row in retry) + "]"
-        params = {"jobs": text, "name": name, "channel": self.channel}
+        params = {"jobs": _batch_text(_row_json(row) for row in retry), "name": name, "channel": self.channel}
         return list(self._run("send_jobs", params, conn=conn)[0]["ids"])
 
     # -- working --------------------------------------------------------------------------------
@@ -738,6 +736,11 @@ def _row_json(row: Mapping[str, Any]) -> str:
     except (TypeError, ValueError) as exc:
         raise InvalidOption(f"send options must be JSON values: {exc}") from None
     raise AssertionError("unreachable: the row failed to serialise but neither part does")
+
+
+def _batch_text(rows: Iterable[str]) -> str:
+    """The send_jobs recordset: its rows' JSON texts as one JSON array."""
+    return "[" + ",".join(rows) + "]"
 
 
 class EncodedJob(NamedTuple):
